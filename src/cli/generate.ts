@@ -1,0 +1,74 @@
+import { readFile } from 'node:fs/promises'
+import { TabmeshError } from '../errors.ts'
+import { createReferenceEngine } from '../engine/reference.ts'
+import { generateTokens } from '../engine/generate.ts'
+import { loadLlama2c } from '../model/llama2c.ts'
+import { DEFAULT_MODEL_ID } from '../model/registry.ts'
+import { parseLlama2cTokenizer } from '../model/tokenizer.ts'
+import { fileSource } from '../node/file-source.ts'
+import { modelPaths, resolveModelsDir } from '../node/models-dir.ts'
+import { numberFlag, parseFlags } from './args.ts'
+
+export const GENERATE_USAGE = `tabmesh generate [options]
+  --model <file|id>      llama2.c checkpoint, or a model id in the models directory (default ${DEFAULT_MODEL_ID})
+  --tokenizer <file>     tokenizer.bin (default: the one beside the model)
+  --models-dir <dir>     where model ids are looked up (default $TABMESH_MODELS or ../shared/models)
+  --prompt <text>        (default "")
+  --max-tokens N         tokens to generate (default 64)
+  --temperature T        0 = greedy (default 0)
+  --top-p P              nucleus sampling mass, used when 0 < P < 1 (default 0.9)
+  --seed S               random seed (default 42)
+  --backend ref          engine to run on
+  --json                 print one JSON object instead of text`
+
+export interface GenerateResult {
+  backend: string
+  promptTokens: number[]
+  tokens: number[]
+  text: string
+  tokensPerSecond: number
+}
+
+export async function generateCommand(argv: string[], out: (line: string) => void): Promise<number> {
+  const flags = parseFlags(argv, {
+    model: { type: 'string' }, tokenizer: { type: 'string' }, 'models-dir': { type: 'string' },
+    prompt: { type: 'string', default: '' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
+    'top-p': { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string', default: 'ref' },
+    json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+  })
+  if (flags.help) {
+    out(GENERATE_USAGE)
+    return 0
+  }
+  const maxTokens = numberFlag(flags['max-tokens'], 'max-tokens', 64, (n) => Number.isInteger(n) && n >= 0)
+  const temperature = numberFlag(flags.temperature, 'temperature', 0, (n) => n >= 0 && Number.isFinite(n))
+  const topP = numberFlag(flags['top-p'], 'top-p', 0.9)
+  const seed = numberFlag(flags.seed, 'seed', 42, (n) => Number.isSafeInteger(n) && n >= 0)
+  if (flags.backend !== 'ref') throw new TabmeshError('bad-argument', `--backend ${flags.backend} is not available; use --backend ref`)
+
+  const model = flags.model ?? DEFAULT_MODEL_ID
+  const isFile = /[\\/]/.test(model) || model.endsWith('.bin')
+  const paths = isFile ? { weights: model, tokenizer: flags.tokenizer } : modelPaths(resolveModelsDir(flags['models-dir']), model)
+  const tokenizerPath = flags.tokenizer ?? paths.tokenizer
+  if (!tokenizerPath) throw new TabmeshError('bad-argument', '--tokenizer <file> is needed when --model is a file path')
+
+  const slice = await loadLlama2c(fileSource(paths.weights))
+  let tokenizerBytes: Uint8Array
+  try {
+    tokenizerBytes = new Uint8Array(await readFile(tokenizerPath))
+  } catch (err) {
+    throw new TabmeshError('model-not-found', `cannot read tokenizer ${tokenizerPath}: ${(err as NodeJS.ErrnoException).code}`)
+  }
+  const tokenizer = parseLlama2cTokenizer(tokenizerBytes, slice.config.vocabSize, tokenizerPath)
+  const engine = createReferenceEngine(slice)
+  const promptTokens = tokenizer.encode(flags.prompt ?? '')
+
+  const tokens: number[] = []
+  const started = performance.now()
+  for await (const t of generateTokens(engine, promptTokens, { maxTokens, temperature, topP, seed })) tokens.push(t)
+  const seconds = (performance.now() - started) / 1000
+  const text = tokenizer.decode(tokens, promptTokens[promptTokens.length - 1])
+  const result: GenerateResult = { backend: engine.backend, promptTokens, tokens, text, tokensPerSecond: seconds > 0 ? tokens.length / seconds : 0 }
+  out(flags.json ? JSON.stringify(result) : text)
+  return 0
+}

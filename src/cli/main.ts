@@ -1,0 +1,37 @@
+import { isUserError } from '../errors.ts'
+import { GENERATE_USAGE, generateCommand } from './generate.ts'
+import { START_USAGE, startCommand } from './start.ts'
+
+const USAGE = `usage: tabmesh <command> [options]
+
+commands:
+${GENERATE_USAGE}
+
+${START_USAGE}`
+
+/** Runs one CLI command; returns the exit code. User errors print one line, no stack trace. */
+export async function main(argv: string[], out = (line: string) => console.log(line), err = (line: string) => console.error(line)): Promise<number> {
+  const [command, ...rest] = argv
+  try {
+    switch (command) {
+      case 'generate':
+        return await generateCommand(rest, out)
+      case 'start':
+        return await startCommand(rest, out)
+      case undefined:
+      case 'help':
+      case '--help':
+        out(USAGE)
+        return command === undefined ? 2 : 0
+      default:
+        err(`tabmesh: unknown command "${command}"\n\n${USAGE}`)
+        return 2
+    }
+  } catch (e) {
+    if (isUserError(e)) {
+      err(`tabmesh: ${e.message}`)
+      return e.code === 'bad-argument' ? 2 : 1
+    }
+    throw e
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * Typed errors shared by every layer. A `UserError` is something the person can fix
+ * (a bad flag, a wrong file); the CLI prints its message without a stack trace.
+ */
+export type ErrorCode =
+  | 'model-format' // a checkpoint whose bytes do not describe a valid model
+  | 'model-mismatch' // two files that do not belong together (tokenizer vs model, range vs model)
+  | 'model-not-found' // no models directory or no such model in it
+  | 'tokenizer-format'
+  | 'context-window' // prompt + requested tokens do not fit in seq_len
+  | 'bad-argument' // a caller passed something out of range
+  | 'fetch' // an HTTP resource could not be read
+
+export class TabmeshError extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string) {
+    super(message)
+    this.name = 'TabmeshError'
+    this.code = code
+  }
+}
+
+/** Every TabmeshError is a user error: its message alone says what is wrong. */
+export function isUserError(err: unknown): err is TabmeshError {
+  return err instanceof TabmeshError
+}

@@ -77,7 +77,6 @@ function createBpeTokenizer(pieces: Uint8Array[], scores: Float32Array): Tokeniz
       if (spaceId === undefined) throw new TabmeshError('tokenizer-format', 'the vocabulary has no " " piece for the dummy prefix')
       tokens.push(spaceId)
     }
-    const start = tokens.length
     // one token per UTF-8 character, or one per byte when the character has no piece
     for (let i = 0; i < bytes.length;) {
       let end = i + 1
@@ -87,13 +86,14 @@ function createBpeTokenizer(pieces: Uint8Array[], scores: Float32Array): Tokeniz
       else for (let b = i; b < end; b++) tokens.push(bytes[b] + BYTE_FALLBACK_OFFSET)
       i = end
     }
-    // merge the best-scoring adjacent pair until none merges (the first of equal scores wins)
+    // merge the best-scoring adjacent pair until none merges (the first of equal scores wins);
+    // like run.c this runs over BOS and the dummy prefix too
     const keys = tokens.map((t) => latin1(pieces[t]))
     for (;;) {
       let bestScore = -1e10
       let bestId = -1
       let bestAt = -1
-      for (let i = start; i < tokens.length - 1; i++) {
+      for (let i = 0; i < tokens.length - 1; i++) {
         const id = ids.get(keys[i] + keys[i + 1])
         if (id !== undefined && scores[id] > bestScore) {
           bestScore = scores[id]

@@ -1,10 +1,14 @@
 import { defineConfig } from '@playwright/test'
 import { chromiumLaunchOptions } from './e2e/chromium.ts'
 
+// A port and a built site per run, so several runs (and the multi-browser suites) do not collide.
 const PORT = Number(process.env.TABMESH_E2E_PORT ?? 4317)
+const SITE = process.env.TABMESH_SITE_DIR ? ` --site-dir ${process.env.TABMESH_SITE_DIR}` : ''
 
 export default defineConfig({
   testDir: 'e2e',
+  // the mesh and swarm suites start their own relay and browsers inside a network namespace
+  testIgnore: ['**/mesh*.spec.ts', '**/swarm*.spec.ts', '**/ui*.spec.ts', '**/embed*.spec.ts'],
   timeout: 120_000,
   workers: 1,
   reporter: [['list']],
@@ -14,7 +18,7 @@ export default defineConfig({
     screenshot: 'only-on-failure',
   },
   webServer: {
-    command: `node src/cli/bin.mjs start --port ${PORT}`,
+    command: `node src/cli/bin.mjs start --port ${PORT}${SITE}`,
     url: `http://localhost:${PORT}/models`,
     reuseExistingServer: false,
     timeout: 60_000,

@@ -1,3 +1,5 @@
+import { readdirSync } from 'node:fs'
+import { resolve } from 'node:path'
 import react from '@vitejs/plugin-react'
 import { defineConfig } from 'vitest/config'
 
@@ -6,12 +8,24 @@ const isolation = {
   'Cross-Origin-Embedder-Policy': 'require-corp',
 }
 
+// Lab pages (e2e/pages/*.html) drive kernels, engines and the mesh from Playwright tests and
+// benchmarks; they are built with the site and served beside it.
+const labPages = Object.fromEntries(
+  readdirSync(resolve(import.meta.dirname, 'e2e/pages'))
+    .filter((f) => f.endsWith('.html'))
+    .map((f) => [`lab-${f.replace(/\.html$/, '')}`, resolve(import.meta.dirname, 'e2e/pages', f)]),
+)
+
 export default defineConfig({
   plugins: [react()],
   worker: { format: 'es' },
   server: { host: '127.0.0.1', headers: isolation },
   preview: { host: '127.0.0.1', headers: isolation },
-  build: { target: 'es2022', sourcemap: true },
+  build: {
+    target: 'es2022',
+    sourcemap: true,
+    rollupOptions: { input: { main: resolve(import.meta.dirname, 'index.html'), ...labPages } },
+  },
   test: {
     include: ['src/**/*.test.ts'],
     environment: 'node',

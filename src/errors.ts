@@ -10,6 +10,11 @@ export type ErrorCode =
   | 'context-window' // prompt + requested tokens do not fit in seq_len
   | 'bad-argument' // a caller passed something out of range
   | 'fetch' // an HTTP resource could not be read
+  | 'protocol' // a peer sent bytes that break the wire format (malformed, oversized, wrong version)
+  | 'refused' // a host declined a request it cannot serve (capacity, model, layer range)
+  | 'no-route' // no chain of peers covers the model's layers
+  | 'hop-failed' // a peer on the route failed, stalled or returned bad tensors
+  | 'aborted' // the caller stopped the operation
 
 export class TabmeshError extends Error {
   readonly code: ErrorCode

@@ -1,0 +1,186 @@
+import { TabmeshError } from '../errors.ts'
+
+/**
+ * The activation protocol's frames (/tabmesh/1/infer): binary, little-endian, one frame per
+ * length-prefixed message on a libp2p stream. A stream carries one session on one hop:
+ *   client -> host: OPEN, then FORWARD*, then CLOSE
+ *   host -> client: OPENED or ERROR, then one HIDDEN or ERROR per FORWARD
+ * Tensors travel as raw f32 (or f16 when both ends agree), never JSON. Every length is checked
+ * against the frame size before anything is allocated; a bad frame is a 'protocol' error.
+ *
+ * Layout: u8 version | u8 type | u32 request id | body
+ *   OPEN     u8 dtype | u16 layer start | u16 layer end | u32 max length | u8 id length | model id (utf-8)
+ *   OPENED   u32 dim | u32 max rows per forward
+ *   FORWARD  u32 rows | u32 dim | u8 dtype | i32 positions[rows] | values[rows * dim]
+ *   HIDDEN   u32 rows | u32 dim | u8 dtype | values[rows * dim]
+ *   CLOSE    (empty)
+ *   ERROR    u8 code length | code (ascii) | u16 message length | message (utf-8)
+ */
+export const INFER_PROTOCOL = '/tabmesh/1/infer'
+export const FRAME_VERSION = 1
+export const MAX_FRAME_BYTES = 8 * 1024 * 1024 // a prefill chunk of 64 rows of dim 8192 in f32 fits twice over
+const HEADER_BYTES = 6
+
+export type Dtype = 'f32' | 'f16'
+const DTYPES: Dtype[] = ['f32', 'f16']
+const dtypeBytes = (d: Dtype) => (d === 'f32' ? 4 : 2)
+
+export type Frame =
+  | { type: 'open'; id: number; modelId: string; layerStart: number; layerEnd: number; maxLength: number; dtype: Dtype }
+  | { type: 'opened'; id: number; dim: number; maxRows: number }
+  | { type: 'forward'; id: number; positions: Int32Array; hidden: Float32Array; dim: number; dtype: Dtype }
+  | { type: 'hidden'; id: number; hidden: Float32Array; dim: number; dtype: Dtype }
+  | { type: 'close'; id: number }
+  | { type: 'error'; id: number; code: string; message: string }
+
+const TYPES = ['open', 'opened', 'forward', 'hidden', 'close', 'error'] as const
+
+const fail = (why: string): never => {
+  throw new TabmeshError('protocol', `bad ${INFER_PROTOCOL} frame: ${why}`)
+}
+
+// IEEE half precision <-> single, for f16 transfers (no Float16Array in Node 20)
+const f32 = new Float32Array(1)
+const u32 = new Uint32Array(f32.buffer)
+export function toHalf(value: number): number {
+  f32[0] = value
+  const x = u32[0]
+  const sign = (x >>> 16) & 0x8000
+  const exp = ((x >>> 23) & 0xff) - 127 + 15
+  const mant = x & 0x7fffff
+  if (((x >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0) // inf, nan
+  if (exp >= 0x1f) return sign | 0x7c00 // overflow to inf
+  if (exp <= 0) {
+    if (exp < -10) return sign
+    const m = (mant | 0x800000) >>> (1 - exp)
+    return sign | ((m + 0x1000 + ((m >>> 13) & 1) - 1) >>> 13)
+  }
+  const rounded = (exp << 10) + ((mant + 0xfff + ((mant >>> 13) & 1)) >>> 13)
+  return sign | Math.min(rounded, 0x7c00)
+}
+export function fromHalf(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1
+  const exp = (h >>> 10) & 0x1f
+  const mant = h & 0x3ff
+  if (exp === 0) return sign * mant * 2 ** -24
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15)
+}
+
+function writeValues(view: DataView, offset: number, values: Float32Array, dtype: Dtype): void {
+  if (dtype === 'f32') new Uint8Array(view.buffer, view.byteOffset + offset, values.length * 4).set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength))
+  else for (let i = 0; i < values.length; i++) view.setUint16(offset + i * 2, toHalf(values[i]), true)
+}
+
+function readValues(view: DataView, offset: number, count: number, dtype: Dtype): Float32Array {
+  const out = new Float32Array(count)
+  if (dtype === 'f32') new Uint8Array(out.buffer).set(new Uint8Array(view.buffer, view.byteOffset + offset, count * 4))
+  else for (let i = 0; i < count; i++) out[i] = fromHalf(view.getUint16(offset + i * 2, true))
+  return out
+}
+
+const utf8 = new TextEncoder()
+const fromUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+export function encodeFrame(frame: Frame): Uint8Array {
+  let body: number
+  let text1: Uint8Array | undefined
+  let text2: Uint8Array | undefined
+  switch (frame.type) {
+    case 'open': text1 = utf8.encode(frame.modelId); body = 1 + 2 + 2 + 4 + 1 + text1.length; break
+    case 'opened': body = 8; break
+    case 'forward': body = 9 + frame.positions.length * 4 + frame.hidden.length * dtypeBytes(frame.dtype); break
+    case 'hidden': body = 9 + frame.hidden.length * dtypeBytes(frame.dtype); break
+    case 'close': body = 0; break
+    case 'error': text1 = utf8.encode(frame.code.slice(0, 64)); text2 = utf8.encode(frame.message.slice(0, 2000)); body = 1 + text1.length + 2 + text2.length; break
+  }
+  const bytes = new Uint8Array(HEADER_BYTES + body)
+  if (bytes.length > MAX_FRAME_BYTES) throw new TabmeshError('bad-argument', `a ${frame.type} frame of ${bytes.length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit; send fewer rows`)
+  const v = new DataView(bytes.buffer)
+  v.setUint8(0, FRAME_VERSION)
+  v.setUint8(1, TYPES.indexOf(frame.type))
+  v.setUint32(2, frame.id, true)
+  let o = HEADER_BYTES
+  switch (frame.type) {
+    case 'open':
+      v.setUint8(o, DTYPES.indexOf(frame.dtype)); v.setUint16(o + 1, frame.layerStart, true); v.setUint16(o + 3, frame.layerEnd, true)
+      v.setUint32(o + 5, frame.maxLength, true); v.setUint8(o + 9, text1!.length); bytes.set(text1!, o + 10)
+      break
+    case 'opened':
+      v.setUint32(o, frame.dim, true); v.setUint32(o + 4, frame.maxRows, true)
+      break
+    case 'forward':
+    case 'hidden': {
+      const rows = frame.hidden.length / frame.dim
+      if (!Number.isInteger(rows) || (frame.type === 'forward' && rows !== frame.positions.length)) throw new TabmeshError('bad-argument', `${frame.type}: ${frame.hidden.length} values do not make rows of ${frame.dim}`)
+      v.setUint32(o, rows, true); v.setUint32(o + 4, frame.dim, true); v.setUint8(o + 8, DTYPES.indexOf(frame.dtype))
+      o += 9
+      if (frame.type === 'forward') {
+        for (let i = 0; i < rows; i++) v.setInt32(o + i * 4, frame.positions[i], true)
+        o += rows * 4
+      }
+      writeValues(v, o, frame.hidden, frame.dtype)
+      break
+    }
+    case 'error':
+      v.setUint8(o, text1!.length); bytes.set(text1!, o + 1); o += 1 + text1!.length
+      v.setUint16(o, text2!.length, true); bytes.set(text2!, o + 2)
+      break
+  }
+  return bytes
+}
+
+/** Parses one frame; throws a 'protocol' TabmeshError for anything malformed. Never trusts a length. */
+export function decodeFrame(bytes: Uint8Array, maxBytes = MAX_FRAME_BYTES): Frame {
+  if (bytes.length > maxBytes) fail(`${bytes.length} bytes exceeds the ${maxBytes}-byte limit`)
+  if (bytes.length < HEADER_BYTES) fail(`${bytes.length} bytes is shorter than the header`)
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const version = v.getUint8(0)
+  if (version !== FRAME_VERSION) fail(`version ${version}, this peer speaks ${FRAME_VERSION}`)
+  const type = TYPES[v.getUint8(1)] ?? fail(`unknown type ${v.getUint8(1)}`)
+  const id = v.getUint32(2, true)
+  const o = HEADER_BYTES
+  const need = (n: number) => { if (bytes.length < n) fail(`${type} frame cut short (${bytes.length} of ${n} bytes)`) }
+  const exact = (n: number) => { if (bytes.length !== n) fail(`${type} frame has ${bytes.length} bytes, its fields say ${n}`) }
+  const dtypeAt = (at: number) => DTYPES[v.getUint8(at)] ?? fail(`unknown dtype ${v.getUint8(at)}`)
+  const text = (at: number, n: number) => {
+    try { return fromUtf8.decode(bytes.subarray(at, at + n)) } catch { return fail('text is not UTF-8') }
+  }
+  switch (type) {
+    case 'open': {
+      need(o + 10)
+      const idLength = v.getUint8(o + 9)
+      exact(o + 10 + idLength)
+      return { type, id, dtype: dtypeAt(o), layerStart: v.getUint16(o + 1, true), layerEnd: v.getUint16(o + 3, true), maxLength: v.getUint32(o + 5, true), modelId: text(o + 10, idLength) }
+    }
+    case 'opened':
+      exact(o + 8)
+      return { type, id, dim: v.getUint32(o, true), maxRows: v.getUint32(o + 4, true) }
+    case 'forward':
+    case 'hidden': {
+      need(o + 9)
+      const rows = v.getUint32(o, true)
+      const dim = v.getUint32(o + 4, true)
+      const dtype = dtypeAt(o + 8)
+      if (rows === 0 || dim === 0) fail(`${type} with ${rows} rows of ${dim}`)
+      const positionsBytes = type === 'forward' ? rows * 4 : 0
+      exact(o + 9 + positionsBytes + rows * dim * dtypeBytes(dtype))
+      const hidden = readValues(v, o + 9 + positionsBytes, rows * dim, dtype)
+      if (type === 'hidden') return { type, id, hidden, dim, dtype }
+      const positions = new Int32Array(rows)
+      for (let i = 0; i < rows; i++) positions[i] = v.getInt32(o + 9 + i * 4, true)
+      return { type, id, positions, hidden, dim, dtype }
+    }
+    case 'close':
+      exact(o)
+      return { type, id }
+    case 'error': {
+      need(o + 1)
+      const codeLength = v.getUint8(o)
+      need(o + 1 + codeLength + 2)
+      const messageLength = v.getUint16(o + 1 + codeLength, true)
+      exact(o + 1 + codeLength + 2 + messageLength)
+      return { type, id, code: text(o + 1, codeLength), message: text(o + 3 + codeLength, messageLength) }
+    }
+  }
+}

@@ -1,0 +1,87 @@
+import { TabmeshError } from '../errors.ts'
+import type { LayerRange } from '../model/model.ts'
+import type { FrameChannel } from './channel.ts'
+import { decodeFrame, encodeFrame, type Dtype, type Frame } from './frames.ts'
+
+/**
+ * The client's end of one session on one hop: OPEN, then forward(positions, hidden) -> hidden.
+ * Every answer is checked (matching id, shape, finite values) and every request has a deadline,
+ * so a host that stalls, lies or vanishes becomes a 'hop-failed' error instead of a hang.
+ */
+export interface Hop {
+  readonly peerId: string
+  readonly layers: LayerRange
+  forward(positions: Int32Array, hidden: Float32Array): Promise<Float32Array>
+  close(): void
+}
+
+export interface OpenHopOptions {
+  peerId: string
+  modelId: string
+  layers: LayerRange
+  maxLength: number
+  dim: number
+  dtype?: Dtype
+  timeoutMs?: number // per request, opening included
+}
+
+export async function openHop(channel: FrameChannel, o: OpenHopOptions): Promise<Hop> {
+  const timeoutMs = o.timeoutMs ?? 10_000
+  const dtype = o.dtype ?? 'f32'
+  const incoming = channel.messages()[Symbol.asyncIterator]()
+  let nextId = 1
+  let broken: TabmeshError | undefined
+  const failed = (why: string) => new TabmeshError('hop-failed', `peer ${o.peerId} (layers [${o.layers.start}, ${o.layers.end})): ${why}`)
+
+  async function request(frame: Frame, expect: Frame['type']): Promise<Frame> {
+    if (broken) throw broken
+    let timer: ReturnType<typeof setTimeout> | undefined
+    try {
+      channel.send(encodeFrame(frame))
+      const answer = await Promise.race([
+        incoming.next(),
+        new Promise<never>((_, reject) => { timer = setTimeout(() => reject(failed(`no answer within ${timeoutMs} ms`)), timeoutMs) }),
+      ])
+      if (answer.done) throw failed('closed the stream')
+      let reply: Frame
+      try {
+        reply = decodeFrame(answer.value)
+      } catch (err) {
+        throw failed((err as Error).message)
+      }
+      if (reply.type === 'error') {
+        throw new TabmeshError(reply.code === 'refused' ? 'refused' : 'hop-failed', `peer ${o.peerId}: ${reply.code}: ${reply.message}`)
+      }
+      if (reply.type !== expect || reply.id !== frame.id) throw failed(`answered ${reply.type} #${reply.id} to ${frame.type} #${frame.id}`)
+      return reply
+    } catch (err) {
+      broken = err instanceof TabmeshError ? err : failed((err as Error).message)
+      channel.close()
+      throw broken
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  const opened = await request({ type: 'open', id: nextId++, modelId: o.modelId, layerStart: o.layers.start, layerEnd: o.layers.end, maxLength: o.maxLength, dtype }, 'opened')
+  if (opened.type !== 'opened' || opened.dim !== o.dim) throw failed(`opened with width ${(opened as { dim?: number }).dim}, expected ${o.dim}`)
+
+  return {
+    peerId: o.peerId,
+    layers: o.layers,
+    async forward(positions, hidden) {
+      const reply = await request({ type: 'forward', id: nextId++, positions, hidden, dim: o.dim, dtype }, 'hidden')
+      if (reply.type !== 'hidden' || reply.dim !== o.dim || reply.hidden.length !== hidden.length) {
+        throw (broken = failed(`returned ${reply.type === 'hidden' ? reply.hidden.length : 0} values for ${hidden.length}`))
+      }
+      for (const x of reply.hidden) if (!Number.isFinite(x)) throw (broken = failed('returned a non-finite value'))
+      return reply.hidden
+    },
+    close() {
+      if (!channel.closed) {
+        try { channel.send(encodeFrame({ type: 'close', id: nextId++ })) } catch { /* already gone */ }
+        channel.close()
+      }
+    },
+  }
+}

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'context-window' // prompt + requested tokens do not fit in seq_len
   | 'bad-argument' // a caller passed something out of range
   | 'fetch' // an HTTP resource could not be read
+  | 'backend' // a compute backend failed to load, build or run (onnxruntime-web, WebGPU)
   | 'protocol' // a peer sent bytes that break the wire format (malformed, oversized, wrong version)
   | 'refused' // a host declined a request it cannot serve (capacity, model, layer range)
   | 'no-route' // no chain of peers covers the model's layers

@@ -1,0 +1,135 @@
+import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-web'
+import { TabmeshError } from '../../errors.ts'
+import { getTensor, type ModelSlice } from '../../model/model.ts'
+import type { Engine } from '../engine.ts'
+import { buildHeadGraph, buildLayerGraph, HEAD_GRAPH_INPUT, HEAD_GRAPH_OUTPUT, LAYER_GRAPH_INPUT, LAYER_GRAPH_OUTPUT } from './llama-graph.ts'
+import type { BuiltModel } from './onnx-graph.ts'
+import { loadOrt, type Ort, type OrtOptions } from './ort.ts'
+
+export { loadOrt, ortThreads } from './ort.ts'
+
+/** Rows per call, as for the reference engine. */
+export const WASM_MAX_BATCH = 64
+
+export type WasmEngineOptions = OrtOptions
+
+/**
+ * The WASM backend: onnxruntime-web (wasm execution provider, SIMD, threads when cross-origin
+ * isolated) running ONNX graphs built from the slice's weights (llama-graph.ts). The KV cache lives
+ * here, in JavaScript; each forward feeds the slots [0, last position] in and writes the new rows
+ * that come back into it. Embedding is a row copy.
+ */
+export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOptions = {}): Promise<Engine> {
+  const c = slice.config
+  const spec = slice.spec
+  const { start, end } = spec.layers
+  if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= c.nLayers)) {
+    throw new TabmeshError('bad-argument', `layer range [${start}, ${end}) is not within the model's ${c.nLayers} layers`)
+  }
+  const nRange = end - start
+  const ort = await loadOrt(options)
+  const layerSession = nRange > 0 ? await createSession(ort, buildLayerGraph(slice), `layers [${start}, ${end})`) : undefined
+  const headSession = spec.head ? await createSession(ort, buildHeadGraph(slice), 'head') : undefined
+  const tokenEmbedding = spec.embedding ? getTensor(slice, 'token_embedding').data : undefined // (vocab, dim)
+
+  // state, allocated once
+  const embedded = new Float32Array(WASM_MAX_BATCH * c.dim) // (max_batch, dim) embed() output
+  const positions64 = new BigInt64Array(WASM_MAX_BATCH) // (max_batch) positions fed to the graph
+  const kvCache = new Float32Array(nRange * 2 * c.seqLen * c.kvDim) // (n_range, 2 (key, value), seq_len, kv_dim)
+  const cacheView = (li: number, kv: 0 | 1) => kvCache.subarray((2 * li + kv) * c.seqLen * c.kvDim, (2 * li + kv + 1) * c.seqLen * c.kvDim)
+  const caches = Array.from({ length: nRange }, (_, li) => [cacheView(li, 0), cacheView(li, 1)] as const)
+  // input tensors made on first use and reused: positions per row count, cache prefixes per length
+  const positionTensors: OrtTensor[] = []
+  const pastTensors: OrtTensor[][] = [] // [t][2 * li + kv]
+  const feeds: Record<string, OrtTensor> = {}
+
+  const positionsTensor = (n: number) => (positionTensors[n] ??= new ort.Tensor('int64', positions64.subarray(0, n), [1, n]))
+  const pastTensorsFor = (t: number) => (pastTensors[t] ??= caches.flatMap(([k, v]) => [
+    new ort.Tensor('float32', k.subarray(0, t * c.kvDim), [t, c.kvDim]),
+    new ort.Tensor('float32', v.subarray(0, t * c.kvDim), [t, c.kvDim]),
+  ]))
+
+  const checkRows = (n: number, what: string) => {
+    if (!Number.isInteger(n) || n < 1 || n > WASM_MAX_BATCH) throw new TabmeshError('bad-argument', `${what}: ${n} rows; between 1 and ${WASM_MAX_BATCH} per call`)
+  }
+
+  const run = async (session: InferenceSession, input: InferenceSession.FeedsType, what: string) => {
+    try {
+      return await session.run(input)
+    } catch (err) {
+      throw new TabmeshError('backend', `onnxruntime-web failed running ${what}: ${(err as Error).message}`)
+    }
+  }
+
+  return {
+    backend: 'wasm',
+    config: c,
+    spec,
+    async embed(tokens) {
+      if (!tokenEmbedding) throw new TabmeshError('bad-argument', 'this engine holds no token embedding')
+      checkRows(tokens.length, 'embed')
+      for (let r = 0; r < tokens.length; r++) {
+        const t = tokens[r]
+        if (!(t >= 0 && t < c.vocabSize)) throw new TabmeshError('bad-argument', `token id ${t} is outside the vocabulary`)
+        embedded.set(tokenEmbedding.subarray(t * c.dim, (t + 1) * c.dim), r * c.dim)
+      }
+      return embedded.subarray(0, tokens.length * c.dim)
+    },
+    async forward(hidden, positions) {
+      const n = positions.length
+      checkRows(n, 'forward')
+      if (hidden.length !== n * c.dim) throw new TabmeshError('bad-argument', `forward: hidden has ${hidden.length} values, expected ${n} x ${c.dim}`)
+      for (let r = 0; r < n; r++) {
+        const pos = positions[r]
+        if (!(pos >= 0 && pos < c.seqLen)) throw new TabmeshError('context-window', `position ${pos} is outside the context window of ${c.seqLen}`)
+        // rows of one call see each other's keys by slot, so slots must rise as the reference reads them
+        if (r > 0 && pos <= positions[r - 1]) throw new TabmeshError('bad-argument', `forward: positions must increase within a call (${positions[r - 1]} then ${pos})`)
+      }
+      if (!layerSession) return hidden
+      for (let r = 0; r < n; r++) positions64[r] = BigInt(positions[r])
+      const t = positions[n - 1] + 1
+      feeds[LAYER_GRAPH_INPUT.hidden] = new ort.Tensor('float32', hidden, [n, c.dim])
+      feeds[LAYER_GRAPH_INPUT.positions] = positionsTensor(n)
+      const past = pastTensorsFor(t)
+      for (let li = 0; li < nRange; li++) {
+        feeds[LAYER_GRAPH_INPUT.pastKey(li)] = past[2 * li]
+        feeds[LAYER_GRAPH_INPUT.pastValue(li)] = past[2 * li + 1]
+      }
+      const out = await run(layerSession, feeds, `layers [${start}, ${end})`)
+      // new_kv (2 * n_range * n, kv_dim): per layer n key rows then n value rows
+      const newKv = out[LAYER_GRAPH_OUTPUT.newKv].data as Float32Array
+      for (let li = 0; li < nRange; li++) {
+        for (let kv = 0; kv < 2; kv++) {
+          const cache = caches[li][kv]
+          const rows = (2 * li + kv) * n
+          for (let r = 0; r < n; r++) cache.set(newKv.subarray((rows + r) * c.kvDim, (rows + r + 1) * c.kvDim), positions[r] * c.kvDim)
+        }
+      }
+      return out[LAYER_GRAPH_OUTPUT.hidden].data as Float32Array
+    },
+    async head(hidden) {
+      if (!headSession) throw new TabmeshError('bad-argument', 'this engine holds no classifier')
+      if (hidden.length === 0 || hidden.length % c.dim !== 0) throw new TabmeshError('bad-argument', `head: hidden has ${hidden.length} values, not a multiple of ${c.dim}`)
+      const last = new ort.Tensor('float32', hidden.subarray(hidden.length - c.dim), [1, c.dim])
+      const out = await run(headSession, { [HEAD_GRAPH_INPUT]: last }, 'head')
+      return out[HEAD_GRAPH_OUTPUT].data as Float32Array
+    },
+    async reset() {
+      kvCache.fill(0)
+    },
+  }
+}
+
+async function createSession(ort: Ort, model: BuiltModel, what: string): Promise<InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(model.bytes, {
+      executionProviders: ['wasm'],
+      graphOptimizationLevel: 'all',
+      externalData: model.externalData,
+    })
+  } catch (err) {
+    const message = (err as Error).message
+    const oom = /memory|alloc|bad_alloc/i.test(message)
+    throw new TabmeshError('backend', `onnxruntime-web could not build the ${what} graph${oom ? ' (out of memory)' : ''}: ${message}`)
+  }
+}

@@ -19,6 +19,8 @@ export interface ModelEntry {
   format: ModelFormat
   config: ModelConfig
   files: RegistryFile[]
+  /** sha256 of each part's tensors ('embedding', 'layer.<l>', 'head'; see integrity.ts), to check slices. */
+  parts?: Record<string, string>
 }
 
 export interface Registry {

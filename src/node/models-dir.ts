@@ -4,7 +4,8 @@ import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { TabmeshError } from '../errors.ts'
-import { readLlama2cConfig } from '../model/llama2c.ts'
+import { integrityParts } from '../model/integrity.ts'
+import { loadLlama2c, readLlama2cConfig } from '../model/llama2c.ts'
 import type { FileRole, ModelEntry, RegistryFile } from '../model/registry.ts'
 import { fileSource } from './file-source.ts'
 
@@ -58,7 +59,8 @@ export async function describeModel(dir: string, id: string): Promise<ModelEntry
   if (weights.length !== 1) throw new TabmeshError('model-not-found', `${folder} should hold exactly one .bin checkpoint, found ${weights.length}`)
   if (!files.some((f) => f.role === 'tokenizer')) throw new TabmeshError('model-not-found', `${folder} has no tokenizer (tokenizer.bin or tok*.bin)`)
   const config = await readLlama2cConfig(fileSource(join(folder, weights[0].name)))
-  return { id, format: 'llama2c', config, files }
+  const parts = await integrityParts(await loadLlama2c(fileSource(join(folder, weights[0].name))))
+  return { id, format: 'llama2c', config, files, parts }
 }
 
 /** Every model folder in `dir`; folders that are not valid models are reported, not fatal. */

@@ -1,39 +1,115 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink'
-import type { Engine } from '../src/engine/engine.ts'
-import { createReferenceEngine } from '../src/engine/reference.ts'
-import type { SliceSpec } from '../src/model/model.ts'
-import type { ModelEntry } from '../src/model/registry.ts'
-import { loadRemoteSlice } from '../src/model/remote.ts'
-import type { EngineWorkerApi } from '../src/engine/worker-engine.ts'
+import { TabmeshError } from '../src/errors.ts'
+import { createBackendEngine } from '../src/engine/backends.ts'
+import type { BackendName, Engine } from '../src/engine/engine.ts'
+import { probeDevice, type ProbeResult } from '../src/engine/probe.ts'
+import type { EngineWorkerApi, LoadedModel, LoadRequest } from '../src/engine/worker-engine.ts'
+import { httpSource, type ByteSource } from '../src/model/byte-source.ts'
+import { cachingSource, forgetCached } from '../src/model/cache.ts'
+import { verifySlice } from '../src/model/integrity.ts'
+import { loadLlama2c, sliceWeightBytes } from '../src/model/llama2c.ts'
+import { fullSpec, type ModelSlice, type SliceSpec } from '../src/model/model.ts'
+import { withProgress, type LoadProgress } from '../src/model/progress.ts'
+import { fileOfRole } from '../src/model/registry.ts'
+import { modelFileUrl } from '../src/model/remote.ts'
 
 /**
- * The engine worker: holds one model slice and its KV cache off the main thread. Results are
- * copied out of the engine's own buffers into fresh ones and transferred, never cloned.
+ * The engine worker: loads one model slice (Range requests, checked against the registry's part
+ * hashes, kept in Cache Storage) and runs sessions over it, each an engine with its own KV cache,
+ * off the main thread. Results are copied out of the engine's buffers and transferred.
+ * If the GPU device is lost, the error reaches the caller and later sessions run on WASM.
  */
-let engine: Engine | undefined
-
-function loaded(): Engine {
-  if (!engine) throw new Error('no model loaded in this worker')
-  return engine
-}
+let slice: ModelSlice | undefined
+let backend: BackendName = 'ref'
+let probed: ProbeResult | undefined
+const sessions = new Map<number, Engine>()
+let nextSession = 1
 
 const transferOut = (view: Float32Array) => {
   const copy = view.slice()
   return Comlink.transfer(copy, [copy.buffer])
 }
 
+function session(id: number): Engine {
+  const e = sessions.get(id)
+  if (!e) throw new TabmeshError('bad-argument', `no engine session ${id} in this worker`)
+  return e
+}
+
+/** Runs an engine call; a lost GPU device moves later sessions to the WASM backend. */
+async function guarded<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call()
+  } catch (err) {
+    if (err instanceof TabmeshError && err.code === 'device-lost' && backend === 'webgpu') backend = 'wasm'
+    throw err
+  }
+}
+
+const withinSlice = (spec: SliceSpec, held: SliceSpec) =>
+  spec.layers.start >= held.layers.start && spec.layers.end <= held.layers.end && (!spec.embedding || held.embedding) && (!spec.head || held.head)
+
 const api: EngineWorkerApi = {
-  async load(baseUrl: string, entry: ModelEntry, spec?: SliceSpec) {
-    engine = undefined
-    const slice = await loadRemoteSlice(baseUrl, entry, spec)
-    engine = createReferenceEngine(slice)
-    return { backend: engine.backend, config: engine.config, spec: engine.spec }
+  async probe() {
+    probed ??= await probeDevice()
+    return probed
   },
-  embed: async (tokens) => transferOut(await loaded().embed(tokens)),
-  forward: async (hidden, positions) => transferOut(await loaded().forward(hidden, positions)),
-  head: async (hidden) => transferOut(await loaded().head(hidden)),
-  reset: () => loaded().reset(),
+
+  async load(request: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<LoadedModel> {
+    for (const e of sessions.values()) void e
+    sessions.clear()
+    slice = undefined
+    const { entry } = request
+    const spec = request.spec ?? fullSpec(entry.config)
+    const weights = fileOfRole(entry, 'weights')
+    const url = modelFileUrl(request.baseUrl, entry, weights.name)
+    const network = httpSource(url, { size: weights.size })
+    let source: ByteSource = network
+    let cached: Awaited<ReturnType<typeof cachingSource>> | undefined
+    if (request.cache !== false && typeof caches !== 'undefined') source = cached = await cachingSource(network)
+    if (onProgress) source = withProgress(source, sliceWeightBytes(entry.config, spec), onProgress)
+    const loaded = await loadLlama2c(source, spec)
+    if (request.verify !== false) {
+      try {
+        await verifySlice(loaded, entry.parts, entry.id)
+      } catch (err) {
+        await forgetCached(url) // nothing half-loaded or corrupt stays in the cache
+        throw err
+      }
+    }
+    const wanted = request.backend === 'auto' ? (await api.probe()).chosen : request.backend
+    // build one engine now so a backend that cannot run this model fails here, not mid-session
+    const first = await createBackendEngine(loaded, wanted)
+    slice = loaded
+    backend = wanted
+    sessions.set(nextSession++, first)
+    return { backend, config: loaded.config, spec, bytesDownloaded: network.bytesRead, bytesFromCache: cached?.cachedBytes ?? 0, probe: probed }
+  },
+
+  async open(spec?: SliceSpec) {
+    if (!slice) throw new TabmeshError('bad-argument', 'no model loaded in this worker')
+    const want = spec ?? slice.spec
+    if (!withinSlice(want, slice.spec)) throw new TabmeshError('refused', `this worker holds layers [${slice.spec.layers.start}, ${slice.spec.layers.end}); it cannot open [${want.layers.start}, ${want.layers.end})`)
+    // the engine built at load time serves the first session of the whole slice
+    const idle = [...sessions.entries()].find(([id, e]) => id === 1 && e.spec.layers.start === want.layers.start && e.spec.layers.end === want.layers.end && e.spec.embedding === want.embedding && e.spec.head === want.head)
+    const id = nextSession++
+    if (idle) {
+      sessions.delete(idle[0])
+      sessions.set(id, idle[1])
+    } else {
+      sessions.set(id, await guarded(() => createBackendEngine({ ...slice!, spec: want }, backend)))
+    }
+    return id
+  },
+
+  embed: (id, tokens) => guarded(async () => transferOut(await session(id).embed(tokens))),
+  forward: (id, hidden, positions) => guarded(async () => transferOut(await session(id).forward(hidden, positions))),
+  head: (id, hidden) => guarded(async () => transferOut(await session(id).head(hidden))),
+  reset: (id) => guarded(() => session(id).reset()),
+  async close(id) {
+    sessions.delete(id)
+  },
 }
 
 Comlink.expose(api)

@@ -162,3 +162,12 @@ export function writeLlama2c(config: ModelConfig, tensor: (name: string, shape: 
   if (!config.sharedClassifier) put(layout.classifier, tensor('classifier', [config.vocabSize, config.dim]))
   return out
 }
+
+/** Bytes of weights a slice needs (what loading it downloads, header aside). */
+export function sliceWeightBytes(c: ModelConfig, spec: SliceSpec): number {
+  const perLayer = LAYER_TENSORS.reduce((n, t) => n + elementCount(layerTensorShape(c, t)) * 4, 0)
+  const table = c.vocabSize * c.dim * 4
+  const embedding = spec.embedding || (spec.head && c.sharedClassifier) ? table : 0
+  const head = spec.head ? c.dim * 4 + (c.sharedClassifier ? 0 : table) : 0
+  return (spec.layers.end - spec.layers.start) * perLayer + embedding + head
+}

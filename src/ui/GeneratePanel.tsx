@@ -1,19 +1,22 @@
 import { useEffect, useRef, useState } from 'react'
 import type { Engine } from '../engine/engine.ts'
 import { generateTokens } from '../engine/generate.ts'
-import { createWorkerEngine } from '../engine/worker-engine.ts'
+import { startEngineWorker, type EngineWorker } from '../engine/worker-engine.ts'
+import type { BackendName } from '../engine/engine.ts'
 import { DEFAULT_MODEL_ID, type ModelEntry } from '../model/registry.ts'
 import { loadRemoteTokenizer } from '../model/remote.ts'
 import type { Tokenizer } from '../model/tokenizer.ts'
 
 interface Loaded {
-  engine: Engine & { terminate(): void }
+  worker: EngineWorker
+  engine: Engine
   tokenizer: Tokenizer
 }
 
 /** Prompt in, streamed text out, running the whole model in this tab's engine worker. */
 export function GeneratePanel({ models }: { models: ModelEntry[] }) {
   const [modelId, setModelId] = useState(models.find((m) => m.id === DEFAULT_MODEL_ID)?.id ?? models[0].id)
+  const [backend, setBackend] = useState<BackendName | 'auto'>(() => (new URLSearchParams(location.search).get('backend') as BackendName | null) ?? 'ref')
   const [loaded, setLoaded] = useState<Loaded>()
   const [status, setStatus] = useState('loading model…')
   const [prompt, setPrompt] = useState('')
@@ -29,23 +32,25 @@ export function GeneratePanel({ models }: { models: ModelEntry[] }) {
   useEffect(() => {
     const entry = models.find((m) => m.id === modelId)!
     let cancelled = false
-    let engine: Loaded['engine'] | undefined
+    let worker: EngineWorker | undefined
     setLoaded(undefined)
     setStatus(`loading ${entry.id}…`)
-    Promise.all([createWorkerEngine(location.origin + '/', entry), loadRemoteTokenizer(location.origin + '/', entry)]).then(
-      ([e, tokenizer]) => {
-        engine = e
-        if (cancelled) return e.terminate()
-        setLoaded({ engine: e, tokenizer })
-        setStatus(`${entry.id} ready (${e.backend} engine in a worker)`)
+    const onProgress = (p: { loadedBytes: number; totalBytes: number }) => !cancelled && setStatus(`loading ${entry.id}: ${Math.round((100 * p.loadedBytes) / p.totalBytes)}%`)
+    const base = location.origin + '/'
+    Promise.all([startEngineWorker({ baseUrl: base, entry, backend }, onProgress), loadRemoteTokenizer(base, entry)]).then(
+      async ([w, tokenizer]) => {
+        worker = w
+        if (cancelled) return w.terminate()
+        setLoaded({ worker: w, engine: await w.open(), tokenizer })
+        setStatus(`${entry.id} ready (${w.loaded.backend} engine in a worker)`)
       },
       (err: Error) => !cancelled && setStatus(`could not load ${entry.id}: ${err.message}`),
     )
     return () => {
       cancelled = true
-      engine?.terminate()
+      worker?.terminate()
     }
-  }, [modelId, models])
+  }, [modelId, models, backend])
 
   async function run() {
     if (!loaded) return
@@ -83,6 +88,11 @@ export function GeneratePanel({ models }: { models: ModelEntry[] }) {
         <label>Model
           <select value={modelId} onChange={(e) => setModelId(e.target.value)} disabled={running}>
             {models.map((m) => <option key={m.id} value={m.id}>{m.id} ({m.config.nLayers} layers)</option>)}
+          </select>
+        </label>
+        <label>Backend
+          <select value={backend} onChange={(e) => setBackend(e.target.value as BackendName | 'auto')} disabled={running}>
+            {['auto', 'ref', 'wasm', 'webgpu'].map((b) => <option key={b} value={b}>{b}</option>)}
           </select>
         </label>
         <label>Prompt

@@ -1,3 +1,5 @@
+import type { QuantizedTensor } from './quant.ts'
+
 /**
  * The one model description every format maps onto and every engine reads: a typed config plus
  * named fp32 tensors with shapes. A `ModelSlice` holds only the parts one peer needs: the
@@ -19,6 +21,50 @@ export interface ModelConfig {
   normEps: number
   bosId: number
   eosId: number
+  // Optional llama-family variations (GGUF and Hugging Face models); absent means llama2.c's behaviour.
+  /** More ids that end a turn (Llama-3 instruct: <|end_of_text|>, <|eom_id|>, <|eot_id|>); eosId is the first. */
+  eosIds?: number[]
+  /** RoPE frequency scaling; absent means plain theta^(-2i/head_size). See ropeInverseFrequencies. */
+  ropeScaling?: RopeScaling
+  /**
+   * Qwen2-style bias on the q, k and v projections: tensors layers.<l>.bq (dim), bk and bv (kv_dim),
+   * added after the matrix product (bq and bk already in the interleaved RoPE order).
+   */
+  attentionBias?: boolean
+}
+
+/** How a model stretches RoPE beyond its training context. */
+export type RopeScaling =
+  | { type: 'linear'; factor: number } // every frequency divided by factor
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalContext: number }
+  | { type: 'factors'; factors: number[] } // per-pair divisors (GGUF rope_freqs.weight), head_size / 2 of them
+
+/**
+ * RoPE's inverse frequency for each pair (2i, 2i+1) of a head, with the model's scaling applied
+ * (formulas from Hugging Face transformers' rope utilities; llama.cpp computes the same).
+ */
+export function ropeInverseFrequencies(c: ModelConfig): Float32Array {
+  const half = c.headSize / 2
+  const out = new Float32Array(half) // (head_size / 2)
+  const s = c.ropeScaling
+  for (let i = 0; i < half; i++) {
+    const base = Math.fround(1 / Math.pow(c.ropeTheta, (2 * i) / c.headSize))
+    if (!s) out[i] = base
+    else if (s.type === 'linear') out[i] = base / s.factor
+    else if (s.type === 'factors') out[i] = base / s.factors[i]
+    else {
+      const wavelength = (2 * Math.PI) / base
+      const lowWavelength = s.originalContext / s.lowFreqFactor
+      const highWavelength = s.originalContext / s.highFreqFactor
+      if (wavelength < highWavelength) out[i] = base
+      else if (wavelength > lowWavelength) out[i] = base / s.factor
+      else {
+        const smooth = (s.originalContext / wavelength - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor)
+        out[i] = (1 - smooth) * (base / s.factor) + smooth * base
+      }
+    }
+  }
+  return out
 }
 
 /** Layers [start, end) of a model. */
@@ -33,6 +79,10 @@ export interface Tensor {
   data: Float32Array
 }
 
+/** Per-layer bias tensors of models with attentionBias (Qwen2). */
+export const LAYER_BIAS_TENSORS = ['bq', 'bk', 'bv'] as const
+export type LayerBiasName = (typeof LAYER_BIAS_TENSORS)[number]
+
 /** Which parts of a model to load. */
 export interface SliceSpec {
   layers: LayerRange
@@ -44,6 +94,11 @@ export interface ModelSlice {
   config: ModelConfig
   spec: SliceSpec
   tensors: Map<string, Tensor>
+  /**
+   * Weight matrices kept in their quantized blocks (only when a loader was asked to keep them);
+   * a name is either here or in `tensors`, never both. See src/model/quant.ts.
+   */
+  quantized?: Map<string, QuantizedTensor>
 }
 
 /** Per-layer tensor names, in llama2.c file order. */

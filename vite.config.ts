@@ -24,7 +24,9 @@ export default defineConfig({
   build: {
     target: 'es2022',
     sourcemap: true,
-    rollupOptions: { input: { main: resolve(import.meta.dirname, 'index.html'), ...labPages } },
+    rollupOptions: {
+      input: { main: resolve(import.meta.dirname, 'index.html'), headless: resolve(import.meta.dirname, 'src/headless/index.html'), ...labPages },
+    },
   },
   test: {
     include: ['src/**/*.test.ts'],

@@ -78,7 +78,8 @@ const api: EngineWorkerApi = {
         throw err
       }
     }
-    const wanted = request.backend === 'auto' ? (await api.probe()).chosen : request.backend
+    if (request.backend === 'auto') probed = await probeDevice({ slice: loaded })
+    const wanted = request.backend === 'auto' ? probed!.chosen : request.backend
     // build one engine now so a backend that cannot run this model fails here, not mid-session
     const first = await createBackendEngine(loaded, wanted)
     slice = loaded

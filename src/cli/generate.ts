@@ -8,6 +8,9 @@ import { parseLlama2cTokenizer } from '../model/tokenizer.ts'
 import { fileSource } from '../node/file-source.ts'
 import { modelPaths, resolveModelsDir } from '../node/models-dir.ts'
 import { numberFlag, parseFlags } from './args.ts'
+import { withHeadlessPage } from './browser.ts'
+import { isBackendName } from '../engine/backends.ts'
+import type { BackendName } from '../engine/engine.ts'
 
 export const GENERATE_USAGE = `tabmesh generate [options]
   --model <file|id>      llama2.c checkpoint, or a model id in the models directory (default ${DEFAULT_MODEL_ID})
@@ -18,7 +21,7 @@ export const GENERATE_USAGE = `tabmesh generate [options]
   --temperature T        0 = greedy (default 0)
   --top-p P              nucleus sampling mass, used when 0 < P < 1 (default 0.9)
   --seed S               random seed (default 42)
-  --backend ref          engine to run on
+  --backend B            ref (Node), or wasm | webgpu | auto (in headless Chromium) (default ref)
   --json                 print one JSON object instead of text`
 
 export interface GenerateResult {
@@ -44,10 +47,19 @@ export async function generateCommand(argv: string[], out: (line: string) => voi
   const temperature = numberFlag(flags.temperature, 'temperature', 0, (n) => n >= 0 && Number.isFinite(n))
   const topP = numberFlag(flags['top-p'], 'top-p', 0.9)
   const seed = numberFlag(flags.seed, 'seed', 42, (n) => Number.isSafeInteger(n) && n >= 0)
-  if (flags.backend !== 'ref') throw new TabmeshError('bad-argument', `--backend ${flags.backend} is not available; use --backend ref`)
+  const backend = flags.backend! as BackendName | 'auto'
+  if (!isBackendName(backend) && backend !== 'auto') throw new TabmeshError('bad-argument', `--backend ${backend} is not available; use ref, wasm, webgpu or auto`)
 
   const model = flags.model ?? DEFAULT_MODEL_ID
   const isFile = /[\\/]/.test(model) || model.endsWith('.bin')
+  if (backend !== 'ref') {
+    if (isFile || flags.tokenizer) throw new TabmeshError('bad-argument', `--backend ${backend} runs in Chromium against the models directory: give --model a model id (and --models-dir), not files`)
+    const request = { model, prompt: flags.prompt ?? '', maxTokens, temperature, topP, seed, backend }
+    const result = await withHeadlessPage({ modelsDir: flags['models-dir'] }, (_page, api) => api.generate(request))
+    const { probe: _probe, ...json } = result
+    out(flags.json ? JSON.stringify(json) : result.text)
+    return 0
+  }
   const paths = isFile ? { weights: model, tokenizer: flags.tokenizer } : modelPaths(resolveModelsDir(flags['models-dir']), model)
   const tokenizerPath = flags.tokenizer ?? paths.tokenizer
   if (!tokenizerPath) throw new TabmeshError('bad-argument', '--tokenizer <file> is needed when --model is a file path')

@@ -1,0 +1,32 @@
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { expect, test } from '@playwright/test'
+
+// `tabmesh generate --backend wasm|webgpu|auto` runs the generation in headless Chromium
+const goldenIds = (() => {
+  const dir = process.env.TABMESH_MODELS ?? new URL('../../shared/models/', import.meta.url).pathname
+  const golden = readFileSync(`${dir}/stories260K/GOLDEN.md`, 'utf8')
+  return golden.split('\n').find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).map(Number)
+})()
+
+const siteDir = process.env.TABMESH_SITE_DIR
+const tabmesh = (args: string[]) => spawnSync(process.execPath, ['src/cli/bin.mjs', ...args], {
+  encoding: 'utf8', timeout: 180_000, env: { ...process.env, ...(siteDir ? { TABMESH_SITE_DIR: siteDir } : {}) },
+})
+
+for (const backend of ['wasm', 'webgpu', 'auto']) {
+  test(`tabmesh generate --backend ${backend} prints the golden`, async () => {
+    const r = tabmesh(['generate', '--backend', backend, '--prompt', '', '--max-tokens', '64', '--temperature', '0', '--json'])
+    expect(r.stderr).toBe('')
+    const out = JSON.parse(r.stdout)
+    expect(out.backend).toEqual(backend === 'auto' ? expect.stringMatching(/^(wasm|webgpu|ref)$/) : backend)
+    expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)
+    expect(out.text).toMatch(/^Once upon a time, there was a little girl named Lily\./)
+  })
+}
+
+test('a browser backend with a model file instead of an id is a clear user error', () => {
+  const r = tabmesh(['generate', '--backend', 'wasm', '--model', 'some/file.bin'])
+  expect(r.status).toBe(2)
+  expect(r.stderr).toMatch(/give --model a model id/)
+})

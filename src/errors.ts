@@ -10,7 +10,11 @@ export type ErrorCode =
   | 'context-window' // prompt + requested tokens do not fit in seq_len
   | 'bad-argument' // a caller passed something out of range
   | 'fetch' // an HTTP resource could not be read
+  | 'mesh-unreachable' // a mesh peer could not be reached directly
   | 'backend' // a compute backend failed to load, build or run (onnxruntime-web, WebGPU)
+  | 'webgpu-unavailable' // no WebGPU adapter or device here (no navigator.gpu, blocked, or none fits)
+  | 'device-lost' // the GPU device was lost (driver reset, destroyed); a new engine needs a new device
+  | 'out-of-memory' // the GPU could not allocate the model's weights, cache or scratch buffers
   | 'protocol' // a peer sent bytes that break the wire format (malformed, oversized, wrong version)
   | 'refused' // a host declined a request it cannot serve (capacity, model, layer range)
   | 'no-route' // no chain of peers covers the model's layers

@@ -1,0 +1,212 @@
+import type { Engine } from '../../src/engine/engine.ts'
+import { generateTokens } from '../../src/engine/generate.ts'
+import { createPipelineEngine } from '../../src/engine/pipeline.ts'
+import { createReferenceEngine } from '../../src/engine/reference.ts'
+import { argmax } from '../../src/engine/sampler.ts'
+import { createWebGpuEngine, probeWebGpu, requestWebGpuDevice, type WebGpuEngineOptions } from '../../src/engine/webgpu/index.ts'
+import { TabmeshError } from '../../src/errors.ts'
+import { memorySource } from '../../src/model/byte-source.ts'
+import { loadLlama2c } from '../../src/model/llama2c.ts'
+import type { ModelSlice, SliceSpec } from '../../src/model/model.ts'
+import { makeSyntheticLlama2c, SYNTHETIC_SHAPES } from '../../src/model/synthetic.ts'
+import { benchKernels } from './webgpu-bench.ts'
+import { checkKernel, type KernelShape } from './webgpu-kernel-checks.ts'
+
+/**
+ * window.webgpuLab: what e2e/webgpu.spec.ts and bench/kernels.ts drive. Each function builds what it
+ * needs from scratch (models from the server's registry files or synthetic bytes) and returns plain data.
+ */
+
+type ModelName = 'stories260K' | 'separateClassifier'
+
+async function modelBytes(name: ModelName): Promise<Uint8Array> {
+  if (name === 'separateClassifier') return makeSyntheticLlama2c(SYNTHETIC_SHAPES.separateClassifier, 1234)
+  const res = await fetch('/models/stories260K/stories260K.bin')
+  if (!res.ok) throw new Error(`stories260K.bin: HTTP ${res.status}`)
+  return new Uint8Array(await res.arrayBuffer())
+}
+
+async function loadModel(name: ModelName): Promise<ModelSlice> {
+  return loadLlama2c(memorySource(await modelBytes(name)))
+}
+
+const part = (m: ModelSlice, spec: SliceSpec): ModelSlice => ({ config: m.config, spec, tensors: m.tensors })
+
+let sharedDevice: Promise<GPUDevice> | undefined
+const device = () => (sharedDevice ??= requestWebGpuDevice())
+
+async function greedyIds(engine: Engine, prompt: number[], maxTokens: number, prefillChunk: number): Promise<number[]> {
+  const ids: number[] = []
+  for await (const t of generateTokens(engine, prompt, { maxTokens, temperature: 0, topP: 1, seed: 0, prefillChunk })) ids.push(t)
+  return ids
+}
+
+const errorInfo = (err: unknown) => ({ name: (err as Error).name, code: err instanceof TabmeshError ? err.code : undefined, message: (err as Error).message })
+
+const lab = {
+  probe: probeWebGpu,
+
+  async checkKernel(kernel: string, shape: KernelShape, seed: number) {
+    return checkKernel(await device(), kernel, shape, seed)
+  },
+
+  /** Greedy ids of the reference engine and of the webgpu engine on the same model and prompt. */
+  async greedy(o: { model: ModelName; prompt: number[]; maxTokens: number; prefillChunk?: number; engine?: Omit<WebGpuEngineOptions, 'device'> }) {
+    const m = await loadModel(o.model)
+    const gpu = await createWebGpuEngine(m, { ...o.engine, device: await device() })
+    try {
+      const chunk = o.prefillChunk ?? 32
+      return { reference: await greedyIds(createReferenceEngine(m), o.prompt, o.maxTokens, chunk), webgpu: await greedyIds(gpu, o.prompt, o.maxTokens, chunk) }
+    } finally {
+      gpu.destroy()
+    }
+  },
+
+  /**
+   * stories260K as layers [0, 2) on the reference engine and [2, 5) on webgpu (with the head), against
+   * the reference alone: greedy ids, and the largest logit difference after a 16-token prefill.
+   */
+  async mixed(o: { prompt: number[]; maxTokens: number }) {
+    const m = await loadModel('stories260K')
+    const n = m.config.nLayers
+    const gpu = await createWebGpuEngine(part(m, { layers: { start: 2, end: n }, embedding: false, head: true }), { device: await device() })
+    try {
+      const mixed = createPipelineEngine([createReferenceEngine(part(m, { layers: { start: 0, end: 2 }, embedding: true, head: false })), gpu])
+      const reference = createReferenceEngine(m)
+      const logitsAfterPrefill = async (e: Engine) => {
+        await e.reset()
+        const tokens = Int32Array.from(o.prompt.slice(0, 16))
+        return (await e.head(await e.forward(await e.embed(tokens), tokens.map((_, i) => i)))).slice()
+      }
+      const a = await logitsAfterPrefill(reference), b = await logitsAfterPrefill(mixed)
+      let maxLogitDiff = 0
+      for (let i = 0; i < a.length; i++) maxLogitDiff = Math.max(maxLogitDiff, Math.abs(a[i] - b[i]))
+      return {
+        reference: await greedyIds(reference, o.prompt, o.maxTokens, 8),
+        mixed: await greedyIds(mixed, o.prompt, o.maxTokens, 8),
+        maxLogitDiff,
+      }
+    } finally {
+      gpu.destroy()
+    }
+  },
+
+  /**
+   * GPU buffers and bind groups created (counted at the device) while a webgpu engine reads an
+   * 8-token prompt and then decodes `tokens` tokens one at a time (embed, forward, head, argmax).
+   */
+  async allocationsOverDecode(tokens: number) {
+    const d = await requestWebGpuDevice()
+    const counts = { buffers: 0, bindGroups: 0 }
+    const createBuffer = d.createBuffer.bind(d), createBindGroup = d.createBindGroup.bind(d)
+    d.createBuffer = (desc) => { counts.buffers++; return createBuffer(desc) }
+    d.createBindGroup = (desc) => { counts.bindGroups++; return createBindGroup(desc) }
+    const engine = await createWebGpuEngine(await loadModel('stories260K'), { device: d })
+    const snapshot = () => ({ ...counts })
+    const afterCreate = snapshot()
+    const prompt = Int32Array.from([1, 403, 407, 261, 378, 432, 383, 286])
+    let hidden = await engine.forward(await engine.embed(prompt), prompt.map((_, i) => i))
+    let token = argmax(await engine.head(hidden))
+    const afterPrefill = snapshot()
+    const ids: number[] = []
+    const one = new Int32Array(1), pos = new Int32Array(1)
+    let afterFirstToken = afterPrefill
+    for (let i = 0; i < tokens; i++) {
+      one[0] = token
+      pos[0] = prompt.length + i
+      hidden = await engine.forward(await engine.embed(one), pos)
+      token = argmax(await engine.head(hidden))
+      ids.push(token)
+      if (i === 0) afterFirstToken = snapshot()
+    }
+    const afterAll = snapshot()
+    engine.destroy()
+    d.destroy()
+    return { afterCreate, afterPrefill, afterFirstToken, afterAll, tokens: ids.length }
+  },
+
+  /** headArgmax (argmax on the GPU) against argmax of head's logits, over a short greedy run. */
+  async headArgmaxAgrees(steps: number) {
+    const m = await loadModel('separateClassifier')
+    const gpu = await createWebGpuEngine(m, { device: await device() })
+    try {
+      let token = m.config.bosId
+      const mismatches: number[] = []
+      const one = new Int32Array(1), pos = new Int32Array(1)
+      for (let i = 0; i < steps; i++) {
+        one[0] = token
+        pos[0] = i
+        const hidden = (await gpu.forward(await gpu.embed(one), pos)).slice()
+        const onGpu = await gpu.headArgmax(hidden)
+        token = argmax(await gpu.head(hidden))
+        if (onGpu !== token) mismatches.push(i)
+      }
+      return { steps, mismatches }
+    } finally {
+      gpu.destroy()
+    }
+  },
+
+  /** Destroys the engine's device mid-session: the next call must fail with a typed error; a new engine on a new device works. */
+  async deviceLoss() {
+    const m = await loadModel('stories260K')
+    const d = await requestWebGpuDevice()
+    const engine = await createWebGpuEngine(m, { device: d })
+    const tokens = Int32Array.of(1)
+    await engine.forward(await engine.embed(tokens), Int32Array.of(0))
+    d.destroy()
+    let afterLoss: ReturnType<typeof errorInfo> | undefined
+    try {
+      await engine.forward(new Float32Array(m.config.dim), Int32Array.of(1))
+    } catch (err) {
+      afterLoss = errorInfo(err)
+    }
+    let laterCall: ReturnType<typeof errorInfo> | undefined
+    try {
+      await engine.embed(tokens)
+    } catch (err) {
+      laterCall = errorInfo(err)
+    }
+    const fresh = await createWebGpuEngine(m)
+    const logits = await fresh.head(await fresh.forward(await fresh.embed(tokens), Int32Array.of(0)))
+    const recoveredToken = argmax(logits)
+    fresh.destroy()
+    return { afterLoss, laterCall, recoveredToken }
+  },
+
+  /** Bad input gets typed errors, not hangs. */
+  async badInput() {
+    const m = await loadModel('stories260K')
+    const engine = await createWebGpuEngine(part(m, { layers: { start: 1, end: 3 }, embedding: false, head: false }), { device: await device() })
+    const attempt = async (f: () => Promise<unknown>) => {
+      try {
+        await f()
+        return undefined
+      } catch (err) {
+        return errorInfo(err)
+      }
+    }
+    const dim = m.config.dim
+    const result = {
+      noEmbedding: await attempt(() => engine.embed(Int32Array.of(1))),
+      noHead: await attempt(() => engine.head(new Float32Array(dim))),
+      tooManyRows: await attempt(() => engine.forward(new Float32Array(65 * dim), new Int32Array(65))),
+      wrongWidth: await attempt(() => engine.forward(new Float32Array(dim + 1), Int32Array.of(0))),
+      pastContext: await attempt(() => engine.forward(new Float32Array(dim), Int32Array.of(m.config.seqLen))),
+      badChunk: await attempt(() => createWebGpuEngine(m, { device: engine.device, attentionChunk: 1000 })),
+      stillWorks: (await engine.forward(new Float32Array(dim).fill(0.1), Int32Array.of(0))).length === dim,
+    }
+    engine.destroy()
+    return result
+  },
+
+  benchKernels: async (o?: { quick?: boolean }) => benchKernels(await device(), o?.quick ?? false),
+}
+
+declare global {
+  interface Window {
+    webgpuLab: typeof lab
+  }
+}
+
+window.webgpuLab = lab

@@ -1,0 +1,19 @@
+// The WGSL kernels of shaders/, bundled as text by Vite's ?raw suffix.
+import argmax from '../../../shaders/argmax_f32.wgsl?raw'
+import attentionDecode from '../../../shaders/attention_decode_f32.wgsl?raw'
+import attentionMerge from '../../../shaders/attention_merge_f32.wgsl?raw'
+import attentionPrefill from '../../../shaders/attention_prefill_f32.wgsl?raw'
+import copy from '../../../shaders/copy_f32.wgsl?raw'
+import embedding from '../../../shaders/embedding_f32.wgsl?raw'
+import matmul from '../../../shaders/matmul_f32.wgsl?raw'
+import matvec from '../../../shaders/matvec_f32.wgsl?raw'
+import residualAdd from '../../../shaders/residual_add_f32.wgsl?raw'
+import rmsnorm from '../../../shaders/rmsnorm_f32.wgsl?raw'
+import rope from '../../../shaders/rope_f32.wgsl?raw'
+import swiglu from '../../../shaders/swiglu_f32.wgsl?raw'
+
+export const SHADERS = {
+  argmax, attentionDecode, attentionMerge, attentionPrefill, copy, embedding, matmul, matvec, residualAdd, rmsnorm, rope, swiglu,
+} as const
+
+export type KernelName = keyof typeof SHADERS

@@ -10,7 +10,7 @@ import { generateText } from './client.ts'
 import { decodeFrame, encodeFrame, fromHalf, toHalf } from './frames.ts'
 import { createSwarmHost, type HostOptions, type SwarmHost } from './host.ts'
 import { openHop } from './hop.ts'
-import { planRoute, type RouteCandidate } from './route.ts'
+import { linearCost, planRoute, type RouteCandidate } from './route.ts'
 import { createSwarmEngine, type SwarmEvent } from './swarm-engine.ts'
 
 const model = await loadStories()
@@ -46,7 +46,7 @@ function swarmEngineOver(peers: TestPeer[], events: SwarmEvent[] = [], timeoutMs
     modelId: 'stories260K',
     maxLength: 128,
     hopTimeoutMs: timeoutMs,
-    candidates: () => peers.map((p, i): RouteCandidate => ({ peerId: p.peerId, layers: p.hosted, hopCostMs: 1 + i, perLayerMs: 1 })),
+    candidates: () => peers.map((p, i): RouteCandidate => ({ peerId: p.peerId, layers: p.hosted, cost: linearCost(1 + i, 1) })),
     connect: async (id) => alive.get(id)!.connect(),
     onEvent: (e) => events.push(e),
   })
@@ -97,7 +97,7 @@ describe('activation frames', () => {
 })
 
 describe('route planning', () => {
-  const c = (peerId: string, start: number, end: number, hopCostMs = 10, perLayerMs = 1): RouteCandidate => ({ peerId, layers: { start, end }, hopCostMs, perLayerMs })
+  const c = (peerId: string, start: number, end: number, hopMs = 10, perLayerMs = 1): RouteCandidate => ({ peerId, layers: { start, end }, cost: linearCost(hopMs, perLayerMs) })
   it('covers all layers with the cheapest chain, using sub-ranges of overlapping peers', () => {
     const route = planRoute([c('a', 0, 3), c('b', 2, 5)], { start: 0, end: 5 })
     expect(route.map((h) => h.peerId)).toEqual(['a', 'b'])

@@ -1,5 +1,6 @@
 import { isUserError } from '../errors.ts'
 import { GENERATE_USAGE, generateCommand } from './generate.ts'
+import { RELAY_USAGE, relayCommand } from './relay.ts'
 import { START_USAGE, startCommand } from './start.ts'
 
 const USAGE = `usage: tabmesh <command> [options]
@@ -7,7 +8,9 @@ const USAGE = `usage: tabmesh <command> [options]
 commands:
 ${GENERATE_USAGE}
 
-${START_USAGE}`
+${START_USAGE}
+
+${RELAY_USAGE}`
 
 /** Runs one CLI command; returns the exit code. User errors print one line, no stack trace. */
 export async function main(argv: string[], out = (line: string) => console.log(line), err = (line: string) => console.error(line)): Promise<number> {
@@ -18,6 +21,8 @@ export async function main(argv: string[], out = (line: string) => console.log(l
         return await generateCommand(rest, out)
       case 'start':
         return await startCommand(rest, out)
+      case 'relay':
+        return await relayCommand(rest, out)
       case undefined:
       case 'help':
       case '--help':

@@ -6,7 +6,7 @@ import type { Registry } from '../model/registry.ts'
 
 /**
  * The relay's HTTP side: the built site, the model registry (GET /models) and model files
- * (GET /models/<id>/<file>, with Range). Every response carries COOP/COEP/CORP so the site is
+ * (GET /models/<id>/<file>, with Range), and where the libp2p relay listens (GET /relay). Every response carries COOP/COEP/CORP so the site is
  * cross-origin isolated (WASM threads need it) and model files can be read from embedding pages.
  */
 export interface HttpServerOptions {
@@ -15,6 +15,13 @@ export interface HttpServerOptions {
   siteDir: string // the Vite build (dist/)
   modelsDir: string
   registry: Registry
+  /** The libp2p relay's identity and ws multiaddrs, served at GET /relay so tabs can find it. */
+  relay?: RelayInfo
+}
+
+export interface RelayInfo {
+  peerId: string
+  multiaddrs: string[]
 }
 
 const ISOLATION_HEADERS: Record<string, string> = {
@@ -42,6 +49,11 @@ export function createHttpHandler(options: Omit<HttpServerOptions, 'host' | 'por
     const notFound = (why: string) => {
       res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' })
       res.end(why)
+    }
+    if (path === '/relay') {
+      if (!options.relay) return notFound('no libp2p relay runs beside this server')
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache', ...CORS_HEADERS })
+      return res.end(JSON.stringify(options.relay))
     }
     if (path === '/models' || path.startsWith('/models/')) {
       for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v)

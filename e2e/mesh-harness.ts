@@ -1,0 +1,87 @@
+/**
+ * Shared by the mesh e2e suite and the mesh benchmark: build the mesh lab page, run the relay
+ * process, and launch browser peers, each in its own Chromium process.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import { chromiumLaunchOptions } from './chromium.ts'
+import type { MeshLabStartOptions } from './pages/mesh.ts'
+
+export const ROOT = resolve(import.meta.dirname, '..')
+
+/** Builds the mesh lab page into $TABMESH_SITE_DIR (or a fresh temp dir); returns the dir. */
+export function buildMeshSite(): string {
+  const outDir = process.env.TABMESH_SITE_DIR ?? mkdtempSync(join(tmpdir(), 'tabmesh-mesh-site-'))
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'e2e/vite.mesh.config.ts', '--outDir', outDir, '--logLevel', 'warn'], { cwd: ROOT, encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`vite build failed:\n${r.stdout}\n${r.stderr}`)
+  return outDir
+}
+
+export interface RelayProcess {
+  url: string
+  peerId: string
+  multiaddrs: string[]
+  process: ChildProcess
+  /** SIGKILLs the relay (as a crash would) and waits for it to exit. */
+  kill(): Promise<void>
+}
+
+export async function startRelayProcess(siteDir: string): Promise<RelayProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'e2e/mesh-server.ts')], {
+    cwd: ROOT, env: { ...process.env, TABMESH_SITE_DIR: siteDir }, stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const line = await new Promise<string>((resolveLine, reject) => {
+    const rl = createInterface({ input: child.stdout! })
+    rl.once('line', resolveLine)
+    child.once('exit', (code) => reject(new Error(`relay exited with ${code} before it was ready`)))
+  })
+  const info = JSON.parse(line) as { url: string; peerId: string; multiaddrs: string[] }
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  return {
+    ...info,
+    process: child,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      await exited
+    },
+  }
+}
+
+export interface BrowserPeer {
+  browser: Browser
+  page: Page
+  peerId: string
+  /** Console lines of the page, for diagnosing failures. */
+  console: string[]
+  close(): Promise<void>
+}
+
+/** Launches a Chromium process, opens the mesh lab page and starts its node. */
+export async function launchPeer(siteUrl: string, options: MeshLabStartOptions = {}): Promise<BrowserPeer> {
+  const browser = await chromium.launch(chromiumLaunchOptions)
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  const lines: string[] = []
+  page.on('console', (m) => lines.push(`${m.type()}: ${m.text()}`))
+  page.on('pageerror', (e) => lines.push(`pageerror: ${e.message}`))
+  await page.goto(new URL('e2e/pages/mesh.html', siteUrl).toString())
+  await page.waitForFunction(() => window.meshLab !== undefined)
+  const { peerId } = await page.evaluate((o) => window.meshLab.start(o), options)
+  return {
+    browser, page, peerId, console: lines,
+    async close() {
+      await browser.close().catch(() => {})
+    },
+  }
+}
+
+/** Whether this process runs in a network namespace whose only interface is loopback. */
+export function loopbackOnly(): boolean {
+  const r = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
+  const links = r.stdout.split('\n').filter((l) => l.trim() !== '')
+  return links.length === 1 && /: lo:/.test(links[0])
+}

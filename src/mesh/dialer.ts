@@ -1,0 +1,158 @@
+/**
+ * Turns discovered peers into direct WebRTC connections.
+ *
+ * For each pair one side dials (the lower peer id) so the two do not race each other; the other
+ * side dials too if no connection appears within `fallbackAfterMs`. Each attempt is bounded by
+ * `attemptTimeoutMs`, because about 10% of first WebRTC dials in @libp2p/webrtc 6.0 hang for ~6 s
+ * (see LAB.md), and retried with exponential backoff for as long as the peer is wanted. At most
+ * `maxConcurrent` dials run at once, so a burst of adverts cannot start a dial storm.
+ */
+import type { Connection } from '@libp2p/interface'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+
+export interface DialerOptions {
+  selfId: string
+  /** Opens a connection to `addr`; must honour the abort signal. */
+  dial(addr: Multiaddr, options: { signal: AbortSignal }): Promise<Connection>
+  /** Whether a direct (non-relayed) connection to the peer is open. */
+  hasDirect(peerId: string): boolean
+  attemptTimeoutMs?: number // default 2000
+  firstBackoffMs?: number // default 250
+  maxBackoffMs?: number // default 4000
+  fallbackAfterMs?: number // default 4000
+  maxConcurrent?: number // default 4
+  log?: (line: string) => void
+  now?: () => number
+}
+
+export interface DialStats {
+  attempts: number
+  connected: number
+  timeouts: number
+  failures: number
+  /** Duration of each successful attempt, ms. */
+  connectMs: number[]
+}
+
+export interface Dialer {
+  /** Tells the dialer a peer exists at `addrs` (from its advert); cheap to call on every advert. */
+  discovered(peerId: string, addrs: readonly string[]): void
+  /** Stops wanting a peer (it left the table). */
+  forget(peerId: string): void
+  stats(): DialStats
+  stop(): void
+}
+
+interface Want {
+  peerId: string
+  addrs: string[]
+  firstSeen: number
+  attempt: number
+  nextAt: number
+  inFlight: boolean
+  timer?: ReturnType<typeof setTimeout>
+}
+
+/** The /p2p-circuit/webrtc addresses among a peer's advertised ones. */
+export function webrtcAddrs(peerId: string, addrs: readonly string[]): string[] {
+  return addrs.filter((a) => a.includes('/p2p-circuit/webrtc') && a.endsWith(`/p2p/${peerId}`))
+}
+
+export function createDialer(options: DialerOptions): Dialer {
+  const attemptTimeoutMs = options.attemptTimeoutMs ?? 2000
+  const firstBackoffMs = options.firstBackoffMs ?? 250
+  const maxBackoffMs = options.maxBackoffMs ?? 4000
+  const fallbackAfterMs = options.fallbackAfterMs ?? 4000
+  const maxConcurrent = options.maxConcurrent ?? 4
+  const log = options.log ?? (() => {})
+  const now = options.now ?? (() => Date.now())
+  const wants = new Map<string, Want>()
+  const stats: DialStats = { attempts: 0, connected: 0, timeouts: 0, failures: 0, connectMs: [] }
+  let running = 0
+  let stopped = false
+
+  const schedule = (want: Want, at: number) => {
+    if (want.timer) clearTimeout(want.timer)
+    want.nextAt = at
+    want.timer = setTimeout(() => {
+      want.timer = undefined
+      pump()
+    }, Math.max(0, at - now()))
+  }
+
+  const pump = () => {
+    if (stopped) return
+    const t = now()
+    for (const want of wants.values()) {
+      if (running >= maxConcurrent) return
+      if (want.inFlight || want.nextAt > t) continue
+      if (options.hasDirect(want.peerId)) continue
+      void attempt(want)
+    }
+  }
+
+  const attempt = async (want: Want) => {
+    const addrs = webrtcAddrs(want.peerId, want.addrs)
+    if (addrs.length === 0) return
+    const addr = addrs[want.attempt % addrs.length]
+    want.inFlight = true
+    running++
+    stats.attempts++
+    const started = now()
+    const controller = new AbortController()
+    const timeout = setTimeout(() => controller.abort(new Error(`dial timed out after ${attemptTimeoutMs} ms`)), attemptTimeoutMs)
+    try {
+      await options.dial(multiaddr(addr), { signal: controller.signal })
+      stats.connected++
+      stats.connectMs.push(now() - started)
+      wants.delete(want.peerId)
+    } catch (err) {
+      if (controller.signal.aborted) stats.timeouts++
+      else stats.failures++
+      if (want.attempt === 0) log(`tabmesh: dial to ${want.peerId} failed (${(err as Error).message}); retrying with backoff`)
+      want.attempt++
+      if (wants.get(want.peerId) === want) schedule(want, now() + Math.min(maxBackoffMs, firstBackoffMs * 2 ** (want.attempt - 1)))
+    } finally {
+      clearTimeout(timeout)
+      want.inFlight = false
+      running--
+      pump()
+    }
+  }
+
+  return {
+    discovered(peerId, addrs) {
+      if (stopped || peerId === options.selfId) return
+      if (options.hasDirect(peerId)) {
+        const stale = wants.get(peerId)
+        if (stale && !stale.inFlight) {
+          if (stale.timer) clearTimeout(stale.timer)
+          wants.delete(peerId)
+        }
+        return
+      }
+      const existing = wants.get(peerId)
+      if (existing) {
+        existing.addrs = [...addrs]
+        return
+      }
+      const t = now()
+      // the lower id dials now; the higher one only if nothing has connected after a while
+      const start = options.selfId < peerId ? t : t + fallbackAfterMs
+      const want: Want = { peerId, addrs: [...addrs], firstSeen: t, attempt: 0, nextAt: start, inFlight: false }
+      wants.set(peerId, want)
+      schedule(want, start)
+    },
+    forget(peerId) {
+      const want = wants.get(peerId)
+      if (want?.timer) clearTimeout(want.timer)
+      wants.delete(peerId)
+    },
+    stats: () => ({ ...stats, connectMs: [...stats.connectMs] }),
+    stop() {
+      stopped = true
+      for (const want of wants.values()) if (want.timer) clearTimeout(want.timer)
+      wants.clear()
+    },
+  }
+}

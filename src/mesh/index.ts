@@ -1,0 +1,23 @@
+/**
+ * The mesh layer: a tab's libp2p node, the versioned protocol, the peer table and selection.
+ * The swarm layer imports from here.
+ */
+import { TabmeshError } from '../errors.ts'
+
+export { createMeshNode, type MeshNode, type MeshNodeOptions, type MeshDelivery, type MeshNodeStats, type MeshLibp2p } from './node.ts'
+export * from './protocol.ts'
+export { createPeerTable, classifyHealth, advertHealth, HEALTH_ORDER, type PeerTable, type PeerEntry, type Health, type PeerHistory, type PeerTableEvent } from './peer-table.ts'
+export { selectWorkers, compareWorkers, workerScore, canServe, coveringSlice, routeCost, computeMs, QMESH_WEIGHTS, type WorkNeed, type HopWork, type RouteCostOptions, type SelectionWeights } from './selection.ts'
+export { pickWinner, type TaskRequest, type TaskOutcome, type ClaimPolicy, type AwardEvent, type TaskCoordinator } from './tasks.ts'
+export { probeCapabilities } from './capabilities.ts'
+export { loadTabIdentity, type TabIdentity } from './identity.ts'
+export { createMeshValidators, type Rejection, type ValidationStats } from './validation.ts'
+
+/** Fetches the relay's multiaddrs from the site that served this page (GET /relay). */
+export async function fetchRelayAddrs(base: string | URL = globalThis.location?.href ?? 'http://localhost/'): Promise<string[]> {
+  const res = await fetch(new URL('/relay', base))
+  if (!res.ok) throw new TabmeshError('fetch', `GET /relay answered ${res.status}: no libp2p relay runs beside this site`)
+  const info = (await res.json()) as { multiaddrs?: unknown }
+  if (!Array.isArray(info.multiaddrs) || !info.multiaddrs.every((a) => typeof a === 'string')) throw new TabmeshError('fetch', 'GET /relay returned no multiaddrs')
+  return info.multiaddrs as string[]
+}

@@ -1,0 +1,334 @@
+/**
+ * A tab's mesh node: libp2p over WebSockets (to the relay), WebRTC (to other tabs, signalled
+ * through the relay's circuit), noise, yamux, identify, ping and gossipsub; adverts out on join,
+ * on change and every heartbeat; adverts in to the peer table; discovered peers dialled directly;
+ * task announcements and claims.
+ *
+ * What the swarm layer uses: `table` (who hosts what, load, health, RTT), `handle` / `openStream`
+ * for '/tabmesh/1/infer' streams, `tasks` to announce and claim work, `update` to advertise its own
+ * hosting and load, and `routeCost` / `selectWorkers` from selection.ts over `table.list()`.
+ */
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { identify, type Identify } from '@libp2p/identify'
+import type { Connection, Libp2p, PrivateKey, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import { noise } from '@libp2p/noise'
+import { ping, type Ping } from '@libp2p/ping'
+import { webRTC } from '@libp2p/webrtc'
+import { webSockets } from '@libp2p/websockets'
+import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { GossipsubOpts, Message } from '@libp2p/gossipsub'
+import { createLibp2p } from 'libp2p'
+import { TabmeshError } from '../errors.ts'
+import { createDialer, webrtcAddrs, type Dialer, type DialerOptions, type DialStats } from './dialer.ts'
+import { meshGossipsub, type MeshPubSub } from './gossip.ts'
+import { loadTabIdentity } from './identity.ts'
+import { createPeerTable, type PeerTable } from './peer-table.ts'
+import {
+  ADVERT_TOPIC, decodeMessage, encodeMessage, MESH_TOPICS, TASK_TOPIC,
+  type Advert, type Capabilities, type HostedSlice, type Load, type MeshMessage, type MeshTopic, type SelfHealth, type TaskMessage,
+} from './protocol.ts'
+import { createTaskCoordinator, type TaskCoordinator } from './tasks.ts'
+import { createMeshValidators, type MeshValidatorOptions, type ValidationStats } from './validation.ts'
+
+export type MeshServices = { identify: Identify; ping: Ping; pubsub: MeshPubSub }
+export type MeshLibp2p = Libp2p<MeshServices>
+
+export interface MeshNodeOptions {
+  /** The relay's ws multiaddr(s), each ending in /p2p/<relay id> (GET /relay on the site lists them). */
+  relay: string | readonly string[]
+  capabilities: Capabilities
+  hosted?: HostedSlice[]
+  load?: Load
+  /** Default: the tab's persistent identity from IndexedDB (see identity.ts). */
+  privateKey?: PrivateKey
+  /** Advert heartbeat period (default 1000 ms). */
+  heartbeatMs?: number
+  /** Silence after which a peer is dropped from the table (default 2500 ms). */
+  staleAfterMs?: number
+  /** Period of RTT pings to directly connected peers (default 2000 ms). */
+  pingIntervalMs?: number
+  dialer?: Partial<Omit<DialerOptions, 'selfId' | 'dial' | 'hasDirect'>>
+  validation?: MeshValidatorOptions
+  gossipsub?: Partial<GossipsubOpts>
+  log?: (line: string) => void
+}
+
+/** A validated mesh message as the app layer receives it. */
+export interface MeshDelivery {
+  topic: MeshTopic
+  message: MeshMessage
+  /** The signer (always equal to the message's author field). */
+  from: string
+  receivedAt: number
+}
+
+export interface MeshNodeStats {
+  peerId: string
+  advertsSent: number
+  deliveries: number
+  /** Messages the router delivered that failed decoding here: must stay 0 (validators run first). */
+  invalidDelivered: number
+  validation: ValidationStats
+  dial: DialStats
+  directPeers: string[]
+  relayConnected: boolean
+}
+
+export interface MeshNode {
+  readonly libp2p: MeshLibp2p
+  readonly peerId: string
+  readonly table: PeerTable
+  readonly tasks: TaskCoordinator
+  /** This node's current advert. */
+  advert(): Advert
+  /** Changes what this node advertises; sends a 'change' advert promptly. */
+  update(patch: { capabilities?: Capabilities; hosted?: HostedSlice[]; load?: Load; health?: SelfHealth }): void
+  /** Subscribes to validated messages of the mesh topics; returns the unsubscribe function. */
+  onMessage(listener: (delivery: MeshDelivery) => void): () => void
+  /** Registers a stream protocol handler (e.g. INFER_PROTOCOL); direct connections only. */
+  handle(protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void>
+  unhandle(protocol: string): Promise<void>
+  /**
+   * Opens a stream to `peerId` on a direct connection, dialling its WebRTC address (from its advert)
+   * if none is open. Throws TabmeshError('mesh-unreachable') if that fails.
+   */
+  openStream(peerId: string, protocol: string, options?: { signal?: AbortSignal }): Promise<Stream>
+  /** Peers with an open direct (WebRTC) connection. */
+  directPeers(): string[]
+  stats(): MeshNodeStats
+  /** Sends a 'leave' advert (best effort) and stops libp2p. */
+  stop(): Promise<void>
+}
+
+const isDirect = (c: Connection) => c.limits === undefined && c.status === 'open'
+const MIN_ADVERT_GAP_MS = 200 // our own adverts stay well under receivers' 5/s rate limit
+
+export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode> {
+  const log = options.log ?? ((line: string) => console.warn(line))
+  const heartbeatMs = options.heartbeatMs ?? 1000
+  const pingIntervalMs = options.pingIntervalMs ?? 2000
+  const relayAddrs = (typeof options.relay === 'string' ? [options.relay] : [...options.relay]).map((a) => multiaddr(a))
+  if (relayAddrs.length === 0) throw new TabmeshError('bad-argument', 'createMeshNode needs at least one relay multiaddr')
+  const identity = options.privateKey ? undefined : await loadTabIdentity()
+  const validators = createMeshValidators({ log, ...options.validation })
+
+  const libp2p: MeshLibp2p = (await createLibp2p({
+    privateKey: options.privateKey ?? identity!.privateKey,
+    addresses: { listen: ['/p2p-circuit', '/webrtc'] },
+    transports: [webSockets(), webRTC({ rtcConfiguration: { iceServers: [] } }), circuitRelayTransport()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    // browsers deny ws:// and private addresses by default; the relay is ws:// on loopback or a LAN
+    connectionGater: { denyDialMultiaddr: async () => false },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: meshGossipsub({ validators, overrides: options.gossipsub }),
+    },
+  })) as unknown as MeshLibp2p
+  const peerId = libp2p.peerId.toString()
+  const pubsub = libp2p.services.pubsub
+  const table = createPeerTable({ selfId: peerId, staleAfterMs: options.staleAfterMs })
+  const listeners = new Set<(delivery: MeshDelivery) => void>()
+  let advertsSent = 0
+  let deliveries = 0
+  let invalidDelivered = 0
+  let stopped = false
+
+  // ---- own advert ------------------------------------------------------------------------------
+  let seq = 0
+  let state = {
+    capabilities: options.capabilities,
+    hosted: options.hosted ?? [],
+    load: options.load ?? { queueDepth: 0, activeSessions: 0 },
+    health: { status: 'ok', recentErrors: 0 } as SelfHealth,
+  }
+  const ownAddrs = () => libp2p.getMultiaddrs().map((a) => a.toString()).filter((a) => a.includes('/webrtc')).slice(0, 8)
+  const makeAdvert = (reason: Advert['reason']): Advert => ({
+    v: 1, type: 'advert', peerId, seq: ++seq, sentAt: Date.now(), reason, addrs: ownAddrs(), ...state,
+  })
+  let lastAdvertAt = 0
+  let advertTimer: ReturnType<typeof setTimeout> | undefined
+  let joined = false
+  const publish = async (topic: MeshTopic, message: MeshMessage) => {
+    await pubsub.publish(topic, encodeMessage(topic, message))
+  }
+  const sendAdvert = (reason: Advert['reason']) => {
+    if (stopped) return
+    if (advertTimer) clearTimeout(advertTimer)
+    lastAdvertAt = Date.now()
+    advertsSent++
+    publish(ADVERT_TOPIC, makeAdvert(reason)).catch((err: Error) => log(`tabmesh: advert not sent: ${err.message}`))
+    advertTimer = setTimeout(() => sendAdvert('heartbeat'), heartbeatMs)
+  }
+  /** Sends an advert soon, keeping MIN_ADVERT_GAP_MS between ours. */
+  const advertSoon = (reason: Advert['reason']) => {
+    if (stopped) return
+    const wait = lastAdvertAt + MIN_ADVERT_GAP_MS - Date.now()
+    if (wait <= 0) return sendAdvert(reason)
+    if (advertTimer) clearTimeout(advertTimer)
+    advertTimer = setTimeout(() => sendAdvert(reason), wait)
+  }
+
+  // ---- dialing discovered peers ----------------------------------------------------------------
+  const hasDirect = (id: string) => libp2p.getConnections().some((c) => c.remotePeer.toString() === id && isDirect(c))
+  const dialer: Dialer = createDialer({
+    selfId: peerId,
+    dial: (addr, opts) => libp2p.dial(addr, opts),
+    hasDirect,
+    log,
+    ...options.dialer,
+  })
+
+  // ---- tasks -----------------------------------------------------------------------------------
+  const tasks = createTaskCoordinator({ selfId: peerId, publish: (m: TaskMessage) => publish(TASK_TOPIC, m), log })
+
+  // ---- incoming messages -----------------------------------------------------------------------
+  pubsub.addEventListener('message', (evt: CustomEvent<Message>) => {
+    const msg = evt.detail
+    if (!(MESH_TOPICS as readonly string[]).includes(msg.topic)) return
+    const decoded = decodeMessage(msg.topic, msg.data)
+    if (!decoded.ok || msg.type !== 'signed') {
+      invalidDelivered++
+      return
+    }
+    const delivery: MeshDelivery = { topic: msg.topic as MeshTopic, message: decoded.message, from: msg.from.toString(), receivedAt: Date.now() }
+    deliveries++
+    if (delivery.message.type === 'advert') {
+      const entry = table.applyAdvert(delivery.message, delivery.receivedAt)
+      if (entry) dialer.discovered(entry.peerId, entry.advert.addrs)
+    } else {
+      tasks.handle(delivery.message)
+    }
+    for (const listener of listeners) {
+      try {
+        listener(delivery)
+      } catch (err) {
+        log(`tabmesh: mesh message listener failed: ${(err as Error).message}`)
+      }
+    }
+  })
+  // a new subscriber learns about us at once instead of at our next heartbeat
+  pubsub.addEventListener('subscription-change', (evt) => {
+    if (evt.detail.subscriptions.some((s) => s.subscribe && s.topic === ADVERT_TOPIC)) advertSoon('heartbeat')
+  })
+  table.subscribe((event) => {
+    if (event.type === 'leave') dialer.forget(event.peerId)
+  })
+
+  // ---- connections -----------------------------------------------------------------------------
+  libp2p.addEventListener('connection:open', (evt) => {
+    const c = evt.detail
+    table.connectionOpened(c.remotePeer.toString(), c.limits === undefined)
+  })
+  libp2p.addEventListener('connection:close', (evt) => {
+    const c = evt.detail
+    table.connectionClosed(c.remotePeer.toString(), c.limits === undefined)
+    if (relayAddrs.some((a) => a.getComponents().some((p) => p.name === 'p2p' && p.value === c.remotePeer.toString()))) void connectRelay()
+  })
+  // our circuit addresses appear once the relay reservation is made: tell the others
+  libp2p.addEventListener('self:peer:update', () => advertSoon(joined ? 'change' : 'join'))
+
+  // ---- relay -----------------------------------------------------------------------------------
+  let relayBackoffMs = 500
+  let relayTimer: ReturnType<typeof setTimeout> | undefined
+  const relayConnected = () => libp2p.getConnections().some((c) => relayAddrs.some((a) => a.toString().endsWith(`/p2p/${c.remotePeer.toString()}`)))
+  const connectRelay = async (): Promise<void> => {
+    if (stopped || relayTimer) return
+    for (const addr of relayAddrs) {
+      try {
+        await libp2p.dial(addr, { signal: AbortSignal.timeout(5000) })
+        relayBackoffMs = 500
+        return
+      } catch (err) {
+        log(`tabmesh: relay ${addr.toString()} unreachable: ${(err as Error).message}`)
+      }
+    }
+    // keep trying in the background: the mesh works without the relay, newcomers need it
+    relayTimer = setTimeout(() => {
+      relayTimer = undefined
+      void connectRelay()
+    }, relayBackoffMs)
+    relayBackoffMs = Math.min(30_000, relayBackoffMs * 2)
+  }
+
+  for (const topic of MESH_TOPICS) pubsub.subscribe(topic)
+  await connectRelay()
+
+  // ---- timers ----------------------------------------------------------------------------------
+  const sweepTimer = setInterval(() => table.sweep(), Math.min(250, Math.max(50, table.staleAfterMs / 10)))
+  const pingTimer = setInterval(() => {
+    for (const entry of table.list()) {
+      if (!entry.direct) continue
+      const conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === entry.peerId && isDirect(c))
+      if (!conn) continue
+      libp2p.services.ping.ping(conn.remoteAddr, { signal: AbortSignal.timeout(Math.max(1000, pingIntervalMs)) })
+        .then((rtt) => table.setRtt(entry.peerId, rtt))
+        .catch(() => {})
+    }
+  }, pingIntervalMs)
+  joined = true
+  sendAdvert('join')
+
+  const node: MeshNode = {
+    libp2p,
+    peerId,
+    table,
+    tasks,
+    advert: () => ({ v: 1, type: 'advert', peerId, seq, sentAt: Date.now(), reason: 'heartbeat', addrs: ownAddrs(), ...state }),
+    update(patch) {
+      state = { ...state, ...patch }
+      advertSoon('change')
+    },
+    onMessage(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
+    handle: (protocol, handler, opts) => libp2p.handle(protocol, handler, { runOnLimitedConnection: false, ...opts }),
+    unhandle: (protocol) => libp2p.unhandle(protocol),
+    async openStream(target, protocol, opts = {}) {
+      let conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === target && isDirect(c))
+      if (!conn) {
+        const addrs = webrtcAddrs(target, table.get(target)?.advert.addrs ?? [])
+        for (const addr of addrs) {
+          try {
+            conn = await libp2p.dial(multiaddr(addr), { signal: opts.signal ?? AbortSignal.timeout(5000) })
+            break
+          } catch (err) {
+            log(`tabmesh: dial ${target} for ${protocol} failed: ${(err as Error).message}`)
+          }
+        }
+      }
+      if (!conn || !isDirect(conn)) throw new TabmeshError('mesh-unreachable', `no direct connection to peer ${target}`)
+      try {
+        return await conn.newStream(protocol, { signal: opts.signal ?? AbortSignal.timeout(5000) })
+      } catch (err) {
+        throw new TabmeshError('mesh-unreachable', `peer ${target} did not open ${protocol}: ${(err as Error).message}`)
+      }
+    },
+    directPeers: () => [...new Set(libp2p.getConnections().filter(isDirect).map((c) => c.remotePeer.toString()))].filter((id) => table.has(id)),
+    stats: () => ({
+      peerId, advertsSent, deliveries, invalidDelivered, validation: validators.stats(), dial: dialer.stats(),
+      directPeers: node.directPeers(), relayConnected: relayConnected(),
+    }),
+    async stop() {
+      if (stopped) return
+      try {
+        await Promise.race([publish(ADVERT_TOPIC, makeAdvert('leave')), new Promise((r) => setTimeout(r, 200))])
+      } catch {
+        // leaving anyway
+      }
+      stopped = true
+      if (advertTimer) clearTimeout(advertTimer)
+      if (relayTimer) clearTimeout(relayTimer)
+      clearInterval(sweepTimer)
+      clearInterval(pingTimer)
+      dialer.stop()
+      tasks.stop()
+      await libp2p.stop()
+      identity?.release()
+    },
+  }
+  return node
+}

@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest'
+import { createPeerTable, type PeerEntry } from './peer-table.ts'
+import type { Advert } from './protocol.ts'
+import { routeCost, selectWorkers, type HopWork } from './selection.ts'
+import { fakePeerId, makeAdvert } from './test-fixtures.ts'
+
+function entries(...adverts: Advert[]): PeerEntry[] {
+  const table = createPeerTable({ selfId: fakePeerId(0), now: () => 0 })
+  for (const a of adverts) table.applyAdvert(a)
+  return table.list()
+}
+
+const load = (queueDepth: number, activeSessions = 0) => ({ load: { queueDepth, activeSessions } })
+const ids = (list: PeerEntry[]) => list.map((e) => e.peerId)
+const [P1, P2, P3, P4] = [1, 2, 3, 4].map(fakePeerId)
+
+describe('worker selection (QMesh rule)', () => {
+  it('puts peers with an empty queue first, even a less healthy one', () => {
+    const list = entries(makeAdvert(P1, load(1)), makeAdvert(P2, { ...load(0, 5), health: { status: 'degraded', recentErrors: 3 } }))
+    expect(ids(selectWorkers(list, {}, 2))).toEqual([P2, P1])
+  })
+
+  it('then prefers better health, then the higher weighted score', () => {
+    const list = entries(makeAdvert(P1, load(9)), makeAdvert(P2, load(4)), makeAdvert(P3, load(1)), makeAdvert(P4, load(2)))
+    // health: P3, P4 moderate; P2 busy; P1 overloaded. Within moderate, the shorter queue scores higher.
+    expect(ids(selectWorkers(list, {}, 4))).toEqual([P3, P4, P2, P1])
+  })
+
+  it('weighs measured history among otherwise equal peers', () => {
+    const table = createPeerTable({ selfId: fakePeerId(0), now: () => 0 })
+    table.applyAdvert(makeAdvert(P1))
+    table.applyAdvert(makeAdvert(P2))
+    for (let i = 0; i < 5; i++) table.recordOutcome(P1, { ok: false })
+    table.recordOutcome(P2, { ok: true, latencyMs: 50 })
+    expect(ids(selectWorkers(table.list(), {}, 2))).toEqual([P2, P1])
+  })
+
+  it('breaks exact ties by peer id, so every node ranks alike', () => {
+    expect(ids(selectWorkers(entries(makeAdvert(P3), makeAdvert(P1), makeAdvert(P2)), {}, 3))).toEqual([P1, P2, P3])
+  })
+
+  it('leaves out peers that cannot serve: wrong layers, too little memory, draining, no backend, excluded', () => {
+    const list = entries(
+      makeAdvert(P1, { hosted: [{ modelId: 'stories260K', layers: { start: 0, end: 2 }, embedding: true, head: false }] }),
+      makeAdvert(P2, { capabilities: { backend: 'wasm', memoryBudgetBytes: 1000, speed: { gflops: 1 } } }),
+      makeAdvert(P3, { health: { status: 'draining', recentErrors: 0 } }),
+      makeAdvert(P4, { capabilities: { backend: 'none', memoryBudgetBytes: 2 ** 30, speed: { gflops: 0 } } }),
+    )
+    expect(ids(selectWorkers(list, { hosts: { modelId: 'stories260K', layers: { start: 1, end: 4 } } }, 4))).toEqual([P2])
+    expect(ids(selectWorkers(list, { minMemoryBytes: 2 ** 20 }, 4))).toEqual([P1])
+    expect(ids(selectWorkers(list, { exclude: new Set([P1, P2]) }, 4))).toEqual([])
+    expect(ids(selectWorkers(list, { backends: ['none'] }, 4))).toEqual([P4])
+  })
+})
+
+describe('route cost', () => {
+  const hop: HopWork = { modelId: 'stories260K', layers: { start: 0, end: 5 }, rows: 1, transferBytes: 2 * 64 * 4 }
+  const base = () => entries(makeAdvert(P1, { capabilities: { backend: 'wasm', memoryBudgetBytes: 2 ** 30, speed: { gflops: 20, layerTokensPerSecond: 5000 } } }))[0]
+
+  it('is round trip + transfer + compute for an idle peer', () => {
+    const e = base()
+    e.rttMs = 2
+    // 2 ms RTT + 512 B at 8 kB/ms + 5 layer-tokens at 5000/s = 1 ms; a fresh peer's failure prior adds 20%
+    expect(routeCost(e, hop)).toBeCloseTo((2 + 0.064 + 1) * (1 + 2 * 0.1), 6)
+  })
+
+  it('grows with RTT, queue, slower speed, failures and worse health', () => {
+    const cost = (patch: (e: PeerEntry) => void) => {
+      const e = base()
+      e.rttMs = 2
+      patch(e)
+      return routeCost(e, hop)
+    }
+    const idle = cost(() => {})
+    expect(cost((e) => (e.rttMs = 20))).toBeGreaterThan(idle)
+    expect(cost((e) => (e.advert.capabilities.speed.layerTokensPerSecond = 500))).toBeGreaterThan(idle)
+    expect(cost((e) => (e.history.failures = 3))).toBeGreaterThan(idle)
+    expect(cost((e) => { e.advert.load.queueDepth = 3; e.health = 'moderate' })).toBeGreaterThan(idle)
+    expect(cost((e) => (e.health = 'overloaded'))).toBeGreaterThan(cost((e) => (e.health = 'busy')))
+  })
+
+  it('falls back to GFLOP/s when the slice speed is unmeasured', () => {
+    const e = entries(makeAdvert(P1, { capabilities: { backend: 'wasm', memoryBudgetBytes: 2 ** 30, speed: { gflops: 10 } } }))[0]
+    e.rttMs = 0
+    const flopsPerLayerToken = 2e6 // 1M parameters per layer
+    // 5 layers x 2 MFLOP at 10 GFLOP/s = 1 ms
+    expect(routeCost(e, { ...hop, transferBytes: 0, flopsPerLayerToken })).toBeCloseTo(1 * 1.2, 6)
+  })
+
+  it('is infinite for a peer that does not host the layers or is draining', () => {
+    const e = base()
+    expect(routeCost(e, { ...hop, layers: { start: 3, end: 7 } })).toBe(Infinity)
+    expect(routeCost(e, { ...hop, modelId: 'other' })).toBe(Infinity)
+    e.advert.health.status = 'draining'
+    expect(routeCost(e, hop)).toBe(Infinity)
+  })
+})

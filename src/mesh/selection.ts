@@ -1,0 +1,144 @@
+/**
+ * Choosing peers for work, from the peer table.
+ *
+ * Worker selection follows QMesh's rule as the baseline: a peer with an empty queue first; among
+ * equals, the healthier one; then a weighted score of queue availability, health and measured
+ * history (successes and latency of work already sent to it); peer id breaks the last ties so every
+ * node ranks the same table the same way.
+ *
+ * `routeCost` estimates, in milliseconds, what one pipeline hop through a peer costs (round trip,
+ * activation transfer, queue wait and compute); the swarm's route planner minimises its sum.
+ */
+import { HEALTH_ORDER, type Health, type PeerEntry } from './peer-table.ts'
+import type { Backend, HostedSlice, LayerRange } from './protocol.ts'
+
+/** What a worker must offer. */
+export interface WorkNeed {
+  /** Serve work on layers already hosted: some hosted slice of `modelId` must cover `layers`. */
+  hosts?: { modelId: string; layers: LayerRange }
+  /** Take on new work (e.g. host layers): at least this memory budget. */
+  minMemoryBytes?: number
+  /** Acceptable backends (default: any that computes, i.e. not 'none'). */
+  backends?: readonly Backend[]
+  /** Peers to leave out (already chosen, failed before, ourselves). */
+  exclude?: ReadonlySet<string>
+}
+
+export interface SelectionWeights {
+  queue: number
+  health: number
+  history: number
+}
+
+/** Weights of the QMesh-style score; they sum to 1. */
+export const QMESH_WEIGHTS: SelectionWeights = { queue: 0.4, health: 0.35, history: 0.25 }
+
+const HEALTH_SCORE: Record<Health, number> = { idle: 1, moderate: 0.67, busy: 0.33, overloaded: 0 }
+
+/** The hosted slice of `modelId` that covers `layers`, if any. */
+export function coveringSlice(hosted: readonly HostedSlice[], modelId: string, layers: LayerRange): HostedSlice | undefined {
+  return hosted.find((h) => h.modelId === modelId && h.layers.start <= layers.start && h.layers.end >= layers.end)
+}
+
+/** Whether a peer can take the work at all (capability, not load). */
+export function canServe(entry: PeerEntry, need: WorkNeed): boolean {
+  const { advert } = entry
+  if (need.exclude?.has(entry.peerId)) return false
+  if (advert.health.status === 'draining') return false
+  const backend = advert.capabilities.backend
+  if (need.backends ? !need.backends.includes(backend) : backend === 'none') return false
+  if (need.minMemoryBytes !== undefined && advert.capabilities.memoryBudgetBytes < need.minMemoryBytes) return false
+  if (need.hosts && !coveringSlice(advert.hosted, need.hosts.modelId, need.hosts.layers)) return false
+  return true
+}
+
+/** Queue availability in (0, 1]: 1 for an empty queue, halving by the first queued item. */
+export function queueAvailability(entry: PeerEntry): number {
+  return 1 / (1 + entry.advert.load.queueDepth)
+}
+
+/**
+ * History in (0, 1): Laplace-smoothed success rate (a fresh peer: 0.5), scaled down by the mean
+ * latency of its successful work (1 s halves it).
+ */
+export function historyScore(entry: PeerEntry): number {
+  const { successes, failures, latencyMs } = entry.history
+  const successRate = (successes + 1) / (successes + failures + 2)
+  return successRate / (1 + (latencyMs ?? 0) / 1000)
+}
+
+/** The weighted QMesh score in [0, 1]; higher is better. */
+export function workerScore(entry: PeerEntry, weights: SelectionWeights = QMESH_WEIGHTS): number {
+  return weights.queue * queueAvailability(entry) + weights.health * HEALTH_SCORE[entry.health] + weights.history * historyScore(entry)
+}
+
+/** Orders workers best first: empty queue, then health, then score, then peer id. */
+export function compareWorkers(a: PeerEntry, b: PeerEntry, weights: SelectionWeights = QMESH_WEIGHTS): number {
+  const aEmpty = a.advert.load.queueDepth === 0
+  const bEmpty = b.advert.load.queueDepth === 0
+  if (aEmpty !== bEmpty) return aEmpty ? -1 : 1
+  const health = HEALTH_ORDER.indexOf(a.health) - HEALTH_ORDER.indexOf(b.health)
+  if (health !== 0) return health
+  const score = workerScore(b, weights) - workerScore(a, weights)
+  if (score !== 0) return score
+  return a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0
+}
+
+/** Up to `count` peers that can serve `need`, best first. */
+export function selectWorkers(entries: Iterable<PeerEntry>, need: WorkNeed, count = 1, weights: SelectionWeights = QMESH_WEIGHTS): PeerEntry[] {
+  return [...entries].filter((e) => canServe(e, need)).sort((a, b) => compareWorkers(a, b, weights)).slice(0, count)
+}
+
+// ---- route cost --------------------------------------------------------------------------------
+
+/** One pipeline hop: run `layers` of `modelId` on `rows` tokens, shipping activations both ways. */
+export interface HopWork {
+  modelId: string
+  layers: LayerRange
+  /** Tokens in the step (1 while decoding, the prompt length while prefilling). */
+  rows: number
+  /** Activation bytes sent to the peer plus bytes sent back. */
+  transferBytes: number
+  /** FLOPs of one token through one layer (about 2 x parameters per layer); used when the peer has not measured its slice. */
+  flopsPerLayerToken?: number
+}
+
+export interface RouteCostOptions {
+  /** RTT assumed before the first ping (default 20 ms). */
+  defaultRttMs?: number
+  /** Stream throughput between tabs, bytes per ms (default 8000: 8 MB/s, measured on loopback in LAB.md). */
+  bytesPerMs?: number
+  /** Used when a peer reports neither a slice speed nor GFLOP/s (default 0.5). */
+  fallbackGflops?: number
+}
+
+/** How much worse each health state makes a hop, beyond the queue wait already counted. */
+const HEALTH_PENALTY: Record<Health, number> = { idle: 1, moderate: 1.1, busy: 1.5, overloaded: 4 }
+
+/** Milliseconds to run `rows` tokens through `layerCount` layers on this peer. */
+export function computeMs(entry: PeerEntry, layerCount: number, rows: number, flopsPerLayerToken: number | undefined, fallbackGflops = 0.5): number {
+  const speed = entry.advert.capabilities.speed
+  if (speed.layerTokensPerSecond !== undefined && speed.layerTokensPerSecond > 0) return ((layerCount * rows) / speed.layerTokensPerSecond) * 1000
+  const gflops = speed.gflops > 0 ? speed.gflops : fallbackGflops
+  const flops = flopsPerLayerToken ?? 2e6 // unknown model size: a small layer
+  return (layerCount * rows * flops) / (gflops * 1e6)
+}
+
+/**
+ * Estimated milliseconds for one hop through `entry`: round trip + transfer + (queued steps + this
+ * one) x compute, scaled by health and by the peer's failure rate. Infinity if the peer cannot run
+ * the hop (it does not host the layers, it is draining, or it computes nothing).
+ */
+export function routeCost(entry: PeerEntry, hop: HopWork, options: RouteCostOptions = {}): number {
+  if (!canServe(entry, { hosts: { modelId: hop.modelId, layers: hop.layers } })) return Infinity
+  const rtt = entry.rttMs ?? options.defaultRttMs ?? 20
+  const transfer = hop.transferBytes / (options.bytesPerMs ?? 8000)
+  const layerCount = hop.layers.end - hop.layers.start
+  const step = computeMs(entry, layerCount, hop.rows, hop.flopsPerLayerToken, options.fallbackGflops)
+  // queued items are assumed to be decode steps (one row) on the whole hosted slice
+  const slice = coveringSlice(entry.advert.hosted, hop.modelId, hop.layers)!
+  const queued = entry.advert.load.queueDepth * computeMs(entry, slice.layers.end - slice.layers.start, 1, hop.flopsPerLayerToken, options.fallbackGflops)
+  const { successes, failures } = entry.history
+  const failureRate = (failures + 0.1) / (successes + failures + 1) // small prior: no history, tiny penalty
+  return (rtt + transfer + queued + step) * HEALTH_PENALTY[entry.health] * (1 + 2 * failureRate)
+}

@@ -1,0 +1,43 @@
+/**
+ * The whole relay process: the libp2p relay node and, beside it, the HTTP server for the site and
+ * the model registry, which tells tabs where the relay listens (GET /relay).
+ */
+import type { Server } from 'node:http'
+import { startHttpServer, type HttpServerOptions } from './http-server.ts'
+import { startRelayNode, type RelayNode } from './libp2p-relay.ts'
+
+export interface TabmeshServerOptions extends Omit<HttpServerOptions, 'relay'> {
+  /** libp2p WebSockets port (0 picks a free one). */
+  relayPort: number
+  maxReservations?: number
+}
+
+export interface TabmeshServer {
+  /** The site's URL. */
+  url: string
+  relay: RelayNode
+  http: Server
+  stop(): Promise<void>
+}
+
+export async function startTabmeshServer(options: TabmeshServerOptions): Promise<TabmeshServer> {
+  const relay = await startRelayNode({ host: options.host, port: options.relayPort, maxReservations: options.maxReservations })
+  let http: Server
+  let url: string
+  try {
+    ({ server: http, url } = await startHttpServer({ ...options, relay: { peerId: relay.peerId, multiaddrs: relay.multiaddrs } }))
+  } catch (err) {
+    await relay.stop()
+    throw err
+  }
+  return {
+    url,
+    relay,
+    http,
+    async stop() {
+      http.closeAllConnections()
+      await new Promise<void>((resolve) => http.close(() => resolve()))
+      await relay.stop()
+    },
+  }
+}

@@ -16,8 +16,8 @@ export interface HostOptions {
   modelId: string
   config: ModelConfig
   hosted: LayerRange
-  /** An engine with its own KV cache for `range` (a sub-range of `hosted`), sharing the host's weights. */
-  createEngine(range: LayerRange): Promise<Engine>
+  /** An engine with its own KV cache for `range` (a sub-range of `hosted`), sharing the host's weights; closed with the session. */
+  createEngine(range: LayerRange): Promise<Engine & { close?(): void }>
   maxSessions?: number
   maxQueue?: number // forward requests waiting across all sessions; more are refused (back-pressure)
   kvBudgetBytes?: number // KV cache memory across sessions
@@ -75,7 +75,7 @@ export function createSwarmHost(options: HostOptions): SwarmHost {
       send({ type: 'error', id, code: e.code, message: e.message })
     }
     let session: { channel: FrameChannel; kvBytes: number } | undefined
-    let engine: Engine | undefined
+    let engine: (Engine & { close?(): void }) | undefined
     let maxLength = 0
     let filled = 0 // positions [0, filled) of this session are in the KV cache
     let pending = 0
@@ -170,6 +170,7 @@ export function createSwarmHost(options: HostOptions): SwarmHost {
     } finally {
       clearTimeout(idle)
       if (session) sessions.delete(session)
+      engine?.close?.()
       channel.close()
     }
   }

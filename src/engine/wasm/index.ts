@@ -13,13 +13,18 @@ export const WASM_MAX_BATCH = 64
 
 export type WasmEngineOptions = OrtOptions
 
+/** The Engine, plus release(): frees the onnxruntime sessions (their weights live in the wasm heap). */
+export interface WasmEngine extends Engine {
+  release(): Promise<void>
+}
+
 /**
  * The WASM backend: onnxruntime-web (wasm execution provider, SIMD, threads when cross-origin
  * isolated) running ONNX graphs built from the slice's weights (llama-graph.ts). The KV cache lives
  * here, in JavaScript; each forward feeds the slots [0, last position] in and writes the new rows
  * that come back into it. Embedding is a row copy.
  */
-export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOptions = {}): Promise<Engine> {
+export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOptions = {}): Promise<WasmEngine> {
   const c = slice.config
   const spec = slice.spec
   const { start, end } = spec.layers
@@ -29,7 +34,13 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
   const nRange = end - start
   const ort = await loadOrt(options)
   const layerSession = nRange > 0 ? await createSession(ort, buildLayerGraph(slice), `layers [${start}, ${end})`) : undefined
-  const headSession = spec.head ? await createSession(ort, buildHeadGraph(slice), 'head') : undefined
+  let headSession: InferenceSession | undefined
+  try {
+    headSession = spec.head ? await createSession(ort, buildHeadGraph(slice), 'head') : undefined
+  } catch (err) {
+    await layerSession?.release()
+    throw err
+  }
   const tokenEmbedding = spec.embedding ? getTensor(slice, 'token_embedding').data : undefined // (vocab, dim)
 
   // state, allocated once
@@ -116,6 +127,10 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
     },
     async reset() {
       kvCache.fill(0)
+    },
+    async release() {
+      await layerSession?.release()
+      await headSession?.release()
     },
   }
 }

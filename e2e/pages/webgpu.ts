@@ -5,6 +5,7 @@ import { createReferenceEngine } from '../../src/engine/reference.ts'
 import { argmax } from '../../src/engine/sampler.ts'
 import { createWebGpuEngine, probeWebGpu, requestWebGpuDevice, type WebGpuEngineOptions } from '../../src/engine/webgpu/index.ts'
 import { TabmeshError } from '../../src/errors.ts'
+import { createRng } from '../../src/lib/rng.ts'
 import { memorySource } from '../../src/model/byte-source.ts'
 import { loadLlama2c } from '../../src/model/llama2c.ts'
 import type { ModelSlice, SliceSpec } from '../../src/model/model.ts'
@@ -57,6 +58,40 @@ const lab = {
     try {
       const chunk = o.prefillChunk ?? 32
       return { reference: await greedyIds(createReferenceEngine(m), o.prompt, o.maxTokens, chunk), webgpu: await greedyIds(gpu, o.prompt, o.maxTokens, chunk) }
+    } finally {
+      gpu.destroy()
+    }
+  },
+
+  /**
+   * Teacher-forced run over the whole context: the same seeded random tokens through the reference
+   * and the webgpu engine in calls of `rowsPerCall` rows (cycled), comparing the last row's logits
+   * after every call. Reaches the last position of the context.
+   */
+  async teacherForced(o: { model: ModelName; rowsPerCall: number[]; seed: number; engine?: Omit<WebGpuEngineOptions, 'device'> }) {
+    const m = await loadModel(o.model)
+    const c = m.config
+    const rng = createRng(o.seed)
+    const tokens = Int32Array.from({ length: c.seqLen }, () => Math.floor(rng.nextF32() * c.vocabSize))
+    const reference = createReferenceEngine(m)
+    const gpu = await createWebGpuEngine(m, { ...o.engine, device: await device() })
+    try {
+      let maxLogitDiff = 0, maxLogit = 0, argmaxMismatches = 0, calls = 0, lastPosition = -1
+      for (let start = 0; start < c.seqLen; calls++) {
+        const n = Math.min(o.rowsPerCall[calls % o.rowsPerCall.length], c.seqLen - start)
+        const ids = tokens.subarray(start, start + n)
+        const positions = Int32Array.from({ length: n }, (_, i) => start + i)
+        const a = (await reference.head(await reference.forward(await reference.embed(ids), positions))).slice()
+        const b = await gpu.head(await gpu.forward(await gpu.embed(ids), positions))
+        for (let i = 0; i < a.length; i++) {
+          maxLogitDiff = Math.max(maxLogitDiff, Math.abs(a[i] - b[i]))
+          maxLogit = Math.max(maxLogit, Math.abs(a[i]))
+        }
+        if (argmax(a) !== argmax(b)) argmaxMismatches++
+        lastPosition = start + n - 1
+        start += n
+      }
+      return { calls, lastPosition, seqLen: c.seqLen, maxLogitDiff, maxLogit, argmaxMismatches }
     } finally {
       gpu.destroy()
     }

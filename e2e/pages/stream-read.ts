@@ -16,6 +16,16 @@ export function streamReadModule(pages: number): Uint8Array {
     } while (n !== 0)
     return out
   }
+  // i32.const takes signed LEB128: 64 needs two bytes (0xc0 0x00), or bit 6 reads as the sign
+  const sleb = (n: number): number[] => {
+    const out: number[] = []
+    for (;;) {
+      const b = n & 0x7f
+      n >>= 7
+      if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) return [...out, b]
+      out.push(b | 0x80)
+    }
+  }
   const section = (id: number, body: number[]) => [id, ...leb(body.length), ...body]
   const name = (s: string) => [s.length, ...Array.from(s, (ch) => ch.charCodeAt(0))]
   const SIMD = 0xfd
@@ -27,7 +37,7 @@ export function streamReadModule(pages: number): Uint8Array {
     1, 4, 0x7b, // four v128 locals (acc0..acc3)
     0x03, 0x40, // loop
     ...[0, 1, 2, 3].flatMap((i) => [0x20, acc0 + i, 0x20, ptr, ...v128Load(16 * i), ...f32x4Add, 0x21, acc0 + i]),
-    0x20, ptr, 0x41, ...leb(64), 0x6a, 0x22, ptr, // ptr += 64
+    0x20, ptr, 0x41, ...sleb(64), 0x6a, 0x22, ptr, // ptr += 64
     0x20, end, 0x49, 0x0d, 0, // br_if ptr < end
     0x0b, // end loop
     0x20, acc0, 0x20, acc0 + 1, ...f32x4Add, 0x20, acc0 + 2, ...f32x4Add, 0x20, acc0 + 3, ...f32x4Add,

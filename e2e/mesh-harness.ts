@@ -53,6 +53,8 @@ export async function startRelayProcess(siteDir: string): Promise<RelayProcess> 
 
 export interface BrowserPeer {
   browser: Browser
+  /** The peer's own Chromium process (SIGKILL it to crash the tab). */
+  process: ChildProcess
   page: Page
   peerId: string
   /** Console lines of the page, for diagnosing failures. */
@@ -62,7 +64,9 @@ export interface BrowserPeer {
 
 /** Launches a Chromium process, opens the mesh lab page and starts its node. */
 export async function launchPeer(siteUrl: string, options: MeshLabStartOptions = {}): Promise<BrowserPeer> {
-  const browser = await chromium.launch(chromiumLaunchOptions)
+  // launchServer: each peer is its own Chromium process, and the test can get at that process
+  const server = await chromium.launchServer(chromiumLaunchOptions)
+  const browser = await chromium.connect(server.wsEndpoint())
   const context = await browser.newContext()
   const page = await context.newPage()
   const lines: string[] = []
@@ -72,9 +76,10 @@ export async function launchPeer(siteUrl: string, options: MeshLabStartOptions =
   await page.waitForFunction(() => window.meshLab !== undefined)
   const { peerId } = await page.evaluate((o) => window.meshLab.start(o), options)
   return {
-    browser, page, peerId, console: lines,
+    browser, process: server.process(), page, peerId, console: lines,
     async close() {
       await browser.close().catch(() => {})
+      await server.close().catch(() => {})
     },
   }
 }
@@ -84,4 +89,26 @@ export function loopbackOnly(): boolean {
   const r = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
   const links = r.stdout.split('\n').filter((l) => l.trim() !== '')
   return links.length === 1 && /: lo:/.test(links[0])
+}
+
+export interface RogueReport {
+  peerId: string
+  marker: string
+  sent: Record<string, number>
+  process: ChildProcess
+  stderr: string[]
+}
+
+/** Runs the rogue peer against the tabs; resolves once it has sent everything. */
+export async function runRogue(relayAddr: string, tabAddrs: string[]): Promise<RogueReport> {
+  const child = spawn(process.execPath, ['--experimental-websocket', '--no-warnings', '--import', 'tsx', join(ROOT, 'e2e/mesh-rogue.ts'), relayAddr, ...tabAddrs], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const stderr: string[] = []
+  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l))
+  const line = await new Promise<string>((resolveLine, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolveLine)
+    child.once('exit', (code) => reject(new Error(`rogue exited with ${code}:\n${stderr.join('\n')}`)))
+  })
+  return { ...(JSON.parse(line) as Omit<RogueReport, 'process' | 'stderr'>), process: child, stderr }
 }

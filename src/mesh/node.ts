@@ -137,7 +137,8 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   let stopped = false
 
   // ---- own advert ------------------------------------------------------------------------------
-  let seq = 0
+  // a returning tab (same peer id) must out-number the adverts others still hold from its last visit
+  let seq = Date.now()
   let state = {
     capabilities: options.capabilities,
     hosted: options.hosted ?? [],

@@ -62,26 +62,49 @@ export interface BrowserPeer {
   close(): Promise<void>
 }
 
-/** Launches a Chromium process, opens the mesh lab page and starts its node. */
-export async function launchPeer(siteUrl: string, options: MeshLabStartOptions = {}): Promise<BrowserPeer> {
-  // launchServer: each peer is its own Chromium process, and the test can get at that process
+export interface ChromiumProcess {
+  browser: Browser
+  process: ChildProcess
+  close(): Promise<void>
+}
+
+/** Starts a Chromium process of its own (launchServer, so the test can get at the process). */
+export async function launchChromiumProcess(): Promise<ChromiumProcess> {
   const server = await chromium.launchServer(chromiumLaunchOptions)
   const browser = await chromium.connect(server.wsEndpoint())
-  const context = await browser.newContext()
-  const page = await context.newPage()
-  const lines: string[] = []
-  page.on('console', (m) => lines.push(`${m.type()}: ${m.text()}`))
-  page.on('pageerror', (e) => lines.push(`pageerror: ${e.message}`))
-  await page.goto(new URL('e2e/pages/mesh.html', siteUrl).toString())
-  await page.waitForFunction(() => window.meshLab !== undefined)
-  const { peerId } = await page.evaluate((o) => window.meshLab.start(o), options)
   return {
-    browser, process: server.process(), page, peerId, console: lines,
+    browser,
+    process: server.process(),
     async close() {
       await browser.close().catch(() => {})
       await server.close().catch(() => {})
     },
   }
+}
+
+/**
+ * Opens the mesh lab page in `chromium` and starts its node: by the driver after load, or with
+ * `autostart` by the page itself at load (so timings from navigation include no driver round trip).
+ */
+export async function openMeshPeer(chromiumProcess: ChromiumProcess, siteUrl: string, options: MeshLabStartOptions = {}, autostart = false): Promise<BrowserPeer> {
+  const context = await chromiumProcess.browser.newContext()
+  const page = await context.newPage()
+  const lines: string[] = []
+  page.on('console', (m) => lines.push(`${m.type()}: ${m.text()}`))
+  page.on('pageerror', (e) => lines.push(`pageerror: ${e.message}`))
+  const url = new URL('e2e/pages/mesh.html', siteUrl)
+  if (autostart) url.searchParams.set('autostart', JSON.stringify(options))
+  await page.goto(url.toString())
+  await page.waitForFunction(() => window.meshLab !== undefined)
+  const { peerId } = autostart
+    ? ((await page.evaluate(() => (window as unknown as { meshLabStarted: Promise<unknown> }).meshLabStarted)) as { peerId: string })
+    : await page.evaluate((o) => window.meshLab.start(o), options)
+  return { browser: chromiumProcess.browser, process: chromiumProcess.process, page, peerId, console: lines, close: () => chromiumProcess.close() }
+}
+
+/** Launches a Chromium process, opens the mesh lab page and starts its node. */
+export async function launchPeer(siteUrl: string, options: MeshLabStartOptions = {}): Promise<BrowserPeer> {
+  return openMeshPeer(await launchChromiumProcess(), siteUrl, options)
 }
 
 /** Whether this process runs in a network namespace whose only interface is loopback. */

@@ -24,6 +24,8 @@ export interface MeshLabStartOptions {
 
 interface Timeline {
   navigationStart: number // performance.timeOrigin, ms since the epoch
+  /** Steps of start(), ms since navigation start. */
+  marks: Record<string, number>
   nodeStartedMs?: number // ms since navigation start
   /** directReachedMs[k-1]: when k peers were first directly connected. */
   directReachedMs: number[]
@@ -31,7 +33,7 @@ interface Timeline {
 
 let node: MeshNode | undefined
 let relayPeerIds = new Set<string>()
-const timeline: Timeline = { navigationStart: performance.timeOrigin, directReachedMs: [] }
+const timeline: Timeline = { navigationStart: performance.timeOrigin, marks: {}, directReachedMs: [] }
 const deliveries: { topic: string; type: string; from: string; json: string }[] = []
 const advertDelays: number[] = []
 const awards: { taskId: string; winner: string | null; won: boolean }[] = []
@@ -84,9 +86,12 @@ async function send(stream: Stream, data: Uint8Array) {
 
 const meshLab = {
   async start(options: MeshLabStartOptions = {}) {
-    const relay = options.relay ?? (await fetchRelayAddrs())
+    timeline.marks.start = performance.now()
+    const [relay, probed] = await Promise.all([
+      options.relay ?? fetchRelayAddrs().finally(() => (timeline.marks.relayFetched = performance.now())),
+      probeCapabilities({ measureMs: 20 }).finally(() => (timeline.marks.probed = performance.now())),
+    ])
     relayPeerIds = new Set(relay.map((a) => a.split('/p2p/').pop()!))
-    const probed = await probeCapabilities({ measureMs: 20 })
     node = await createMeshNode({
       relay,
       capabilities: { ...probed, ...options.capabilities },
@@ -132,6 +137,19 @@ const meshLab = {
     })
     timeline.nodeStartedMs = performance.now()
     return { peerId: n.peerId }
+  },
+  /** Sends a 'change' advert every `periodMs` for `durationMs` (to sample propagation latency). */
+  async churn(durationMs: number, periodMs: number) {
+    const n = need()
+    const until = performance.now() + durationMs
+    let i = 0
+    while (performance.now() < until) {
+      n.update({ load: { queueDepth: 0, activeSessions: i++ % 2 } })
+      await new Promise((r) => setTimeout(r, periodMs))
+    }
+  },
+  clearAdvertDelays() {
+    advertDelays.length = 0
   },
   peerId: () => need().peerId,
   table: () => need().table.list().map(tableRow),
@@ -192,3 +210,10 @@ declare global {
   }
 }
 window.meshLab = meshLab
+
+// ?autostart=<JSON options>: start at page load, so benchmarks time from navigation without a
+// round trip through the test driver
+const autostart = new URLSearchParams(location.search).get('autostart')
+if (autostart !== null) {
+  ;(window as unknown as { meshLabStarted: Promise<unknown> }).meshLabStarted = meshLab.start(autostart ? (JSON.parse(autostart) as MeshLabStartOptions) : {})
+}

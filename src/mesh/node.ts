@@ -197,8 +197,11 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     const delivery: MeshDelivery = { topic: msg.topic as MeshTopic, message: decoded.message, from: msg.from.toString(), receivedAt: Date.now() }
     deliveries++
     if (delivery.message.type === 'advert') {
+      const known = table.has(delivery.from)
       const entry = table.applyAdvert(delivery.message, delivery.receivedAt)
       if (entry) dialer.discovered(entry.peerId, entry.advert.addrs)
+      // a newcomer learns about us now rather than at our next heartbeat, so it can dial us sooner
+      if (entry && !known) advertSoon('heartbeat')
     } else {
       tasks.handle(delivery.message)
     }

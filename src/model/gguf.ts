@@ -62,7 +62,7 @@ function createChunkReader(source: ByteSource, size: number) {
   let buffer = new Uint8Array(0)
   let bufferStart = 0 // file offset of buffer[0]
   let pos = 0 // file offset of the next byte to parse
-  let chunk = 64 << 10
+  let chunk = 16 << 10 // doubles per read: a 10 MB vocabulary takes ~10 reads, a tiny header one
   let fetched = 0
   const utf8 = new TextDecoder('utf-8')
 

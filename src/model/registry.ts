@@ -4,14 +4,21 @@ import type { ModelConfig } from './model.ts'
  * The model registry as served by the relay at GET /models: what each model is, which files it
  * has, and their sizes and sha256 so a peer can check every byte it loads.
  */
-export type ModelFormat = 'llama2c'
-export type FileRole = 'weights' | 'tokenizer' | 'license' | 'other'
+export type ModelFormat = 'llama2c' | 'gguf' | 'safetensors'
+/**
+ * llama2c: one .bin checkpoint + tokenizer.bin. gguf: one .gguf (tokenizer and chat template inside).
+ * safetensors: .safetensors weights (one or more shards) + config.json + tokenizer.json
+ * (+ tokenizer_config.json for special tokens and the chat template).
+ */
+export type FileRole = 'weights' | 'tokenizer' | 'config' | 'tokenizer-config' | 'license' | 'other'
 
 export interface RegistryFile {
   name: string // file name inside the model's folder, served at /models/<id>/<name>
   role: FileRole
   size: number
   sha256: string // lowercase hex
+  /** Where to fetch it instead of the relay (a public URL, e.g. a Hugging Face resolve URL); same bytes, same sha256. */
+  url?: string
 }
 
 export interface ModelEntry {
@@ -28,6 +35,8 @@ export interface Registry {
 }
 
 export const DEFAULT_MODEL_ID = 'stories260K'
+
+export const filesOfRole = (entry: ModelEntry, role: FileRole): RegistryFile[] => entry.files.filter((f) => f.role === role)
 
 export function fileOfRole(entry: ModelEntry, role: FileRole): RegistryFile {
   const file = entry.files.find((f) => f.role === role)

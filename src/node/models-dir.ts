@@ -4,8 +4,10 @@ import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { TabmeshError } from '../errors.ts'
-import { integrityParts } from '../model/integrity.ts'
+import { formatOfWeights, loadEntryChatTemplate, loadEntrySlice, loadEntryTokenizer, readModelConfig, roleOfFileName } from '../model/formats.ts'
+import { integrityParts, partSha256 } from '../model/integrity.ts'
 import { loadLlama2c, readLlama2cConfig } from '../model/llama2c.ts'
+import type { ModelConfig, ModelSlice, SliceSpec } from '../model/model.ts'
 import type { FileRole, ModelEntry, RegistryFile } from '../model/registry.ts'
 import { fileSource } from './file-source.ts'
 
@@ -13,8 +15,9 @@ import { fileSource } from './file-source.ts'
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 
 const HOW_TO_GET_ONE =
-  'Put llama2.c models in a folder, one subfolder per model holding its .bin checkpoint and tokenizer ' +
-  '(for example models/stories260K/stories260K.bin and tok512.bin from karpathy/tinyllamas), then pass ' +
+  'Put models in a folder, one subfolder per model: a llama2.c .bin checkpoint and its tokenizer ' +
+  '(for example models/stories260K/stories260K.bin and tok512.bin from karpathy/tinyllamas), or one .gguf file, ' +
+  'or Hugging Face .safetensors with config.json and tokenizer.json; then pass ' +
   '--models-dir <folder> or set TABMESH_MODELS=<folder>.'
 
 /**
@@ -34,12 +37,7 @@ export function resolveModelsDir(flag?: string, env: NodeJS.ProcessEnv = process
   throw new TabmeshError('model-not-found', `no models directory found. ${HOW_TO_GET_ONE}`)
 }
 
-function roleOf(name: string): FileRole {
-  if (/^(tok.*|tokenizer)\.bin$/i.test(name)) return 'tokenizer'
-  if (/\.bin$/i.test(name)) return 'weights'
-  if (/^licen[sc]e/i.test(name)) return 'license'
-  return 'other'
-}
+const roleOf = (name: string): FileRole => roleOfFileName(name)
 
 export async function sha256File(path: string): Promise<string> {
   return createHash('sha256').update(await readFile(path)).digest('hex')
@@ -56,11 +54,40 @@ export async function describeModel(dir: string, id: string): Promise<ModelEntry
     files.push({ name, role, size: statSync(path).size, sha256: await sha256File(path) })
   }
   const weights = files.filter((f) => f.role === 'weights')
-  if (weights.length !== 1) throw new TabmeshError('model-not-found', `${folder} should hold exactly one .bin checkpoint, found ${weights.length}`)
-  if (!files.some((f) => f.role === 'tokenizer')) throw new TabmeshError('model-not-found', `${folder} has no tokenizer (tokenizer.bin or tok*.bin)`)
-  const config = await readLlama2cConfig(fileSource(join(folder, weights[0].name)))
-  const parts = await integrityParts(await loadLlama2c(fileSource(join(folder, weights[0].name))))
-  return { id, format: 'llama2c', config, files, parts }
+  if (weights.length === 0) throw new TabmeshError('model-not-found', `${folder} holds no weights (.bin, .gguf or .safetensors)`)
+  const format = formatOfWeights(weights.map((f) => f.name), folder)
+  if (format === 'llama2c') {
+    if (!files.some((f) => f.role === 'tokenizer')) throw new TabmeshError('model-not-found', `${folder} has no tokenizer (tokenizer.bin or tok*.bin)`)
+    const config = await readLlama2cConfig(fileSource(join(folder, weights[0].name)))
+    const parts = await integrityParts(await loadLlama2c(fileSource(join(folder, weights[0].name))))
+    return { id, format: 'llama2c', config, files, parts }
+  }
+  // GGUF and safetensors: the same loader the tabs use, over local files; the tokenizer is checked
+  // against the model here so a mismatched folder is reported, not served
+  const listed = files.filter((f) => f.role !== 'license')
+  const open = (f: RegistryFile) => fileSource(join(folder, f.name))
+  if (format === 'safetensors') {
+    for (const role of ['config', 'tokenizer'] as const) {
+      if (!listed.some((f) => f.role === role)) throw new TabmeshError('model-not-found', `${folder} has safetensors weights but no ${role === 'config' ? 'config.json' : 'tokenizer.json'}`)
+    }
+  }
+  const draft: ModelEntry = { id, format, config: undefined as unknown as ModelEntry['config'], files }
+  const configFile = listed.find((f) => f.role === 'config')
+  draft.config = await readModelConfig(format, weights.map(open), configFile ? JSON.parse(await readFile(join(folder, configFile.name), 'utf8')) : undefined)
+  await loadEntryTokenizer(draft, open)
+  await loadEntryChatTemplate(draft, open)
+  draft.parts = await partHashes(draft.config, (spec) => loadEntrySlice(draft, open, spec))
+  return draft
+}
+
+/** Part hashes computed one part at a time, so a large model never sits in memory whole. */
+async function partHashes(config: ModelConfig, load: (spec: SliceSpec) => Promise<ModelSlice>): Promise<Record<string, string>> {
+  const parts: Record<string, string> = {}
+  const none = { start: 0, end: 0 }
+  parts.embedding = await partSha256(await load({ layers: none, embedding: true, head: false }), 'embedding')
+  for (let l = 0; l < config.nLayers; l++) parts[`layer.${l}`] = await partSha256(await load({ layers: { start: l, end: l + 1 }, embedding: false, head: false }), `layer.${l}`)
+  parts.head = await partSha256(await load({ layers: none, embedding: false, head: true }), 'head')
+  return parts
 }
 
 /** Every model folder in `dir`; folders that are not valid models are reported, not fatal. */
@@ -85,6 +112,8 @@ export function modelPaths(dir: string, id: string): { weights: string; tokenize
     throw new TabmeshError('model-not-found', `no model "${id}" in ${dir} (there: ${known.join(', ') || 'nothing'}). ${HOW_TO_GET_ONE}`)
   }
   const names = readdirSync(folder)
+  const other = names.find((n) => /\.(gguf|safetensors)$/i.test(n))
+  if (other) throw new TabmeshError('model-not-found', `${folder} holds a ${/gguf$/i.test(other) ? 'GGUF' : 'safetensors'} model; this command reads llama2.c checkpoints (load other formats through the registry)`)
   const weights = names.find((n) => roleOf(n) === 'weights')
   const tokenizer = names.find((n) => roleOf(n) === 'tokenizer')
   if (!weights || !tokenizer) throw new TabmeshError('model-not-found', `${folder} needs a .bin checkpoint and a tokenizer (tokenizer.bin or tok*.bin)`)

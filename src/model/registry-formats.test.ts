@@ -1,0 +1,130 @@
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import type { Server } from 'node:http'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createReferenceEngine } from '../engine/reference.ts'
+import { generateTokens } from '../engine/generate.ts'
+import { fileSource } from '../node/file-source.ts'
+import { scanModels, sha256File } from '../node/models-dir.ts'
+import { startHttpServer } from '../relay/http-server.ts'
+import { GOLDEN_IDS, stories260K } from '../test/models.ts'
+import { httpSource, memorySource } from './byte-source.ts'
+import { llama2cModel, storiesGguf, storiesHfFiles, storiesVocab, tempFolder } from './format-fixtures.ts'
+import { loadEntryChatTemplate, loadEntrySlice, loadEntryTokenizer, type OpenFile } from './formats.ts'
+import { modelToGguf } from './gguf-writer.ts'
+import type { ModelEntry, Registry } from './registry.ts'
+import { checkSha256, sha256Hex, verifiedSource } from './verify-file.ts'
+
+/**
+ * A models directory holding stories260K in all three formats (and two broken folders), scanned
+ * into a registry and served by the relay's HTTP server; the tabs' loader reads each format back.
+ */
+const folder = tempFolder('tabmesh-registry-')
+let registry: Registry
+let server: Server
+let base: string
+const warnings: string[] = []
+
+beforeAll(async () => {
+  const put = (model: string, name: string, data: Uint8Array | string) => {
+    mkdirSync(join(folder.dir, model), { recursive: true })
+    writeFileSync(join(folder.dir, model, name), data)
+  }
+  mkdirSync(join(folder.dir, 'stories-llama2c'))
+  copyFileSync(stories260K.paths.weights, join(folder.dir, 'stories-llama2c', 'stories260K.bin'))
+  copyFileSync(stories260K.paths.tokenizer, join(folder.dir, 'stories-llama2c', 'tok512.bin'))
+  put('stories-gguf-f32', 'stories260K-F32.gguf', await storiesGguf({ type: 'F32' }))
+  put('stories-gguf-q8', 'stories260K-Q8_0.gguf', await storiesGguf({ type: 'Q8_0' }))
+  for (const [name, data] of Object.entries(await storiesHfFiles('F32'))) put('stories-hf', name, data)
+  // broken: a vocabulary bigger than the embedding; safetensors without tokenizer.json
+  const small = await llama2cModel('multiHead')
+  put('broken-gguf', 'm.gguf', modelToGguf({ ...small, config: { ...small.config } }, { vocab: { ...storiesVocab(), pieces: [...storiesVocab().pieces, 'x'], scores: Float32Array.from([...storiesVocab().scores, 0]), kinds: [...storiesVocab().kinds, 'normal'] } }))
+  const hf = await storiesHfFiles('F32')
+  put('broken-hf', 'model.safetensors', hf['model.safetensors'])
+  put('broken-hf', 'config.json', hf['config.json'])
+  registry = { models: await scanModels(folder.dir, (m) => warnings.push(m)) }
+  ;({ server, url: base } = await startHttpServer({ host: '127.0.0.1', port: 0, siteDir: '/nonexistent', modelsDir: folder.dir, registry }))
+})
+afterAll(async () => {
+  await new Promise<void>((r) => server.close(() => r()))
+  folder.remove()
+})
+
+const entry = (id: string): ModelEntry => registry.models.find((m) => m.id === id)!
+const openHttp = (e: ModelEntry): OpenFile => (f) => httpSource(f.url ?? new URL(`models/${e.id}/${f.name}`, base).href, { size: f.size })
+
+describe('registry of GGUF, safetensors and llama2.c models', () => {
+  it('lists every format with a sha256 per file, and skips broken folders with a reason', async () => {
+    expect(registry.models.map((m) => [m.id, m.format])).toEqual([
+      ['stories-gguf-f32', 'gguf'], ['stories-gguf-q8', 'gguf'], ['stories-hf', 'safetensors'], ['stories-llama2c', 'llama2c'],
+    ])
+    const hf = entry('stories-hf')
+    expect(hf.files.map((f) => [f.name, f.role])).toEqual([['config.json', 'config'], ['model.safetensors', 'weights'], ['tokenizer.json', 'tokenizer'], ['tokenizer_config.json', 'tokenizer-config']])
+    for (const m of registry.models) {
+      for (const f of m.files) expect(f.sha256).toBe(await sha256File(join(folder.dir, m.id, f.name)))
+    }
+    expect(warnings.find((w) => w.includes('broken-gguf'))).toMatch(/the tokenizer has 513 tokens but the model's embedding has 512 rows/)
+    expect(warnings.find((w) => w.includes('broken-hf'))).toMatch(/has safetensors weights but no tokenizer.json/)
+  })
+
+  it('describes the same model the same way in every format (config and per-part hashes of the F32 weights)', () => {
+    const llama2c = entry('stories-llama2c')
+    for (const id of ['stories-gguf-f32', 'stories-hf']) {
+      expect(entry(id).config).toEqual(llama2c.config)
+      expect(entry(id).parts).toEqual(llama2c.parts)
+    }
+    expect(entry('stories-gguf-q8').parts!['layer.0']).not.toBe(llama2c.parts!['layer.0'])
+  })
+
+  it.each(['stories-gguf-f32', 'stories-hf', 'stories-llama2c'])('%s over HTTP from the relay: tokenizer, chat template and weights reproduce GOLDEN.md', async (id) => {
+    const e = entry(id)
+    const open = openHttp(e)
+    const tokenizer = await loadEntryTokenizer(e, open)
+    const template = await loadEntryChatTemplate(e, open)
+    const prompt = template.render([{ role: 'user', content: 'Once upon a time' }], { addGenerationPrompt: true })
+    expect(tokenizer.encode(prompt)).toEqual([1, 403, 407, 261, 378])
+    const engine = createReferenceEngine(await loadEntrySlice(e, open))
+    const out = [1]
+    for await (const t of generateTokens(engine, [1], { maxTokens: 64, temperature: 0, topP: 0.9, seed: 1 })) out.push(t)
+    expect(out).toEqual(GOLDEN_IDS)
+  })
+
+  it('a contributor loading layers [2, 4) over HTTP downloads only those layers (plus headers)', async () => {
+    for (const id of ['stories-gguf-q8', 'stories-hf']) {
+      const e = entry(id)
+      const sources: ReturnType<typeof httpSource>[] = []
+      const open: OpenFile = (f) => { const s = openHttp(e)(f); sources.push(s); return s }
+      const slice = await loadEntrySlice(e, open, { layers: { start: 2, end: 4 }, embedding: false, head: false })
+      const weightsFile = e.files.find((f) => f.role === 'weights')!
+      const downloaded = sources.reduce((n, s) => n + s.bytesRead, 0)
+      const configBytes = e.files.find((f) => f.role === 'config')?.size ?? 0
+      const tensorBytes = [...slice.tensors.values()].reduce((n, t) => n + t.data.length, 0) * (id === 'stories-hf' ? 4 : 34 / 32)
+      console.log(`${id}: layers [2,4) downloaded ${downloaded} of ${weightsFile.size + configBytes} bytes (the layers' tensors hold ${Math.round(tensorBytes)})`)
+      expect(downloaded).toBeLessThan(0.5 * weightsFile.size)
+      expect(downloaded).toBeGreaterThan(0.9 * tensorBytes)
+    }
+  })
+})
+
+describe('whole-file sha256 checks', () => {
+  it('verifiedSource returns the bytes only when size and sha256 match, and names the file otherwise', async () => {
+    const bytes = new Uint8Array(readFileSync(stories260K.paths.tokenizer))
+    const file = { name: 'tok512.bin', size: bytes.byteLength, sha256: await sha256Hex(bytes) }
+    expect(file.sha256).toBe('037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312') // as the relay test lists it
+    const ok = await verifiedSource(fileSource(stories260K.paths.tokenizer), file)
+    expect(await ok.read(0, 4)).toEqual(bytes.subarray(0, 4))
+    const corrupt = bytes.slice()
+    corrupt[1000] ^= 1
+    await expect(verifiedSource(memorySource(corrupt, 'cache/tok512.bin'), file)).rejects.toThrow(/cache\/tok512.bin: sha256 [0-9a-f]{64} does not match the registry's 037cb335.*refusing it/)
+    await expect(verifiedSource(memorySource(bytes.subarray(1), 'short.bin'), file)).rejects.toThrow(`short.bin: ${bytes.byteLength - 1} bytes, but the registry lists tok512.bin with ${bytes.byteLength}`)
+    await expect(checkSha256(bytes, 'not-a-hash', 'x')).rejects.toThrow(/not 64 lowercase hex digits/)
+  })
+
+  it('a tampered tokenizer.json behind a registry entry is refused before it is parsed', async () => {
+    const e = entry('stories-hf')
+    const open: OpenFile = (f) => (f.role === 'tokenizer'
+      ? memorySource(new TextEncoder().encode(readFileSync(join(folder.dir, e.id, f.name), 'utf8').replace('"<unk>"', '"<UNK>"')), f.name)
+      : fileSource(join(folder.dir, e.id, f.name)))
+    await expect(loadEntryTokenizer(e, open)).rejects.toThrow(/tokenizer.json: sha256 .* does not match the registry's/)
+  })
+})

@@ -56,8 +56,8 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
 
   const positionsTensor = (n: number) => (positionTensors[n] ??= new ort.Tensor('int64', positions64.subarray(0, n), [1, n]))
   const pastTensorsFor = (t: number) => (pastTensors[t] ??= caches.flatMap(([k, v]) => [
-    new ort.Tensor('float32', k.subarray(0, t * c.kvDim), [t, c.kvDim]),
-    new ort.Tensor('float32', v.subarray(0, t * c.kvDim), [t, c.kvDim]),
+    new ort.Tensor('float32', k.subarray(0, t * c.kvDim), [1, t, c.kvDim]),
+    new ort.Tensor('float32', v.subarray(0, t * c.kvDim), [1, t, c.kvDim]),
   ]))
 
   const checkRows = (n: number, what: string) => {
@@ -107,7 +107,7 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
         feeds[LAYER_GRAPH_INPUT.pastValue(li)] = past[2 * li + 1]
       }
       const out = await run(layerSession, feeds, `layers [${start}, ${end})`)
-      // new_kv (2 * n_range * n, kv_dim): per layer n key rows then n value rows
+      // new_kv (1, 2 * n_range * n, kv_dim): per layer n key rows then n value rows
       const newKv = out[LAYER_GRAPH_OUTPUT.newKv].data as Float32Array
       for (let li = 0; li < nRange; li++) {
         for (let kv = 0; kv < 2; kv++) {

@@ -7,10 +7,10 @@ import { createGraphBuilder, FLOAT, INT64, type BuiltModel } from './onnx-graph.
  * ((out, in), transB) so nothing is transposed in JavaScript.
  *
  * Layer graph, for layers [start, end) (l = index within the range):
- *   inputs   x (n, dim); positions (1, n) int64; past_key_l, past_value_l (t, kv_dim), t = last
+ *   inputs   x (n, dim); positions (1, n) int64; past_key_l, past_value_l (1, t, kv_dim), t = last
  *            position + 1: the cache slots [0, t), the slots of this call's rows included (stale)
- *   outputs  y (n, dim); new_kv (2 * n_range * n, kv_dim): per layer the RoPE'd keys of the n rows,
- *            then their values, for the caller to write into its cache
+ *   outputs  y (n, dim); new_kv (1, 2 * n_range * n, kv_dim): per layer the RoPE'd keys of the n
+ *            rows, then their values, for the caller to write into its cache
  * Each row's keys and values are scattered into its slot before attention, and row r attends to
  * slots [0, positions[r]]: the reference's causal attention over its cache.
  *
@@ -60,38 +60,38 @@ export function buildLayerGraph(slice: ModelSlice): BuiltModel {
   const ropeCos = g.weight('rope_cos', [c.seqLen, c.headSize / 2], cos)
   const ropeSin = g.weight('rope_sin', [c.seqLen, c.headSize / 2], sin)
 
-  // shared by every layer: slot indices (n, 1) and the causal mask (n, t): slot <= own position
-  const slotIndex = g.node('Reshape', [positions, g.int64('shape_n1', [2], [-1, 1])], 1)[0]
-  const pastKey0 = g.input(LAYER_GRAPH_INPUT.pastKey(0), FLOAT, ['t', c.kvDim])
-  const t = g.node('Shape', [pastKey0], 1, { start: 0, end: 1 })[0]
+  // shared by every layer: the causal mask (n, t), slot <= own position, and scatter indices
+  // (1, n, 2) of [batch 0, position] for writing each row's key and value into its slot
+  const positionColumn = g.node('Reshape', [positions, g.int64('shape_n1', [2], [-1, 1])], 1)[0]
+  const pastKey0 = g.input(LAYER_GRAPH_INPUT.pastKey(0), FLOAT, [1, 't', c.kvDim])
+  const t = g.node('Shape', [pastKey0], 1, { start: 1, end: 2 })[0]
   const tScalar = g.node('Squeeze', [t], 1)[0]
   const slots = g.node('Range', [g.int64('zero', [], [0]), tScalar, g.int64('one', [], [1])], 1)[0]
-  const mask = g.node('LessOrEqual', [slots, slotIndex], 1)[0]
+  const mask = g.node('LessOrEqual', [slots, positionColumn], 1)[0]
   const axis0 = g.int64('axis0', [1], [0])
+  const positions3 = g.node('Unsqueeze', [positions, g.int64('axis2', [1], [2])], 1)[0]
+  const batchZero = g.node('Sub', [positions3, positions3], 1)[0]
+  const slotIndex = g.node('Concat', [batchZero, positions3], 1, { axis: 2 })[0]
   const qkvSplit = g.int64('qkv_split', [3], [c.dim, c.kvDim, c.kvDim])
 
   const newKv: string[] = []
   for (let l = start; l < end; l++) {
     const li = l - start
-    const pastKey = li === 0 ? pastKey0 : g.input(LAYER_GRAPH_INPUT.pastKey(li), FLOAT, ['t', c.kvDim])
-    const pastValue = g.input(LAYER_GRAPH_INPUT.pastValue(li), FLOAT, ['t', c.kvDim])
+    const pastKey = li === 0 ? pastKey0 : g.input(LAYER_GRAPH_INPUT.pastKey(li), FLOAT, [1, 't', c.kvDim])
+    const pastValue = g.input(LAYER_GRAPH_INPUT.pastValue(li), FLOAT, [1, 't', c.kvDim])
 
     // attention
     const xn = g.node('RMSNormalization', [x, g.weight(`l${l}.attention_norm`, [c.dim], w(l, 'attention_norm'))], 1, { axis: -1, epsilon: eps })[0]
     const wqkv = g.weight(`l${l}.wqkv`, [c.dim + 2 * c.kvDim, c.dim], concatRows([w(l, 'wq'), w(l, 'wk'), w(l, 'wv')]))
     const qkv = g.node('Gemm', [xn, wqkv], 1, { transB: 1 })[0]
-    const [q, k, v] = g.node('Split', [qkv, qkvSplit], 3, { axis: 1 })
-    const q3 = g.node('Unsqueeze', [q, axis0], 1)[0]
-    const k3 = g.node('Unsqueeze', [k, axis0], 1)[0]
-    const qRot = g.node('RotaryEmbedding', [q3, ropeCos, ropeSin, positions], 1, { interleaved: 1, num_heads: c.nHeads })[0]
-    const kRot3 = g.node('RotaryEmbedding', [k3, ropeCos, ropeSin, positions], 1, { interleaved: 1, num_heads: c.nKvHeads })[0]
-    const kRot = g.node('Squeeze', [kRot3, axis0], 1)[0]
+    const qkv3 = g.node('Unsqueeze', [qkv, axis0], 1)[0]
+    const [q, k, v] = g.node('Split', [qkv3, qkvSplit], 3, { axis: 2 })
+    const qRot = g.node('RotaryEmbedding', [q, ropeCos, ropeSin, positions], 1, { interleaved: 1, num_heads: c.nHeads })[0]
+    const kRot = g.node('RotaryEmbedding', [k, ropeCos, ropeSin, positions], 1, { interleaved: 1, num_heads: c.nKvHeads })[0]
     newKv.push(kRot, v)
     const keys = g.node('ScatterND', [pastKey, slotIndex, kRot], 1)[0]
     const values = g.node('ScatterND', [pastValue, slotIndex, v], 1)[0]
-    const keys3 = g.node('Unsqueeze', [keys, axis0], 1)[0]
-    const values3 = g.node('Unsqueeze', [values, axis0], 1)[0]
-    const att3 = g.node('Attention', [qRot, keys3, values3, mask], 1, { q_num_heads: c.nHeads, kv_num_heads: c.nKvHeads })[0]
+    const att3 = g.node('Attention', [qRot, keys, values, mask], 1, { q_num_heads: c.nHeads, kv_num_heads: c.nKvHeads })[0]
     const att = g.node('Squeeze', [att3, axis0], 1)[0]
     const wo = g.weight(`l${l}.wo`, [c.dim, c.dim], w(l, 'wo'))
     const o = g.node('Gemm', [att, wo], 1, { transB: 1 })[0]
@@ -110,8 +110,8 @@ export function buildLayerGraph(slice: ModelSlice): BuiltModel {
   }
   g.node('Identity', [x], [LAYER_GRAPH_OUTPUT.hidden])
   g.output(LAYER_GRAPH_OUTPUT.hidden, FLOAT, ['n', c.dim])
-  g.node('Concat', newKv, [LAYER_GRAPH_OUTPUT.newKv], { axis: 0 })
-  g.output(LAYER_GRAPH_OUTPUT.newKv, FLOAT, ['kv_rows', c.kvDim])
+  g.node('Concat', newKv, [LAYER_GRAPH_OUTPUT.newKv], { axis: 1 })
+  g.output(LAYER_GRAPH_OUTPUT.newKv, FLOAT, [1, 'kv_rows', c.kvDim])
   return g.build(`llama_layers_${start}_${end}`)
 }
 

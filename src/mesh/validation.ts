@@ -31,7 +31,7 @@ export interface ValidationStats {
 }
 
 export interface MeshValidatorOptions {
-  /** Per-peer limits per topic (defaults: adverts 5/s burst 10, tasks 20/s burst 40). */
+  /** Per-peer limits per topic (defaults: adverts 8/s burst 16, tasks 20/s burst 40). */
   rateLimits?: Partial<Record<MeshTopic, RateLimitOptions>>
   /** Called for the first rejection of each (peer, reason); default console.warn. */
   log?: (line: string) => void
@@ -48,7 +48,8 @@ export interface MeshValidators {
 }
 
 const DEFAULT_RATE_LIMITS: Record<MeshTopic, RateLimitOptions> = {
-  [ADVERT_TOPIC]: { ratePerSecond: 5, burst: 10 },
+  // an honest node sends at most 5 adverts/s (node.ts MIN_ADVERT_GAP_MS); leave headroom for jitter
+  [ADVERT_TOPIC]: { ratePerSecond: 8, burst: 16 },
   [TASK_TOPIC]: { ratePerSecond: 20, burst: 40 },
 }
 

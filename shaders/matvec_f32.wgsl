@@ -1,11 +1,12 @@
 // Matrix-vector product for decode: y[m, rowOffset + o] = dot(W[o, :], x[m, :]) for each of `rows` input
-// vectors. W is (n, k) row-major, k a multiple of 4 (read as vec4). A workgroup owns OUTPUTS consecutive
-// output rows; each invocation accumulates all of them over a strided slice of k (so every x load is
-// reused OUTPUTS times), then the workgroup sums the 64 partial sums of each output.
-// Dispatch: (ceil(n / OUTPUTS), rows).
+// vectors. W is (n, k) row-major, k a multiple of 4 (read as vec4). A workgroup owns 64 consecutive
+// output rows: 8 groups of 8 invocations, each group 8 rows. Within a group the 8 invocations take
+// interleaved vec4s of k (adjacent lanes read adjacent memory) and each accumulates all 8 of the
+// group's rows in named registers (every x load reused 8 times, nothing indexed dynamically); the
+// group's 8 partial sums per row are then added in workgroup memory (3 steps, few barriers).
+// Rows past n read row n - 1 and are never written. Dispatch: (ceil(n / 64), rows).
 
-const WG: u32 = 64u;
-const OUTPUTS: u32 = 8u;
+const LANES: u32 = 8u; // invocations sharing one group of rows
 
 struct Params {
   rows: u32, // vectors in x (dispatch y)
@@ -20,36 +21,46 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>; // (rows, k4)
 @group(0) @binding(3) var<storage, read_write> y: array<f32>; // (rows, yStride)
 
-var<workgroup> partial: array<f32, 512>; // (OUTPUTS, WG)
+var<workgroup> partLo: array<vec4<f32>, 64>; // (64 invocations) partial sums of the group's rows 0..3
+var<workgroup> partHi: array<vec4<f32>, 64>; // (64 invocations) partial sums of rows 4..7
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  let row0 = wg.x * OUTPUTS;
+  let lane = tid % LANES;
+  let row0 = wg.x * 64u + (tid / LANES) * 8u;
   let m = wg.y;
-  var acc: array<f32, 8>;
+  let last = p.n - 1u;
+  let w0 = min(row0 + 0u, last) * p.k4;
+  let w1 = min(row0 + 1u, last) * p.k4;
+  let w2 = min(row0 + 2u, last) * p.k4;
+  let w3 = min(row0 + 3u, last) * p.k4;
+  let w4 = min(row0 + 4u, last) * p.k4;
+  let w5 = min(row0 + 5u, last) * p.k4;
+  let w6 = min(row0 + 6u, last) * p.k4;
+  let w7 = min(row0 + 7u, last) * p.k4;
+  var lo = vec4<f32>(0.0);
+  var hi = vec4<f32>(0.0);
   let xBase = m * p.k4;
-  for (var k = tid; k < p.k4; k += WG) {
+  for (var k = lane; k < p.k4; k += LANES) {
     let xv = x[xBase + k];
-    for (var r = 0u; r < OUTPUTS; r++) {
-      let o = row0 + r;
-      if (o < p.n) {
-        acc[r] += dot(w[o * p.k4 + k], xv);
-      }
-    }
+    lo += vec4<f32>(dot(w[w0 + k], xv), dot(w[w1 + k], xv), dot(w[w2 + k], xv), dot(w[w3 + k], xv));
+    hi += vec4<f32>(dot(w[w4 + k], xv), dot(w[w5 + k], xv), dot(w[w6 + k], xv), dot(w[w7 + k], xv));
   }
-  for (var r = 0u; r < OUTPUTS; r++) {
-    partial[r * WG + tid] = acc[r];
-  }
+  partLo[tid] = lo;
+  partHi[tid] = hi;
   workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) {
-      for (var r = 0u; r < OUTPUTS; r++) {
-        partial[r * WG + tid] += partial[r * WG + tid + s];
-      }
+  for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      partLo[tid] += partLo[tid + s];
+      partHi[tid] += partHi[tid + s];
     }
     workgroupBarrier();
   }
-  if (tid < OUTPUTS && row0 + tid < p.n) {
-    y[m * p.yStride + p.rowOffset + row0 + tid] = partial[tid * WG];
+  // lane j of the group writes row j
+  if (row0 + lane < p.n) {
+    let group = tid - lane;
+    var sums = partLo[group];
+    if (lane >= 4u) { sums = partHi[group]; }
+    y[m * p.yStride + p.rowOffset + row0 + lane] = sums[lane % 4u];
   }
 }

@@ -9,7 +9,7 @@ import { SHADERS, type KernelName } from './shaders.ts'
 
 /** Limits baked into the WGSL (keep in step with shaders/). */
 export const KERNEL_LIMITS = {
-  matvecOutputsPerWorkgroup: 8,
+  matvecOutputsPerWorkgroup: 64,
   matmulTile: 64,
   maxAttentionChunk: 256,
   maxDecodeHeadSize: 256,
@@ -211,7 +211,7 @@ export function createKernels(device: GPUDevice): Kernels {
     argmax: (a) => make('argmax', [a.values, a.result], [a.count], [], () => {}),
     copy: (a) => {
       const count4 = a.count / 4
-      const total = ceilDiv(count4, 256)
+      const total = ceilDiv(count4, 1024) // blocks of 1024 vec4s
       const perRow = Math.min(total, KERNEL_LIMITS.maxWorkgroupsPerDimension)
       const d = make('copy', [a.src, a.dst], [count4, perRow], [], () => {})
       d.groups[0] = perRow

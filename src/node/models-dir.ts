@@ -15,7 +15,7 @@ import { fileSource } from './file-source.ts'
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 
 const HOW_TO_GET_ONE =
-  'Put models in a folder, one subfolder per model: a llama2.c .bin checkpoint and its tokenizer ' +
+  'Put llama2.c models in a folder, one subfolder per model holding its .bin checkpoint and tokenizer ' +
   '(for example models/stories260K/stories260K.bin and tok512.bin from karpathy/tinyllamas), or one .gguf file, ' +
   'or Hugging Face .safetensors with config.json and tokenizer.json; then pass ' +
   '--models-dir <folder> or set TABMESH_MODELS=<folder>.'

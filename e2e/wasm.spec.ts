@@ -43,8 +43,9 @@ test('onnxruntime-web loads offline from the site, with SIMD and a thread per co
   expect(info.ortThreads).toBeGreaterThan(1)
   // the engine runs, which needs the .wasm file, served by the site itself
   expect(await page.evaluate(() => window.wasmLab.generate('stories260K', 'wasm', [1], 4))).toHaveLength(4)
-  const ortFiles = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name).filter((n) => /ort.*\.wasm/.test(n)))
-  expect(ortFiles.length).toBeGreaterThan(0)
+  // the Emscripten glue (also the pthread workers' script) and the binary, both from the site
+  const ortFiles = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name).filter((n) => /ort-wasm-simd-threaded.*\.(wasm|mjs)$/.test(n)))
+  expect(ortFiles.some((u) => u.endsWith('.mjs')) && ortFiles.some((u) => u.endsWith('.wasm'))).toBe(true)
   for (const url of ortFiles) expect(new URL(url).origin).toBe(new URL(page.url()).origin)
   expect(failed).toEqual([])
 })

@@ -6,7 +6,7 @@ export type Ort = typeof OrtModule
 export interface OrtOptions {
   /** Threads for onnxruntime's pool; default: every core when the page is cross-origin isolated, else 1. */
   numThreads?: number
-  /** Where onnxruntime-web's .wasm/.mjs files are served (default: bundled with the site by Vite). */
+  /** URL prefix where onnxruntime-web's dist/ files are served (default: the copies Vite emits with the site). */
   wasmPaths?: string
 }
 
@@ -40,9 +40,23 @@ export function loadOrt(options: OrtOptions = {}): Promise<Ort> {
   loadedThreads = numThreads
   loaded = (async () => {
     try {
-      const ort: Ort = isNode ? await import(/* @vite-ignore */ NODE_ORT) : await import('onnxruntime-web/wasm')
+      let ort: Ort
+      if (isNode) {
+        ort = await import(/* @vite-ignore */ NODE_ORT)
+        if (options.wasmPaths) ort.env.wasm.wasmPaths = options.wasmPaths
+      } else {
+        // The API from the bundle; the Emscripten glue and the .wasm as files of their own, emitted
+        // verbatim by Vite: the glue is also the script of onnxruntime's pthread workers, and a
+        // bundler chunk (which may import site code touching `document`) cannot be.
+        const [api, glue, binary] = await Promise.all([
+          import('onnxruntime-web/wasm'),
+          import('onnxruntime-web/ort-wasm-simd-threaded.mjs?url'),
+          import('onnxruntime-web/ort-wasm-simd-threaded.wasm?url'),
+        ])
+        ort = api
+        ort.env.wasm.wasmPaths = options.wasmPaths ?? { mjs: new URL(glue.default, location.href).href, wasm: new URL(binary.default, location.href).href }
+      }
       ort.env.wasm.numThreads = numThreads
-      if (options.wasmPaths) ort.env.wasm.wasmPaths = options.wasmPaths
       ort.env.logLevel = 'error'
       return ort
     } catch (err) {

@@ -5,7 +5,8 @@
  * side dials too if no connection appears within `fallbackAfterMs`. Each attempt is bounded by
  * `attemptTimeoutMs`, because about 10% of first WebRTC dials in @libp2p/webrtc 6.0 hang for ~6 s
  * (see LAB.md), and retried with exponential backoff for as long as the peer is wanted. At most
- * `maxConcurrent` dials run at once, so a burst of adverts cannot start a dial storm.
+ * `maxConcurrent` dials run at once, so a burst of adverts cannot start a dial storm, and none
+ * starts while `canConnectMore()` says the node has enough direct peers.
  */
 import type { Connection } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -16,7 +17,10 @@ export interface DialerOptions {
   dial(addr: Multiaddr, options: { signal: AbortSignal }): Promise<Connection>
   /** Whether a direct (non-relayed) connection to the peer is open. */
   hasDirect(peerId: string): boolean
-  attemptTimeoutMs?: number // default 2000
+  /** Whether another direct connection may be opened, with `pendingDials` already under way (a cap keeps big swarms from full meshes). */
+  canConnectMore?(pendingDials: number): boolean
+  /** Timeout of the first attempt (default 2500 ms); each retry allows 1.5 times more, up to 8 s. */
+  attemptTimeoutMs?: number
   firstBackoffMs?: number // default 250
   maxBackoffMs?: number // default 4000
   fallbackAfterMs?: number // default 4000
@@ -39,6 +43,8 @@ export interface Dialer {
   discovered(peerId: string, addrs: readonly string[]): void
   /** Stops wanting a peer (it left the table). */
   forget(peerId: string): void
+  /** Re-checks the queue, e.g. after a connection closed and made room. */
+  poke(): void
   stats(): DialStats
   stop(): void
 }
@@ -59,7 +65,7 @@ export function webrtcAddrs(peerId: string, addrs: readonly string[]): string[] 
 }
 
 export function createDialer(options: DialerOptions): Dialer {
-  const attemptTimeoutMs = options.attemptTimeoutMs ?? 2000
+  const attemptTimeoutMs = options.attemptTimeoutMs ?? 2500
   const firstBackoffMs = options.firstBackoffMs ?? 250
   const maxBackoffMs = options.maxBackoffMs ?? 4000
   const fallbackAfterMs = options.fallbackAfterMs ?? 4000
@@ -76,6 +82,8 @@ export function createDialer(options: DialerOptions): Dialer {
     want.nextAt = at
     want.timer = setTimeout(() => {
       want.timer = undefined
+      // timers may fire a little before the wall clock says they should; the want is due now
+      want.nextAt = Math.min(want.nextAt, now())
       pump()
     }, Math.max(0, at - now()))
   }
@@ -85,7 +93,12 @@ export function createDialer(options: DialerOptions): Dialer {
     const t = now()
     for (const want of wants.values()) {
       if (running >= maxConcurrent) return
-      if (want.inFlight || want.nextAt > t) continue
+      if (options.canConnectMore && !options.canConnectMore(running)) return
+      if (want.inFlight) continue
+      if (want.nextAt > t) {
+        if (!want.timer) schedule(want, want.nextAt)
+        continue
+      }
       if (options.hasDirect(want.peerId)) continue
       void attempt(want)
     }
@@ -100,7 +113,9 @@ export function createDialer(options: DialerOptions): Dialer {
     stats.attempts++
     const started = now()
     const controller = new AbortController()
-    const timeout = setTimeout(() => controller.abort(new Error(`dial timed out after ${attemptTimeoutMs} ms`)), attemptTimeoutMs)
+    // a hung dial (LAB.md) is cut early; a merely slow one (a busy CPU) gets longer on each retry
+    const timeoutMs = Math.min(8000, attemptTimeoutMs * 1.5 ** want.attempt)
+    const timeout = setTimeout(() => controller.abort(new Error(`dial timed out after ${Math.round(timeoutMs)} ms`)), timeoutMs)
     try {
       await options.dial(multiaddr(addr), { signal: controller.signal })
       stats.connected++
@@ -148,6 +163,7 @@ export function createDialer(options: DialerOptions): Dialer {
       if (want?.timer) clearTimeout(want.timer)
       wants.delete(peerId)
     },
+    poke: () => pump(),
     stats: () => ({ ...stats, connectMs: [...stats.connectMs] }),
     stop() {
       stopped = true

@@ -44,10 +44,16 @@ export interface MeshNodeOptions {
   privateKey?: PrivateKey
   /** Advert heartbeat period (default 1000 ms). */
   heartbeatMs?: number
-  /** Silence after which a peer is dropped from the table (default 2500 ms). */
+  /** Silence after which a peer is dropped from the table (default 2200 ms: two missed heartbeats). */
   staleAfterMs?: number
   /** Period of RTT pings to directly connected peers (default 2000 ms). */
   pingIntervalMs?: number
+  /**
+   * Direct (WebRTC) connections the node opens to discovered peers at most (default 24). Small
+   * swarms form a full mesh; in big ones gossip spreads over the partial mesh and `openStream`
+   * dials any other peer on demand.
+   */
+  maxDirectPeers?: number
   dialer?: Partial<Omit<DialerOptions, 'selfId' | 'dial' | 'hasDirect'>>
   validation?: MeshValidatorOptions
   gossipsub?: Partial<GossipsubOpts>
@@ -108,6 +114,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const log = options.log ?? ((line: string) => console.warn(line))
   const heartbeatMs = options.heartbeatMs ?? 1000
   const pingIntervalMs = options.pingIntervalMs ?? 2000
+  const maxDirectPeers = options.maxDirectPeers ?? 24
   const relayAddrs = (typeof options.relay === 'string' ? [options.relay] : [...options.relay]).map((a) => multiaddr(a))
   if (relayAddrs.length === 0) throw new TabmeshError('bad-argument', 'createMeshNode needs at least one relay multiaddr')
   const identity = options.privateKey ? undefined : await loadTabIdentity()
@@ -121,6 +128,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     streamMuxers: [yamux()],
     // browsers deny ws:// and private addresses by default; the relay is ws:// on loopback or a LAN
     connectionGater: { denyDialMultiaddr: async () => false },
+    connectionManager: { maxConnections: Math.max(64, maxDirectPeers * 3) },
     services: {
       identify: identify(),
       ping: ping(),
@@ -173,11 +181,13 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   }
 
   // ---- dialing discovered peers ----------------------------------------------------------------
+  const directPeerIds = () => [...new Set(libp2p.getConnections().filter(isDirect).map((c) => c.remotePeer.toString()))].filter((id) => table.has(id))
   const hasDirect = (id: string) => libp2p.getConnections().some((c) => c.remotePeer.toString() === id && isDirect(c))
   const dialer: Dialer = createDialer({
     selfId: peerId,
     dial: (addr, opts) => libp2p.dial(addr, opts),
     hasDirect,
+    canConnectMore: (pending) => directPeerIds().length + pending < maxDirectPeers,
     log,
     ...options.dialer,
   })
@@ -229,6 +239,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   libp2p.addEventListener('connection:close', (evt) => {
     const c = evt.detail
     table.connectionClosed(c.remotePeer.toString(), c.limits === undefined)
+    dialer.poke()
     if (relayAddrs.some((a) => a.getComponents().some((p) => p.name === 'p2p' && p.value === c.remotePeer.toString()))) void connectRelay()
   })
   // our circuit addresses appear once the relay reservation is made: tell the others
@@ -261,7 +272,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   await connectRelay()
 
   // ---- timers ----------------------------------------------------------------------------------
-  const sweepTimer = setInterval(() => table.sweep(), Math.min(250, Math.max(50, table.staleAfterMs / 10)))
+  const sweepTimer = setInterval(() => table.sweep(), Math.min(100, Math.max(20, table.staleAfterMs / 20)))
   const pingTimer = setInterval(() => {
     for (const entry of table.list()) {
       if (!entry.direct) continue
@@ -274,6 +285,11 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   }, pingIntervalMs)
   joined = true
   sendAdvert('join')
+  // a tab that closes says so, and the others drop it at once instead of after the stale time
+  const onPageHide = () => {
+    if (!stopped) void publish(ADVERT_TOPIC, makeAdvert('leave')).catch(() => {})
+  }
+  globalThis.addEventListener?.('pagehide', onPageHide)
 
   const node: MeshNode = {
     libp2p,
@@ -311,7 +327,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         throw new TabmeshError('mesh-unreachable', `peer ${target} did not open ${protocol}: ${(err as Error).message}`)
       }
     },
-    directPeers: () => [...new Set(libp2p.getConnections().filter(isDirect).map((c) => c.remotePeer.toString()))].filter((id) => table.has(id)),
+    directPeers: directPeerIds,
     stats: () => ({
       peerId, advertsSent, deliveries, invalidDelivered, validation: validators.stats(), dial: dialer.stats(),
       directPeers: node.directPeers(), relayConnected: relayConnected(),
@@ -324,6 +340,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         // leaving anyway
       }
       stopped = true
+      globalThis.removeEventListener?.('pagehide', onPageHide)
       if (advertTimer) clearTimeout(advertTimer)
       if (relayTimer) clearTimeout(relayTimer)
       clearInterval(sweepTimer)

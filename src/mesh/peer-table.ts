@@ -3,7 +3,7 @@
  * were last heard from, and the round-trip time to them. Built from validated adverts and from
  * connection and ping events; plain data and a clock, so it is tested without a network.
  *
- * A peer that sends no advert for `staleAfterMs` (default 2.5 heartbeats of 1 s) is dropped by the
+ * A peer that sends no advert for `staleAfterMs` (default 2.2 s: two missed heartbeats of 1 s) is dropped by the
  * next sweep; a 'leave' advert drops it at once. WebRTC would notice a vanished tab only after
  * 8-12 s, too late for routing.
  */
@@ -46,7 +46,7 @@ export type PeerTableEvent =
 export interface PeerTableOptions {
   /** This node's peer id: its own adverts never enter the table. */
   selfId: string
-  /** Silence after which a peer is dropped (default 2500 ms). */
+  /** Silence after which a peer is dropped (default 2200 ms). */
   staleAfterMs?: number
   now?: () => number
 }
@@ -104,7 +104,7 @@ const LATENCY_EWMA = 0.3 // weight of the newest sample
 
 export function createPeerTable(options: PeerTableOptions): PeerTable {
   const { selfId } = options
-  const staleAfterMs = options.staleAfterMs ?? 2500
+  const staleAfterMs = options.staleAfterMs ?? 2200
   const now = options.now ?? (() => Date.now())
   const entries = new Map<string, PeerEntry>()
   // Connection state can arrive before the first advert (the dial is what brings it).

@@ -79,9 +79,11 @@ function createChunkReader(source: ByteSource, size: number) {
     next.set(buffer.subarray(keepFrom))
     next.set(more, buffer.byteLength - keepFrom)
     buffer = next
+    bufferView = new DataView(next.buffer)
     bufferStart = pos
   }
-  const view = () => new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+  let bufferView = new DataView(buffer.buffer)
+  const view = () => bufferView
   const at = () => pos - bufferStart
 
   return {
@@ -96,6 +98,16 @@ function createChunkReader(source: ByteSource, size: number) {
       pos += 8
       if (hi >= 1 << 21) throw new TabmeshError('model-format', `${source.name}: ${what} = ${hi} * 2^32 + ${lo} at byte ${pos - 8} is beyond any plausible file; the header is corrupt`)
       return hi * 2 ** 32 + lo
+    },
+    /** A string already in the buffer, without awaiting (vocabularies hold ~10^5 of them); undefined if not buffered. */
+    stringNow(): string | undefined {
+      const o = pos - bufferStart
+      if (o + 8 > buffer.byteLength) return undefined
+      const hi = bufferView.getUint32(o + 4, true)
+      const length = bufferView.getUint32(o, true)
+      if (hi !== 0 || o + 8 + length > buffer.byteLength) return undefined
+      pos += 8 + length
+      return utf8.decode(buffer.subarray(o + 8, o + 8 + length))
     },
     async string(what: string) {
       const length = await this.u64(`length of ${what}`)
@@ -153,7 +165,12 @@ async function readValue(r: ChunkReader, type: number, key: string, name: string
       if (depth > 2) throw new TabmeshError('model-format', `${name}: metadata ${key} nests arrays too deeply`)
       const elementType = await r.u32(`element type of ${key}`)
       const count = await r.u64(`length of ${key}`)
-      if (elementType === GGUF_VALUE.STRING || elementType === GGUF_VALUE.ARRAY) {
+      if (elementType === GGUF_VALUE.STRING) {
+        const out: string[] = []
+        for (let i = 0; i < count; i++) out.push(r.stringNow() ?? await r.string(`metadata ${key}[${i}]`))
+        return out
+      }
+      if (elementType === GGUF_VALUE.ARRAY) {
         const out: GgufValue[] = []
         for (let i = 0; i < count; i++) out.push(await readValue(r, elementType, `${key}[${i}]`, name, depth + 1))
         return out

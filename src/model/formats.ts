@@ -1,5 +1,5 @@
 import { TabmeshError } from '../errors.ts'
-import type { ByteSource } from './byte-source.ts'
+import { httpSource, type ByteSource } from './byte-source.ts'
 import { compileChatTemplate, PLAIN_CONTINUATION_TEMPLATE, type ChatTemplate } from './chat-template.ts'
 import { readGguf, loadGguf, ggufConfig } from './gguf.ts'
 import { ggufChatTemplate, ggufTokenizer } from './gguf-tokenizer.ts'
@@ -19,6 +19,10 @@ import { verifiedSource } from './verify-file.ts'
  * whole and checked against the registry's sha256 before use.
  */
 export type OpenFile = (file: RegistryFile) => ByteSource
+
+/** Opens a registry model's files over HTTP: the file's public URL when the registry gives one, else the relay's /models/<id>/<name>. */
+export const httpOpener = (baseUrl: string, entry: ModelEntry): OpenFile => (file) =>
+  httpSource(file.url ?? new URL(`models/${encodeURIComponent(entry.id)}/${encodeURIComponent(file.name)}`, baseUrl).href, { size: file.size })
 
 /** The role a file plays, from its name (models-dir uses it to build registry entries). */
 export function roleOfFileName(name: string): FileRole {

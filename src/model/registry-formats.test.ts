@@ -8,9 +8,9 @@ import { fileSource } from '../node/file-source.ts'
 import { scanModels, sha256File } from '../node/models-dir.ts'
 import { startHttpServer } from '../relay/http-server.ts'
 import { GOLDEN_IDS, stories260K } from '../test/models.ts'
-import { httpSource, memorySource } from './byte-source.ts'
+import { memorySource, type ByteSource } from './byte-source.ts'
 import { llama2cModel, storiesGguf, storiesHfFiles, storiesVocab, tempFolder } from './format-fixtures.ts'
-import { loadEntryChatTemplate, loadEntrySlice, loadEntryTokenizer, type OpenFile } from './formats.ts'
+import { httpOpener, loadEntryChatTemplate, loadEntrySlice, loadEntryTokenizer, type OpenFile } from './formats.ts'
 import { modelToGguf } from './gguf-writer.ts'
 import type { ModelEntry, Registry } from './registry.ts'
 import { checkSha256, sha256Hex, verifiedSource } from './verify-file.ts'
@@ -51,7 +51,7 @@ afterAll(async () => {
 })
 
 const entry = (id: string): ModelEntry => registry.models.find((m) => m.id === id)!
-const openHttp = (e: ModelEntry): OpenFile => (f) => httpSource(f.url ?? new URL(`models/${e.id}/${f.name}`, base).href, { size: f.size })
+const openHttp = (e: ModelEntry): OpenFile => httpOpener(base, e)
 
 describe('registry of GGUF, safetensors and llama2.c models', () => {
   it('lists every format with a sha256 per file, and skips broken folders with a reason', async () => {
@@ -92,7 +92,7 @@ describe('registry of GGUF, safetensors and llama2.c models', () => {
   it('a contributor loading layers [2, 4) over HTTP downloads only those layers (plus headers)', async () => {
     for (const id of ['stories-gguf-q8', 'stories-hf']) {
       const e = entry(id)
-      const sources: ReturnType<typeof httpSource>[] = []
+      const sources: ByteSource[] = []
       const open: OpenFile = (f) => { const s = openHttp(e)(f); sources.push(s); return s }
       const slice = await loadEntrySlice(e, open, { layers: { start: 2, end: 4 }, embedding: false, head: false })
       const weightsFile = e.files.find((f) => f.role === 'weights')!
@@ -103,6 +103,15 @@ describe('registry of GGUF, safetensors and llama2.c models', () => {
       expect(downloaded).toBeLessThan(0.5 * weightsFile.size)
       expect(downloaded).toBeGreaterThan(0.9 * tensorBytes)
     }
+  })
+})
+
+describe('registry entries that point at public URLs', () => {
+  it('loads from a file\'s url (here: the same bytes served under another path) with the same code', async () => {
+    const e = entry('stories-gguf-f32')
+    const elsewhere: ModelEntry = { ...e, id: 'renamed', files: e.files.map((f) => ({ ...f, url: new URL(`models/${e.id}/${f.name}`, base).href })) }
+    const slice = await loadEntrySlice(elsewhere, httpOpener('http://127.0.0.1:9/', elsewhere), { layers: { start: 0, end: 1 }, embedding: true, head: false })
+    expect(slice.tensors.get('layers.0.wq')!.data).toEqual((await llama2cModel('stories260K')).tensors.get('layers.0.wq')!.data)
   })
 })
 

@@ -10,6 +10,7 @@
  * Two cores run every browser: numbers taken while other work runs are noisy.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { buildMeshSite, launchChromiumProcess, loopbackOnly, openMeshPeer, ROOT, startRelayProcess, type BrowserPeer } from '../e2e/mesh-harness.ts'
 
@@ -49,9 +50,12 @@ async function measure(n: number): Promise<SizeResult> {
   try {
     // all tabs load at once, each starting its node from the page itself
     peers = await Promise.all(chromiums.map((c) => openMeshPeer(c, relay.url, {}, true)))
-    const deadline = Date.now() + 30_000
+    const deadline = Date.now() + 60_000
     while ((await Promise.all(peers.map((p) => p.page.evaluate(() => window.meshLab.directPeers().length)))).some((k) => k < n - 1)) {
-      if (Date.now() > deadline) throw new Error(`${n} tabs did not form a full mesh in 30 s`)
+      if (Date.now() > deadline) {
+        const state = await Promise.all(peers.map((p) => p.page.evaluate(() => ({ direct: window.meshLab.directPeers().length, table: window.meshLab.table().length, dial: window.meshLab.stats().dial }))))
+        throw new Error(`${n} tabs did not form a full mesh in 60 s: ${JSON.stringify(state)}`)
+      }
       await sleep(100)
     }
     const timelines = await Promise.all(peers.map((p) => p.page.evaluate(() => window.meshLab.timeline())))
@@ -108,10 +112,17 @@ async function measure(n: number): Promise<SizeResult> {
 }
 
 const results: SizeResult[] = []
+const failures: { peers: number; error: string }[] = []
 for (const n of SIZES) {
   console.error(`measuring ${n} tabs ...`)
-  results.push(await measure(n))
+  try {
+    results.push(await measure(n))
+  } catch (err) {
+    console.error(`${n} tabs: ${(err as Error).message}`)
+    failures.push({ peers: n, error: (err as Error).message })
+  }
 }
+if (results.length === 0) throw new Error('no mesh size could be measured')
 
 const base = results[0]
 const ratio = (x: number, y: number) => (Number.isFinite(x) && Number.isFinite(y) && y > 0 ? `${(x / y).toFixed(2)}x` : '-')
@@ -122,14 +133,15 @@ const rows = results.map((r) => [
   fmt(r.streamRttMs.p50, 2), fmt(r.streamRttMs.p99, 2), fmt(r.throughputMBps, 1), ratio(r.throughputMBps, base.throughputMBps), fmt(r.lostPeerDetectedMs.max, 0),
 ])
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-console.log('\nmesh on loopback, one Chromium process per tab (times in ms from page load; max over tabs)')
+console.log(`\nmesh on loopback, one Chromium process per tab (times in ms from page load; max over tabs); load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores`)
 console.log(header.map((h, i) => h.padStart(widths[i])).join('  '))
 for (const row of rows) console.log(row.map((c, i) => c.padStart(widths[i])).join('  '))
+for (const f of failures) console.log(`${f.peers} tabs: FAILED (${f.error.slice(0, 200)})`)
 const three = results.find((r) => r.peers === 3)
 if (three) console.log(`\n3-tab mesh complete ${fmt(three.fullMeshMs.max, 0)} ms after page load (target <= 3000)`)
 console.log(`advert propagation p50 ${results.map((r) => `${r.peers}: ${fmt(r.advertMs.p50, 1)} ms`).join(', ')} (target < 20)`)
 console.log(`lost peer noticed after ${results.map((r) => `${r.peers}: ${fmt(r.lostPeerDetectedMs.max, 0)} ms`).join(', ')} (target <= 3000)`)
 
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
-writeFileSync(join(ROOT, 'bench/results/mesh.json'), JSON.stringify({ date: new Date().toISOString(), churnPeriodMs: CHURN_PERIOD_MS, rttRounds: RTT_ROUNDS, bulkBytes: BULK_BYTES, results }, null, 2) + '\n')
+writeFileSync(join(ROOT, 'bench/results/mesh.json'), JSON.stringify({ date: new Date().toISOString(), loadAverage: loadavg(), churnPeriodMs: CHURN_PERIOD_MS, rttRounds: RTT_ROUNDS, bulkBytes: BULK_BYTES, results, failures }, null, 2) + '\n')
 console.log('wrote bench/results/mesh.json')

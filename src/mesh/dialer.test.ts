@@ -1,7 +1,7 @@
 import type { Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { describe, expect, it } from 'vitest'
-import { createDialer, webrtcAddrs, type DialerOptions } from './dialer.ts'
+import { createDialer, dialsFirst, webrtcAddrs, type DialerOptions } from './dialer.ts'
 import { fakePeerId } from './test-fixtures.ts'
 
 const RELAY = fakePeerId(900)
@@ -48,22 +48,34 @@ describe('dialer', () => {
     expect(webrtcAddrs(p, [addrOf(p), `/ip4/127.0.0.1/tcp/9090/ws/p2p/${RELAY}/p2p-circuit/p2p/${p}`, addrOf(fakePeerId(2))])).toEqual([addrOf(p)])
   })
 
-  it('dials a higher peer id at once and a lower one only after the fallback delay', async () => {
+  it('lets exactly one side of each pair dial first, and spreads the dialling evenly', () => {
+    const ids = Array.from({ length: 40 }, (_, i) => fakePeerId(i * 7919))
+    const dials = ids.map((a) => ids.filter((b) => b !== a && dialsFirst(a, b)).length)
+    for (const a of ids) for (const b of ids) if (a !== b) expect(dialsFirst(a, b)).toBe(!dialsFirst(b, a))
+    expect(Math.min(...dials)).toBeGreaterThan(8) // of 39 each; "the lower id dials" would give 0..39
+    expect(Math.max(...dials)).toBeLessThan(31)
+  })
+
+  it('dials at once when it is its turn, and otherwise only after the fallback delay', async () => {
     const net = network(() => 'ok')
+    const self = fakePeerId(5)
+    const others = Array.from({ length: 12 }, (_, i) => fakePeerId(100 + i))
+    const first = others.find((p) => dialsFirst(self, p))!
+    const second = others.find((p) => !dialsFirst(self, p))!
     const started = Date.now()
-    const dialer = createDialer({ selfId: fakePeerId(5), dial: net.dial, hasDirect: net.hasDirect, fallbackAfterMs: 400 })
-    dialer.discovered(fakePeerId(9), [addrOf(fakePeerId(9))])
-    dialer.discovered(fakePeerId(1), [addrOf(fakePeerId(1))])
-    await waitFor(() => net.connected.has(fakePeerId(9)))
-    expect(net.connected.has(fakePeerId(1))).toBe(false)
-    await waitFor(() => net.connected.has(fakePeerId(1)))
+    const dialer = createDialer({ selfId: self, dial: net.dial, hasDirect: net.hasDirect, fallbackAfterMs: 400 })
+    dialer.discovered(first, [addrOf(first)])
+    dialer.discovered(second, [addrOf(second)])
+    await waitFor(() => net.connected.has(first))
+    expect(net.connected.has(second)).toBe(false)
+    await waitFor(() => net.connected.has(second))
     expect(Date.now() - started).toBeGreaterThanOrEqual(400)
     dialer.stop()
   })
 
   it('times out a hanging dial and retries until it connects', async () => {
     const net = network((_id, attempt) => (attempt === 0 ? 'hang' : attempt === 1 ? 'fail' : 'ok'))
-    const dialer = createDialer({ selfId: fakePeerId(0), dial: net.dial, hasDirect: net.hasDirect, attemptTimeoutMs: 50, firstBackoffMs: 10 })
+    const dialer = createDialer({ selfId: fakePeerId(0), dial: net.dial, hasDirect: net.hasDirect, attemptTimeoutMs: 50, firstBackoffMs: 10, fallbackAfterMs: 0 })
     dialer.discovered(fakePeerId(3), [addrOf(fakePeerId(3))])
     await waitFor(() => net.connected.has(fakePeerId(3)))
     expect(dialer.stats()).toMatchObject({ attempts: 3, connected: 1, timeouts: 1, failures: 1 })
@@ -73,7 +85,7 @@ describe('dialer', () => {
   it('runs at most maxConcurrent dials and stops at the direct-peer cap', async () => {
     const net = network(() => 'ok', 20)
     const peers = Array.from({ length: 10 }, (_, i) => fakePeerId(i + 1))
-    const dialer = createDialer({ selfId: fakePeerId(0), dial: net.dial, hasDirect: net.hasDirect, maxConcurrent: 3, canConnectMore: (pending) => net.connected.size + pending < 6 })
+    const dialer = createDialer({ selfId: fakePeerId(0), dial: net.dial, hasDirect: net.hasDirect, maxConcurrent: 3, fallbackAfterMs: 0, canConnectMore: (pending) => net.connected.size + pending < 6 })
     for (const p of peers) dialer.discovered(p, [addrOf(p)])
     await waitFor(() => net.connected.size === 6)
     await sleep(100)
@@ -84,13 +96,41 @@ describe('dialer', () => {
 
   it('stops retrying a peer that was forgotten', async () => {
     const net = network(() => 'fail')
-    const dialer = createDialer({ selfId: fakePeerId(0), dial: net.dial, hasDirect: net.hasDirect, firstBackoffMs: 10 })
+    const dialer = createDialer({ selfId: fakePeerId(0), dial: net.dial, hasDirect: net.hasDirect, firstBackoffMs: 10, fallbackAfterMs: 0 })
     dialer.discovered(fakePeerId(4), [addrOf(fakePeerId(4))])
     await sleep(30)
     dialer.forget(fakePeerId(4))
     const tried = net.attempts.get(fakePeerId(4))!
     await sleep(200)
     expect(net.attempts.get(fakePeerId(4))).toBe(tried)
+    dialer.stop()
+  })
+
+  it('keeps escalating the timeout for a peer that left and came back', async () => {
+    const net = network(() => 'hang')
+    const p = fakePeerId(7)
+    const dialer = createDialer({ selfId: fakePeerId(0), dial: net.dial, hasDirect: net.hasDirect, attemptTimeoutMs: 20, firstBackoffMs: 1, fallbackAfterMs: 0 })
+    dialer.discovered(p, [addrOf(p)])
+    await waitFor(() => dialer.stats().timeouts >= 2)
+    dialer.forget(p)
+    await sleep(60) // let an attempt still in flight finish
+    const before = dialer.stats().recentErrors
+    dialer.discovered(p, [addrOf(p)])
+    await waitFor(() => dialer.stats().recentErrors.length > before.length)
+    const next = dialer.stats().recentErrors.at(-1)!
+    expect(Number(/after (\d+) ms/.exec(next)![1])).toBeGreaterThanOrEqual(45) // 20 x 1.5^2
+    dialer.stop()
+  })
+
+  it('waits for a dialable address when the first advert had none', async () => {
+    const net = network(() => 'ok')
+    const p = fakePeerId(8)
+    const dialer = createDialer({ selfId: fakePeerId(0), dial: net.dial, hasDirect: net.hasDirect, fallbackAfterMs: 0 })
+    dialer.discovered(p, []) // advertised before its relay reservation
+    await sleep(50)
+    expect(dialer.stats().attempts).toBe(0)
+    dialer.discovered(p, [addrOf(p)])
+    await waitFor(() => net.connected.has(p))
     dialer.stop()
   })
 })

@@ -1,8 +1,8 @@
 /**
  * Turns discovered peers into direct WebRTC connections.
  *
- * For each pair one side dials (the lower peer id) so the two do not race each other; the other
- * side dials too if no connection appears within `fallbackAfterMs`. Each attempt is bounded by
+ * For each pair one side dials (`dialsFirst`) so the two do not race each other; the other side
+ * dials too if no connection appears within `fallbackAfterMs`. Each attempt is bounded by
  * `attemptTimeoutMs`, because about 10% of first WebRTC dials in @libp2p/webrtc 6.0 hang for ~6 s
  * (see LAB.md), and retried with exponential backoff for as long as the peer is wanted. At most
  * `maxConcurrent` dials run at once, so a burst of adverts cannot start a dial storm, and none
@@ -19,12 +19,12 @@ export interface DialerOptions {
   hasDirect(peerId: string): boolean
   /** Whether another direct connection may be opened, with `pendingDials` already under way (a cap keeps big swarms from full meshes). */
   canConnectMore?(pendingDials: number): boolean
-  /** Timeout of the first attempt (default 2500 ms); each retry allows 1.5 times more, up to 8 s. */
+  /** Timeout of the first attempt (default 2500 ms, or 3x the median recent dial if longer); each retry allows 1.5 times more, up to 8 s. */
   attemptTimeoutMs?: number
   firstBackoffMs?: number // default 250
   maxBackoffMs?: number // default 4000
-  fallbackAfterMs?: number // default 4000
-  maxConcurrent?: number // default 4
+  fallbackAfterMs?: number // default 8000
+  maxConcurrent?: number // default 2: WebRTC handshakes are CPU-bound, and parallel ones slow each other
   log?: (line: string) => void
   now?: () => number
 }
@@ -36,6 +36,8 @@ export interface DialStats {
   failures: number
   /** Duration of each successful attempt, ms. */
   connectMs: number[]
+  /** The most recent distinct failure messages (at most 10). */
+  recentErrors: string[]
 }
 
 export interface Dialer {
@@ -59,6 +61,21 @@ interface Want {
   timer?: ReturnType<typeof setTimeout>
 }
 
+/**
+ * Which side of a pair dials: the same answer on both sides, and each peer dials about half of
+ * its peers (always "the lower id" would make the lowest peer dial everyone, one after another).
+ */
+export function dialsFirst(self: string, other: string): boolean {
+  const flip = (fnv1a(self) ^ fnv1a(other)) & 1
+  return self < other !== (flip === 1)
+}
+
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193)
+  return h >>> 0
+}
+
 /** The /p2p-circuit/webrtc addresses among a peer's advertised ones. */
 export function webrtcAddrs(peerId: string, addrs: readonly string[]): string[] {
   return addrs.filter((a) => a.includes('/p2p-circuit/webrtc') && a.endsWith(`/p2p/${peerId}`))
@@ -68,12 +85,14 @@ export function createDialer(options: DialerOptions): Dialer {
   const attemptTimeoutMs = options.attemptTimeoutMs ?? 2500
   const firstBackoffMs = options.firstBackoffMs ?? 250
   const maxBackoffMs = options.maxBackoffMs ?? 4000
-  const fallbackAfterMs = options.fallbackAfterMs ?? 4000
-  const maxConcurrent = options.maxConcurrent ?? 4
+  const fallbackAfterMs = options.fallbackAfterMs ?? 8000
+  const maxConcurrent = options.maxConcurrent ?? 2
   const log = options.log ?? (() => {})
   const now = options.now ?? (() => Date.now())
   const wants = new Map<string, Want>()
-  const stats: DialStats = { attempts: 0, connected: 0, timeouts: 0, failures: 0, connectMs: [] }
+  // attempts made on peers that left the table and may come back: their timeouts keep escalating
+  const pastAttempts = new Map<string, number>()
+  const stats: DialStats = { attempts: 0, connected: 0, timeouts: 0, failures: 0, connectMs: [], recentErrors: [] }
   let running = 0
   let stopped = false
 
@@ -100,21 +119,25 @@ export function createDialer(options: DialerOptions): Dialer {
         continue
       }
       if (options.hasDirect(want.peerId)) continue
+      // an advert sent before the peer's relay reservation has no dialable address yet: wait for the next
+      if (webrtcAddrs(want.peerId, want.addrs).length === 0) continue
       void attempt(want)
     }
   }
 
   const attempt = async (want: Want) => {
     const addrs = webrtcAddrs(want.peerId, want.addrs)
-    if (addrs.length === 0) return
     const addr = addrs[want.attempt % addrs.length]
     want.inFlight = true
     running++
     stats.attempts++
     const started = now()
     const controller = new AbortController()
-    // a hung dial (LAB.md) is cut early; a merely slow one (a busy CPU) gets longer on each retry
-    const timeoutMs = Math.min(8000, attemptTimeoutMs * 1.5 ** want.attempt)
+    // a hung dial (LAB.md) is cut early; a merely slow one (a busy CPU) gets longer on each retry,
+    // and when dials here are slow in general the first attempt already allows 3x the usual time
+    const recent = stats.connectMs.slice(-10).sort((x, y) => x - y)
+    const typical = recent.length > 0 ? recent[recent.length >> 1] : 0
+    const timeoutMs = Math.min(8000, Math.max(attemptTimeoutMs, 3 * typical) * 1.5 ** want.attempt)
     const timeout = setTimeout(() => controller.abort(new Error(`dial timed out after ${Math.round(timeoutMs)} ms`)), timeoutMs)
     try {
       await options.dial(multiaddr(addr), { signal: controller.signal })
@@ -124,6 +147,11 @@ export function createDialer(options: DialerOptions): Dialer {
     } catch (err) {
       if (controller.signal.aborted) stats.timeouts++
       else stats.failures++
+      const message = String((err as Error).message).slice(0, 200)
+      if (!stats.recentErrors.includes(message)) {
+        stats.recentErrors.push(message)
+        if (stats.recentErrors.length > 10) stats.recentErrors.shift()
+      }
       if (want.attempt === 0) log(`tabmesh: dial to ${want.peerId} failed (${(err as Error).message}); retrying with backoff`)
       want.attempt++
       if (wants.get(want.peerId) === want) schedule(want, now() + Math.min(maxBackoffMs, firstBackoffMs * 2 ** (want.attempt - 1)))
@@ -148,23 +176,32 @@ export function createDialer(options: DialerOptions): Dialer {
       }
       const existing = wants.get(peerId)
       if (existing) {
+        const hadNone = webrtcAddrs(peerId, existing.addrs).length === 0
         existing.addrs = [...addrs]
+        if (hadNone) pump()
         return
       }
       const t = now()
-      // the lower id dials now; the higher one only if nothing has connected after a while
-      const start = options.selfId < peerId ? t : t + fallbackAfterMs
-      const want: Want = { peerId, addrs: [...addrs], firstSeen: t, attempt: 0, nextAt: start, inFlight: false }
+      // one side dials now; the other only if nothing has connected after a while
+      const start = dialsFirst(options.selfId, peerId) ? t : t + fallbackAfterMs
+      const attempt = pastAttempts.get(peerId) ?? 0
+      pastAttempts.delete(peerId)
+      const want: Want = { peerId, addrs: [...addrs], firstSeen: t, attempt, nextAt: start, inFlight: false }
       wants.set(peerId, want)
       schedule(want, start)
     },
     forget(peerId) {
       const want = wants.get(peerId)
-      if (want?.timer) clearTimeout(want.timer)
+      if (!want) return
+      if (want.timer) clearTimeout(want.timer)
       wants.delete(peerId)
+      if (want.attempt > 0) {
+        if (pastAttempts.size >= 256) pastAttempts.delete(pastAttempts.keys().next().value as string)
+        pastAttempts.set(peerId, want.attempt)
+      }
     },
     poke: () => pump(),
-    stats: () => ({ ...stats, connectMs: [...stats.connectMs] }),
+    stats: () => ({ ...stats, connectMs: [...stats.connectMs], recentErrors: [...stats.recentErrors] }),
     stop() {
       stopped = true
       for (const want of wants.values()) if (want.timer) clearTimeout(want.timer)

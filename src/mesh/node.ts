@@ -129,6 +129,9 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     // browsers deny ws:// and private addresses by default; the relay is ws:// on loopback or a LAN
     connectionGater: { denyDialMultiaddr: async () => false },
     connectionManager: { maxConnections: Math.max(64, maxDirectPeers * 3) },
+    // libp2p pings every connection every 10 s and aborts it after a 5 s timeout; a tab stalled by
+    // a busy CPU is not dead (the advert heartbeat decides that), so allow longer
+    connectionMonitor: { pingTimeout: { minTimeout: 10_000 } },
     services: {
       identify: identify(),
       ping: ping(),

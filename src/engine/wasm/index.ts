@@ -11,7 +11,15 @@ export { loadOrt, ortThreads } from './ort.ts'
 /** Rows per call, as for the reference engine. */
 export const WASM_MAX_BATCH = 64
 
-export type WasmEngineOptions = OrtOptions
+export interface WasmEngineOptions extends OrtOptions {
+  /**
+   * Let onnxruntime's idle threads spin between ops instead of sleeping (default false). Spinning
+   * saves a wake-up per op on an idle machine; on a busy one (other tabs, other processes) spinning
+   * threads burn the time slices the working thread needs: measured here under load, decode of
+   * the 110M-shaped model took 2-3x longer with spinning.
+   */
+  spinning?: boolean
+}
 
 /** The Engine, plus release(): frees the onnxruntime sessions (their weights live in the wasm heap). */
 export interface WasmEngine extends Engine {
@@ -33,10 +41,11 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
   }
   const nRange = end - start
   const ort = await loadOrt(options)
-  const layerSession = nRange > 0 ? await createSession(ort, buildLayerGraph(slice), `layers [${start}, ${end})`) : undefined
+  const spinning = options.spinning ?? false
+  const layerSession = nRange > 0 ? await createSession(ort, buildLayerGraph(slice), `layers [${start}, ${end})`, spinning) : undefined
   let headSession: InferenceSession | undefined
   try {
-    headSession = spec.head ? await createSession(ort, buildHeadGraph(slice), 'head') : undefined
+    headSession = spec.head ? await createSession(ort, buildHeadGraph(slice), 'head', spinning) : undefined
   } catch (err) {
     await layerSession?.release()
     throw err
@@ -135,12 +144,13 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
   }
 }
 
-async function createSession(ort: Ort, model: BuiltModel, what: string): Promise<InferenceSession> {
+async function createSession(ort: Ort, model: BuiltModel, what: string, spinning: boolean): Promise<InferenceSession> {
   try {
     return await ort.InferenceSession.create(model.bytes, {
       executionProviders: ['wasm'],
       graphOptimizationLevel: 'all',
       externalData: model.externalData,
+      extra: { session: { 'intra_op.allow_spinning': spinning ? '1' : '0' } },
     })
   } catch (err) {
     const message = (err as Error).message

@@ -25,6 +25,10 @@ let backend: BackendName = 'ref'
 let probed: ProbeResult | undefined
 const sessions = new Map<number, Engine>()
 let nextSession = 1
+// engines of closed sessions, kept to serve the next session of the same spec: building one can be
+// slow (a WebGPU engine uploads weights and compiles pipelines), a reset is cheap
+const idle: Engine[] = []
+const sameSpec = (a: SliceSpec, b: SliceSpec) => a.layers.start === b.layers.start && a.layers.end === b.layers.end && a.embedding === b.embedding && a.head === b.head
 
 const transferOut = (view: Float32Array) => {
   const copy = view.slice()
@@ -57,8 +61,8 @@ const api: EngineWorkerApi = {
   },
 
   async load(request: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<LoadedModel> {
-    for (const e of sessions.values()) void e
     sessions.clear()
+    idle.length = 0
     slice = undefined
     const { entry } = request
     const spec = request.spec ?? fullSpec(entry.config)
@@ -81,10 +85,9 @@ const api: EngineWorkerApi = {
     if (request.backend === 'auto') probed = await probeDevice({ slice: loaded })
     const wanted = request.backend === 'auto' ? probed!.chosen : request.backend
     // build one engine now so a backend that cannot run this model fails here, not mid-session
-    const first = await createBackendEngine(loaded, wanted)
+    idle.push(await createBackendEngine(loaded, wanted))
     slice = loaded
     backend = wanted
-    sessions.set(nextSession++, first)
     return { backend, config: loaded.config, spec, bytesDownloaded: network.bytesRead, bytesFromCache: cached?.cachedBytes ?? 0, probe: probed }
   },
 
@@ -92,12 +95,12 @@ const api: EngineWorkerApi = {
     if (!slice) throw new TabmeshError('bad-argument', 'no model loaded in this worker')
     const want = spec ?? slice.spec
     if (!withinSlice(want, slice.spec)) throw new TabmeshError('refused', `this worker holds layers [${slice.spec.layers.start}, ${slice.spec.layers.end}); it cannot open [${want.layers.start}, ${want.layers.end})`)
-    // the engine built at load time serves the first session of the whole slice
-    const idle = [...sessions.entries()].find(([id, e]) => id === 1 && e.spec.layers.start === want.layers.start && e.spec.layers.end === want.layers.end && e.spec.embedding === want.embedding && e.spec.head === want.head)
     const id = nextSession++
-    if (idle) {
-      sessions.delete(idle[0])
-      sessions.set(id, idle[1])
+    const reuse = idle.findIndex((e) => sameSpec(e.spec, want) && e.backend === backend)
+    if (reuse >= 0) {
+      const engine = idle.splice(reuse, 1)[0]
+      await guarded(() => engine.reset())
+      sessions.set(id, engine)
     } else {
       sessions.set(id, await guarded(() => createBackendEngine({ ...slice!, spec: want }, backend)))
     }
@@ -109,7 +112,9 @@ const api: EngineWorkerApi = {
   head: (id, hidden) => guarded(async () => transferOut(await session(id).head(hidden))),
   reset: (id) => guarded(() => session(id).reset()),
   async close(id) {
+    const engine = sessions.get(id)
     sessions.delete(id)
+    if (engine && idle.length < 4) idle.push(engine)
   },
 }
 

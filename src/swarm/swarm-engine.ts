@@ -58,6 +58,7 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
   let hops: LiveHop[] | undefined
   let failovers = 0
   let timings: HopTiming[] = []
+  let lastFailure = '' // why the last banned peer was banned, for the no-route message
 
   async function openRoute(route: RouteHop[]): Promise<LiveHop[]> {
     const opened: LiveHop[] = []
@@ -81,8 +82,15 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
 
   /** A route for `span` whose first hops have replayed `history`; bans and retries peers that fail meanwhile. */
   async function rebuild(span: LayerRange, history: LiveHop['history']): Promise<LiveHop[]> {
+    const unreachable = new Map<string, number>() // dial failures per peer: a first WebRTC dial can hang, so retry before banning
     for (;;) {
-      const route = planRoute(o.candidates(), span, banned)
+      let route: RouteHop[]
+      try {
+        route = planRoute(o.candidates(), span, banned)
+      } catch (err) {
+        if (err instanceof TabmeshError && lastFailure) throw new TabmeshError(err.code, `${err.message}; last failure: ${lastFailure}`)
+        throw err
+      }
       let opened: LiveHop[] = []
       let current: RouteHop | undefined
       try {
@@ -103,8 +111,15 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
         for (const h of opened) h.hop.close()
         opened = []
         if (err instanceof TabmeshError && err.code === 'no-route') throw err
+        const dials = current ? (unreachable.get(current.peerId) ?? 0) + 1 : 0
+        if (current && err instanceof TabmeshError && err.code === 'mesh-unreachable' && dials < 3) {
+          unreachable.set(current.peerId, dials)
+          await new Promise((r) => setTimeout(r, 250 * dials))
+          continue
+        }
         if (!current || ++failovers > maxFailovers) throw err
         banned.add(current.peerId)
+        lastFailure = (err as Error).message
       }
     }
   }
@@ -130,6 +145,7 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
         const noticed = performance.now()
         live.hop.close()
         banned.add(live.hop.peerId)
+        lastFailure = (err as Error).message
         const replacement = await rebuild(live.hop.layers, live.history)
         hops.splice(i, 1, ...replacement)
         o.onEvent?.({

@@ -1,0 +1,134 @@
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { expect, test } from '@playwright/test'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import type { ChatRequest, ContributeRequest, HeadlessApi } from '../src/headless/main.ts'
+import { chromiumLaunchOptions } from './chromium.ts'
+import { loopbackOnly, ROOT, startRelayProcess, type RelayProcess } from './mesh-harness.ts'
+
+/**
+ * Swarm inference across browser processes: a relay, contributors each hosting part of
+ * stories260K's 5 layers, clients that generate through them over WebRTC.
+ */
+const goldenIds = (() => {
+  const dir = process.env.TABMESH_MODELS ?? join(ROOT, '../shared/models')
+  const golden = readFileSync(`${dir}/stories260K/GOLDEN.md`, 'utf8')
+  return golden.split('\n').find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).map(Number)
+})()
+const greedy = { prompt: '', maxTokens: 64, temperature: 0, topP: 0.9, seed: 1 }
+
+interface Tab {
+  browser: Browser
+  page: Page
+  log: string[]
+  call<K extends keyof HeadlessApi>(name: K, ...args: Parameters<HeadlessApi[K]>): Promise<Awaited<ReturnType<HeadlessApi[K]>>>
+  kill(): void
+  close(): Promise<void>
+}
+
+async function openTab(relay: RelayProcess, path = 'src/headless/index.html'): Promise<Tab> {
+  // launchServer, so the test can SIGKILL the browser process like a crashed machine
+  const server = await chromium.launchServer(chromiumLaunchOptions)
+  const browser = await chromium.connect(server.wsEndpoint())
+  const page = await browser.newPage()
+  const log: string[] = []
+  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`))
+  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
+  await page.goto(new URL(path, relay.url).toString())
+  await page.waitForSelector('body[data-ready="true"]', { state: 'attached' }).catch(() => {})
+  return {
+    browser, page, log,
+    call: (name, ...args) => page.evaluate(([n, a]) => (window as unknown as { tabmeshHeadless: Record<string, (...x: unknown[]) => unknown> }).tabmeshHeadless[n as string](...(a as unknown[])), [name, args] as const) as never,
+    kill: () => server.process().kill('SIGKILL'),
+    close: async () => {
+      await browser.close().catch(() => {})
+      await server.close().catch(() => {})
+    },
+  }
+}
+
+let relay: RelayProcess
+const tabs: Tab[] = []
+const tab = async (path?: string) => { const t = await openTab(relay, path); tabs.push(t); return t }
+const contributor = async (layers: [number, number], backend: ContributeRequest['backend'] = 'ref') => {
+  const t = await tab()
+  await t.call('contribute', { layers: { start: layers[0], end: layers[1] }, backend })
+  return t
+}
+const chat = (t: Tab, request: Partial<ChatRequest> = {}) => t.call('chat', { ...greedy, ...request })
+
+test.beforeAll(async () => {
+  expect(loopbackOnly(), 'run this suite with `npm run e2e:swarm` (a loopback-only network namespace)').toBe(true)
+  relay = await startRelayProcess(process.env.TABMESH_SITE_DIR ?? join(ROOT, 'dist'))
+})
+test.afterEach(async ({}, testInfo) => {
+  if (testInfo.status !== testInfo.expectedStatus) {
+    for (const [i, t] of tabs.entries()) writeFileSync(testInfo.outputPath(`tab-${i}.log`), t.log.join('\n'))
+  }
+  await Promise.all(tabs.splice(0).map((t) => t.close()))
+})
+test.afterAll(async () => {
+  await relay?.kill()
+})
+
+test('three contributors pipeline the golden generation, id for id', async () => {
+  await contributor([0, 2])
+  await contributor([2, 4])
+  await contributor([4, 5])
+  const out = await chat(await tab())
+  expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)
+  expect(out.routes[10].map((h) => [h.layers.start, h.layers.end])).toEqual([[0, 2], [2, 4], [4, 5]])
+  console.log(`3-hop swarm: ${out.tokensPerSecond.toFixed(1)} tokens/s`)
+})
+
+test('contributors on mixed backends (wasm and webgpu) give the same ids', async () => {
+  await contributor([0, 2], 'wasm')
+  await contributor([2, 4], 'webgpu')
+  await contributor([4, 5], 'wasm')
+  const out = await chat(await tab())
+  expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)
+})
+
+test('the middle contributor is SIGKILLed at token 10; a standby takes over and the ids stay identical', async () => {
+  await contributor([0, 2])
+  const middle = await contributor([2, 4])
+  await contributor([4, 5])
+  const client = await tab()
+  const middleId = await middle.call('peerId')
+  const run = chat(client, { pauseAtToken: 10 })
+  await expect.poll(() => client.call('chatState').then((s) => s.paused), { timeout: 60_000 }).toBe(true)
+  await contributor([2, 4]) // the standby joins
+  await expect.poll(() => client.call('peers').then((p) => p.filter((x) => x.hosted.some((h) => h.layers.start === 2)).length)).toBe(2)
+  middle.kill()
+  await client.call('resume')
+  const out = await run
+  expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)
+  const failover = out.events.find((e) => e.type === 'failover')
+  expect(failover).toMatchObject({ type: 'failover', peerId: middleId })
+  console.log(`recovery: ${failover?.type === 'failover' ? failover.recoveryMs.toFixed(0) : '?'} ms from noticing the loss to a rebuilt route`)
+})
+
+test('two clients chatting at once both get the golden', async () => {
+  await contributor([0, 3])
+  await contributor([3, 5])
+  const [a, b] = await Promise.all([tab(), tab()])
+  const [x, y] = await Promise.all([chat(a), chat(b)])
+  expect([...x.promptTokens, ...x.tokens]).toEqual(goldenIds)
+  expect([...y.promptTokens, ...y.tokens]).toEqual(goldenIds)
+})
+
+for (const mode of ['malformed', 'stall'] as const) {
+  test(`a contributor that ${mode === 'malformed' ? 'sends malformed frames' : 'stalls'} is dropped and the client finishes`, async () => {
+    await contributor([0, 2])
+    await contributor([2, 4])
+    await contributor([4, 5])
+    const rogue = await tab('e2e/pages/swarm-rogue.html')
+    await rogue.page.waitForFunction(() => (window as unknown as { rogueLab?: unknown }).rogueLab !== undefined)
+    await rogue.page.evaluate((m) => (window as unknown as { rogueLab: { start(o: unknown): Promise<unknown> } }).rogueLab.start({ modelId: 'stories260K', layers: { start: 2, end: 4 }, mode: m, dim: 64 }), mode)
+    const client = await tab()
+    await expect.poll(() => client.call('peers').then((p) => p.filter((x) => x.hosted.some((h) => h.layers.start === 2)).length)).toBe(2)
+    const out = await chat(client, { hopTimeoutMs: 2000 })
+    expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)
+    expect(out.events.some((e) => e.type === 'failover')).toBe(true)
+  })
+}

@@ -165,9 +165,8 @@ test('with the relay killed after the mesh formed, the tabs keep talking over We
   await new Promise((r) => setTimeout(r, 4000)) // longer than the stale time: only direct gossip can keep the entries
   const [a, b] = peers
   for (const [p, q] of [[a, b], [b, a]]) {
-    const row = await p.page.evaluate((id) => window.meshLab.table().find((e) => e.peerId === id), q.peerId)
-    expect(row, 'still in the table').toBeDefined()
-    expect(row!.lastSeenAgoMs).toBeLessThan(2000)
+    // adverts keep arriving: the other tab is in the table, heard from within the last heartbeat or so
+    await expect.poll(() => p.page.evaluate((id) => window.meshLab.table().find((e) => e.peerId === id)?.lastSeenAgoMs ?? Infinity, q.peerId), { timeout: 5000 }).toBeLessThan(1500)
     expect(await lab(p, () => window.meshLab.stats().relayConnected)).toBe(false)
   }
   await lab(a, () => window.meshLab.update({ load: { queueDepth: 7, activeSessions: 1 } }))

@@ -172,6 +172,18 @@ const meshLab = {
     return { total: deliveries.length, invalid: invalid.length, from: [...new Set(deliveries.map((d) => d.from))], samples: invalid.slice(0, 3) }
   },
   score: (peerId: string) => need().libp2p.services.pubsub.getScore(peerId),
+  /** Router internals and connections, for diagnosing failures. */
+  gossipState() {
+    const n = need()
+    const router = n.libp2p.services.pubsub as unknown as { peers: Map<string, unknown>; streamsOutbound: Map<string, unknown>; streamsInbound: Map<string, unknown>; getMeshPeers(t: string): string[] }
+    return {
+      peers: [...router.peers.keys()],
+      outbound: [...router.streamsOutbound.keys()],
+      inbound: [...router.streamsInbound.keys()],
+      mesh: router.getMeshPeers(ADVERT_TOPIC),
+      connections: n.libp2p.getConnections().map((c) => ({ peer: c.remotePeer.toString(), addr: c.remoteAddr.toString(), limited: c.limits !== undefined, status: c.status, dir: c.direction, streams: c.streams.map((st) => st.protocol), ageMs: Date.now() - c.timeline.open })),
+    }
+  },
   /** Round trips of 32 bytes on one persistent stream; returns each in ms. */
   async rtt(peerId: string, rounds: number) {
     const stream = await need().openStream(peerId, ECHO_PROTOCOL)

@@ -88,7 +88,10 @@ export interface MeshNode {
   readonly tasks: TaskCoordinator
   /** This node's current advert. */
   advert(): Advert
-  /** Changes what this node advertises; sends a 'change' advert promptly. */
+  /**
+   * Changes what this node advertises; sends a 'change' advert promptly. Throws
+   * TabmeshError('bad-argument') for values the protocol does not allow (nothing changes then).
+   */
   update(patch: { capabilities?: Capabilities; hosted?: HostedSlice[]; load?: Load; health?: SelfHealth }): void
   /** Subscribes to validated messages of the mesh topics; returns the unsubscribe function. */
   onMessage(listener: (delivery: MeshDelivery) => void): () => void
@@ -117,6 +120,12 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const maxDirectPeers = options.maxDirectPeers ?? 24
   const relayAddrs = (typeof options.relay === 'string' ? [options.relay] : [...options.relay]).map((a) => multiaddr(a))
   if (relayAddrs.length === 0) throw new TabmeshError('bad-argument', 'createMeshNode needs at least one relay multiaddr')
+  // check what we will advertise before starting anything (peer id and addresses are filled in later)
+  const placeholderId = '12D3KooW' + '1'.repeat(44)
+  encodeMessage(ADVERT_TOPIC, {
+    v: 1, type: 'advert', peerId: placeholderId, seq: 1, sentAt: Date.now(), reason: 'join', addrs: [],
+    capabilities: options.capabilities, hosted: options.hosted ?? [], load: options.load ?? { queueDepth: 0, activeSessions: 0 }, health: { status: 'ok', recentErrors: 0 },
+  })
   const identity = options.privateKey ? undefined : await loadTabIdentity()
   const validators = createMeshValidators({ log, ...options.validation })
 
@@ -301,7 +310,10 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     tasks,
     advert: () => ({ v: 1, type: 'advert', peerId, seq, sentAt: Date.now(), reason: 'heartbeat', addrs: ownAddrs(), ...state }),
     update(patch) {
-      state = { ...state, ...patch }
+      const next = { ...state, ...patch }
+      // refuse what receivers would reject, here and now, rather than failing every heartbeat later
+      encodeMessage(ADVERT_TOPIC, { v: 1, type: 'advert', peerId, seq, sentAt: Date.now(), reason: 'change', addrs: ownAddrs(), ...next })
+      state = next
       advertSoon('change')
     },
     onMessage(listener) {

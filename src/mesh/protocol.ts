@@ -10,6 +10,7 @@
  * This module is plain TypeScript (no DOM, no Node APIs): the browser node and the relay share it.
  */
 import { z } from 'zod'
+import { TabmeshError } from '../errors.ts'
 
 /** The protocol version; it appears in every topic, stream protocol and message. */
 export const PROTOCOL_VERSION = 1
@@ -161,11 +162,11 @@ export type RejectReason = 'oversized' | 'not-json' | 'wrong-version' | 'malform
 
 export type DecodeResult<T> = { ok: true; message: T } | { ok: false; reason: RejectReason; detail: string }
 
-/** Encodes a message for `topic`; throws if it would not pass the receivers' validators (a bug on our side). */
+/** Encodes a message for `topic`; throws TabmeshError('bad-argument') if the receivers' validators would reject it. */
 export function encodeMessage(topic: MeshTopic, message: MeshMessage): Uint8Array {
   const bytes = encoder.encode(JSON.stringify(message))
   const check = decodeMessage(topic, bytes)
-  if (!check.ok) throw new Error(`refusing to send an invalid ${topic} message (${check.reason}): ${check.detail}`)
+  if (!check.ok) throw new TabmeshError('bad-argument', `refusing to send an invalid ${topic} ${message.type} message (${check.reason}): ${check.detail}`)
   return bytes
 }
 

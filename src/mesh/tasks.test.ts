@@ -75,4 +75,10 @@ describe('task claims', () => {
   it('encodes task messages that fit the task topic and not the advert topic', () => {
     expect(decodeMessage(ADVERT_TOPIC, encodeMessage(TASK_TOPIC, claim(fakePeerId(1), 1))).ok).toBe(false)
   })
+
+  it('refuses an invalid task with a typed error', async () => {
+    const [node] = bus(1)
+    await expect(node.coordinator.announce({ kind: 'host-layers', modelId: 'bad id!', claimWindowMs: 100 })).rejects.toMatchObject({ code: 'bad-argument', message: expect.stringMatching(/modelId/) })
+    await expect(node.coordinator.announce({ kind: 'host-layers', modelId: 'm', layers: { start: 4, end: 2 } })).rejects.toMatchObject({ code: 'bad-argument' })
+  })
 })

@@ -4,7 +4,8 @@
  * it to exactly one: the lowest claim by (score, peer id). Only the announcer's award counts, so
  * two peers can never both believe they won, even if they saw different sets of claims.
  */
-import type { TaskAnnounce, TaskAward, TaskClaim, TaskKind, TaskMessage, LayerRange } from './protocol.ts'
+import { TabmeshError } from '../errors.ts'
+import { taskAnnounceSchema, type TaskAnnounce, type TaskAward, type TaskClaim, type TaskKind, type TaskMessage, type LayerRange } from './protocol.ts'
 
 export interface TaskRequest {
   kind: TaskKind
@@ -50,7 +51,7 @@ export interface TaskStats {
 }
 
 export interface TaskCoordinator {
-  /** Announces a task and resolves with the award once the claim window closes. */
+  /** Announces a task and resolves with the award once the claim window closes; rejects with TabmeshError('bad-argument') for an invalid request. */
   announce(request: TaskRequest): Promise<TaskOutcome>
   setClaimPolicy(policy: ClaimPolicy | undefined): void
   /** Feeds a validated message of the task topic. */
@@ -104,6 +105,11 @@ export function createTaskCoordinator(options: TaskCoordinatorOptions): TaskCoor
         ...(request.layers ? { layers: request.layers } : {}),
         ...(request.minMemoryBytes !== undefined ? { minMemoryBytes: request.minMemoryBytes } : {}),
         claimWindowMs: request.claimWindowMs ?? 300, sentAt: announcedAt,
+      }
+      const check = taskAnnounceSchema.safeParse(announce)
+      if (!check.success) {
+        const issue = check.error.issues[0]
+        return Promise.reject(new TabmeshError('bad-argument', `invalid task: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'schema mismatch'}`))
       }
       stats.announced++
       return new Promise<TaskOutcome>((resolve) => {

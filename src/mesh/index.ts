@@ -1,6 +1,18 @@
 /**
  * The mesh layer: a tab's libp2p node, the versioned protocol, the peer table and selection.
  * The swarm layer imports from here.
+ *
+ * ```ts
+ * const mesh = await createMeshNode({ relay: await fetchRelayAddrs(), capabilities: await probeCapabilities() })
+ * // serve: incoming activation streams (direct WebRTC connections only)
+ * await mesh.handle(INFER_PROTOCOL, (stream, connection) => { ... })
+ * mesh.update({ hosted: [{ modelId, layers: { start, end }, embedding, head }], load: { queueDepth, activeSessions } })
+ * // route: peers hosting the layers, cheapest first; then a stream to the chosen one
+ * const hop = { modelId, layers: { start: 0, end: 4 }, rows: 1, transferBytes: 2 * dim * 4 }
+ * const ranked = mesh.table.list().map((e) => ({ e, cost: routeCost(e, hop) })).filter((x) => x.cost < Infinity).sort((a, b) => a.cost - b.cost)
+ * const stream = await mesh.openStream(ranked[0].e.peerId, INFER_PROTOCOL, { signal })
+ * mesh.table.recordOutcome(ranked[0].e.peerId, { ok: true, latencyMs }) // feeds selection's history
+ * ```
  */
 import { TabmeshError } from '../errors.ts'
 

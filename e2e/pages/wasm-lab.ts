@@ -109,6 +109,15 @@ function weightBytesPerToken(c: ModelConfig): number {
 
 const jsHeap = () => (performance as Performance & { memory?: { usedJSHeapSize: number } }).memory?.usedJSHeapSize ?? NaN
 const collectGarbage = () => (globalThis as { gc?: () => void }).gc?.()
+const crossOriginIsolated = globalThis.crossOriginIsolated
+
+/**
+ * The lab's operations, the same in the page and in its worker (wasm-lab.worker.ts): the page runs
+ * the checks, the worker runs engines where the product does (off the main thread) for speed.
+ */
+export function createLab() {
+  return lab
+}
 
 const lab = {
   /** Starts onnxruntime-web (threads default to every core when cross-origin isolated). */
@@ -215,9 +224,4 @@ const lab = {
   },
 }
 
-declare global {
-  interface Window {
-    wasmLab: typeof lab
-  }
-}
-window.wasmLab = lab
+export type Lab = typeof lab

@@ -35,7 +35,7 @@ async function openTab(relay: RelayProcess, path = 'src/headless/index.html'): P
   page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`))
   page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
   await page.goto(new URL(path, relay.url).toString())
-  await page.waitForSelector('body[data-ready="true"]', { state: 'attached' }).catch(() => {})
+  await page.waitForFunction(() => document.body.dataset.ready === 'true' || 'rogueLab' in window, undefined, { timeout: 30_000 })
   return {
     browser, page, log,
     call: (name, ...args) => page.evaluate(([n, a]) => (window as unknown as { tabmeshHeadless: Record<string, (...x: unknown[]) => unknown> }).tabmeshHeadless[n as string](...(a as unknown[])), [name, args] as const) as never,
@@ -123,9 +123,9 @@ for (const mode of ['malformed', 'stall'] as const) {
     await contributor([2, 4])
     await contributor([4, 5])
     const rogue = await tab('e2e/pages/swarm-rogue.html')
-    await rogue.page.waitForFunction(() => (window as unknown as { rogueLab?: unknown }).rogueLab !== undefined)
     await rogue.page.evaluate((m) => (window as unknown as { rogueLab: { start(o: unknown): Promise<unknown> } }).rogueLab.start({ modelId: 'stories260K', layers: { start: 2, end: 4 }, mode: m, dim: 64 }), mode)
     const client = await tab()
+    await client.call('join')
     await expect.poll(() => client.call('peers').then((p) => p.filter((x) => x.hosted.some((h) => h.layers.start === 2)).length)).toBe(2)
     const out = await chat(client, { hopTimeoutMs: 2000 })
     expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)

@@ -184,6 +184,8 @@ async function chat(r: ChatRequest) {
 
 const api = {
   generate, contribute, stopContributing, chat,
+  /** Joins the mesh as a client (chat does this on first use). */
+  join: async (relay?: string[]) => (await meshNode(relay, 'client')).peerId,
   resume: () => resumeChat?.(),
   chatState: () => ({ ...chatState }),
   peerId: () => mesh?.peerId,

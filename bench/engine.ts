@@ -111,7 +111,7 @@ try {
 
   const json = {
     date: new Date().toISOString(),
-    machine: { ...info, hasWebGpu, userAgent: await page.evaluate(() => navigator.userAgent) },
+    machine: { crossOriginIsolated: info.crossOriginIsolated, hardwareConcurrency: info.hardwareConcurrency, simd: info.simd, hasWebGpu, userAgent: await page.evaluate(() => navigator.userAgent) },
     bandwidth,
     bandwidthForRooflineGBps: bestBandwidth / 1e9,
     results,

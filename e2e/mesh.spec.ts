@@ -110,6 +110,25 @@ test('a returning tab keeps its peer id (identity in IndexedDB)', async () => {
   await expect.poll(() => peers[0].page.evaluate((id) => window.meshLab.table().some((e) => e.peerId === id), p.peerId)).toBe(true)
 })
 
+test('tabs of one browser profile get distinct identities, each kept across visits', async () => {
+  const context = peers[0].page.context() // its tab holds identity slot 0
+  const open = async () => {
+    const page = await context.newPage()
+    await page.goto(peers[0].page.url().split('?')[0])
+    await page.waitForFunction(() => window.meshLab !== undefined)
+    return { page, id: await page.evaluate(() => window.meshLab.identity()) }
+  }
+  const second = await open()
+  expect(second.id.slot).toBe(1)
+  expect(second.id.peerId).not.toBe(peers[0].peerId)
+  const third = await open()
+  expect(third.id.slot).toBe(2)
+  await second.page.close() // frees slot 1
+  const returning = await open()
+  expect(returning.id).toEqual({ slot: 1, created: false, peerId: second.id.peerId })
+  await Promise.all([third.page.close(), returning.page.close()])
+})
+
 test('a rogue peer cannot get invalid messages to the app layer, crash a tab, or keep a good score', async () => {
   const addrs = await Promise.all(peers.map((p) => lab(p, () => window.meshLab.advert().addrs[0])))
   rogue = await runRogue(relay.multiaddrs[0], addrs)

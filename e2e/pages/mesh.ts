@@ -3,9 +3,10 @@
  * `window.meshLab`. Everything it returns is plain JSON so Playwright can carry it across.
  */
 import type { Stream } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import {
   ADVERT_TOPIC, createMeshNode, decodeMessage, fetchRelayAddrs, probeCapabilities,
-  type Capabilities, type HostedSlice, type Load, type MeshDelivery, type MeshNode, type PeerEntry, type TaskRequest,
+  loadTabIdentity, type Capabilities, type HostedSlice, type Load, type MeshDelivery, type MeshNode, type PeerEntry, type TaskRequest,
 } from '../../src/mesh/index.ts'
 
 const ECHO_PROTOCOL = '/tabmesh-lab/echo/1'
@@ -150,6 +151,11 @@ const meshLab = {
   },
   clearAdvertDelays() {
     advertDelays.length = 0
+  },
+  /** Takes this tab's identity slot without starting a node (the lock is held until the page closes). */
+  async identity() {
+    const id = await loadTabIdentity()
+    return { slot: id.slot, created: id.created, peerId: peerIdFromPrivateKey(id.privateKey).toString() }
   },
   peerId: () => need().peerId,
   table: () => need().table.list().map(tableRow),

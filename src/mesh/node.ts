@@ -240,7 +240,14 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     if (evt.detail.subscriptions.some((s) => s.subscribe && s.topic === ADVERT_TOPIC)) advertSoon('heartbeat')
   })
   table.subscribe((event) => {
-    if (event.type === 'leave') dialer.forget(event.peerId)
+    if (event.type !== 'leave') return
+    dialer.forget(event.peerId)
+    // A tab that said goodbye is gone, but WebRTC would keep its connection "open" for 10 s or
+    // more; if the tab comes back (a reload keeps its id), that stale connection would stop us
+    // from dialling the new one. (A silent peer's connection is left to libp2p: it may just be slow.)
+    if (event.why === 'left') {
+      for (const c of libp2p.getConnections().filter((c) => c.remotePeer.toString() === event.peerId)) c.abort(new Error('peer left the mesh'))
+    }
   })
 
   // ---- connections -----------------------------------------------------------------------------

@@ -44,6 +44,12 @@ describe('relay HTTP: registry and model files', () => {
     expect(src.bytesRead).toBe(LLAMA2C_HEADER_BYTES + perLayer)
   })
 
+  it('answers GET /relay with 404 when no libp2p relay runs beside it', async () => {
+    const res = await fetch(`${base}relay`)
+    expect(res.status).toBe(404)
+    expect(await res.text()).toMatch(/no libp2p relay/)
+  })
+
   it('serves only registered files', async () => {
     expect((await fetch(`${base}models/stories260K/GOLDEN.md`)).status).toBe(404)
     expect((await fetch(`${base}models/stories260K/..%2F..%2Fetc%2Fpasswd`)).status).toBe(404)

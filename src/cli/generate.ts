@@ -8,7 +8,7 @@ import { parseLlama2cTokenizer } from '../model/tokenizer.ts'
 import { fileSource } from '../node/file-source.ts'
 import { modelPaths, resolveModelsDir } from '../node/models-dir.ts'
 import { numberFlag, parseFlags } from './args.ts'
-import { withHeadlessPage } from './browser.ts'
+import { withHeadlessTab } from './browser.ts'
 import { isBackendName } from '../engine/backends.ts'
 import type { BackendName } from '../engine/engine.ts'
 
@@ -55,9 +55,8 @@ export async function generateCommand(argv: string[], out: (line: string) => voi
   if (backend !== 'ref') {
     if (isFile || flags.tokenizer) throw new TabmeshError('bad-argument', `--backend ${backend} runs in Chromium against the models directory: give --model a model id (and --models-dir), not files`)
     const request = { model, prompt: flags.prompt ?? '', maxTokens, temperature, topP, seed, backend }
-    const result = await withHeadlessPage({ modelsDir: flags['models-dir'] }, (_page, api) => api.generate(request))
-    const { probe: _probe, ...json } = result
-    out(flags.json ? JSON.stringify(json) : result.text)
+    const result = await withHeadlessTab({ modelsDir: flags['models-dir'] }, (tab) => tab.call('generate', request))
+    out(flags.json ? JSON.stringify(result) : result.text)
     return 0
   }
   const paths = isFile ? { weights: model, tokenizer: flags.tokenizer } : modelPaths(resolveModelsDir(flags['models-dir']), model)

@@ -2,6 +2,7 @@ import { isUserError } from '../errors.ts'
 import { GENERATE_USAGE, generateCommand } from './generate.ts'
 import { RELAY_USAGE, relayCommand } from './relay.ts'
 import { START_USAGE, startCommand } from './start.ts'
+import { CHAT_USAGE, CONTRIBUTE_USAGE, chatCommand, contributeCommand } from './swarm.ts'
 
 const USAGE = `usage: tabmesh <command> [options]
 
@@ -10,7 +11,11 @@ ${GENERATE_USAGE}
 
 ${START_USAGE}
 
-${RELAY_USAGE}`
+${RELAY_USAGE}
+
+${CONTRIBUTE_USAGE}
+
+${CHAT_USAGE}`
 
 /** Runs one CLI command; returns the exit code. User errors print one line, no stack trace. */
 export async function main(argv: string[], out = (line: string) => console.log(line), err = (line: string) => console.error(line)): Promise<number> {
@@ -23,6 +28,10 @@ export async function main(argv: string[], out = (line: string) => console.log(l
         return await startCommand(rest, out)
       case 'relay':
         return await relayCommand(rest, out)
+      case 'contribute':
+        return await contributeCommand(rest, out)
+      case 'chat':
+        return await chatCommand(rest, out)
       case undefined:
       case 'help':
       case '--help':

@@ -112,7 +112,7 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
         opened = []
         if (err instanceof TabmeshError && err.code === 'no-route') throw err
         const dials = current ? (unreachable.get(current.peerId) ?? 0) + 1 : 0
-        if (current && err instanceof TabmeshError && err.code === 'mesh-unreachable' && dials < 3) {
+        if (current && err instanceof TabmeshError && err.code === 'mesh-unreachable' && dials < 5) {
           unreachable.set(current.peerId, dials)
           await new Promise((r) => setTimeout(r, 250 * dials))
           continue

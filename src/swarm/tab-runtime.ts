@@ -1,0 +1,204 @@
+import type { BackendName, Engine } from '../engine/engine.ts'
+import { startEngineWorker, type EngineWorker } from '../engine/worker-engine.ts'
+import { createMeshNode, fetchRelayAddrs, probeCapabilities, type MeshNode } from '../mesh/index.ts'
+import { sliceWeightBytes } from '../model/llama2c.ts'
+import type { LayerRange } from '../model/model.ts'
+import type { LoadProgress } from '../model/progress.ts'
+import { DEFAULT_MODEL_ID, type ModelEntry, type Registry } from '../model/registry.ts'
+import { fetchRegistry, loadRemoteTokenizer } from '../model/remote.ts'
+import type { Tokenizer } from '../model/tokenizer.ts'
+import { generateText, type GeneratedToken, type GenerateRequest } from './client.ts'
+import { startContributor, type Contributor } from './contributor.ts'
+import { createMeshSwarmEngine, routeCandidates } from './mesh-client.ts'
+import { chooseLayers, layersThatFit } from './placement.ts'
+import { planRoute } from './route.ts'
+import type { SwarmEngine, SwarmEvent } from './swarm-engine.ts'
+
+/**
+ * Everything one tab does with tabmesh, behind one object: join the mesh, contribute a layer range,
+ * chat through the swarm or locally. The site's UI, the embed iframe and the headless CLI page all
+ * use it, so they behave the same.
+ */
+export interface ContributeOptions {
+  model?: string
+  layers?: LayerRange // default: where the swarm is weakest, as much as the memory budget holds
+  backend: BackendName | 'auto'
+  memoryBudgetBytes?: number
+  onProgress?: (p: LoadProgress) => void
+}
+
+export interface Contribution {
+  peerId: string
+  modelId: string
+  layers: LayerRange
+  backend: BackendName
+  layerTokensPerSecond: number
+  bytesDownloaded: number
+  bytesFromCache: number
+  contributor: Contributor
+  worker: EngineWorker
+}
+
+export interface ChatOptions {
+  model?: string
+  /** 'swarm': layers on peers; 'local': the whole model in this tab; 'auto': swarm if a route exists, else local. */
+  mode: 'swarm' | 'local' | 'auto'
+  backend?: BackendName | 'auto' // for the local parts
+  routeTimeoutMs?: number
+  hopTimeoutMs?: number
+  onProgress?: (p: LoadProgress) => void
+  onEvent?: (e: SwarmEvent) => void
+}
+
+export interface ChatSession {
+  readonly modelId: string
+  readonly mode: 'swarm' | 'local'
+  readonly tokenizer: Tokenizer
+  readonly engine: Engine
+  generate(request: GenerateRequest): AsyncGenerator<GeneratedToken>
+  close(): void
+}
+
+export interface TabRuntime {
+  readonly baseUrl: string
+  registry(): Promise<Registry>
+  model(id?: string): Promise<ModelEntry>
+  /** The tab's mesh node, joined on first use. */
+  mesh(role?: 'contributor' | 'client'): Promise<MeshNode>
+  contribute(options: ContributeOptions): Promise<Contribution>
+  contribution(): Contribution | undefined
+  stopContributing(reason?: string): Promise<void>
+  openChat(options: ChatOptions): Promise<ChatSession>
+  close(): Promise<void>
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+export function createTabRuntime(options: { baseUrl?: string; relay?: string[] } = {}): TabRuntime {
+  const baseUrl = options.baseUrl ?? location.origin + '/'
+  let registry: Promise<Registry> | undefined
+  let node: Promise<MeshNode> | undefined
+  let contribution: Contribution | undefined
+
+  const runtime: TabRuntime = {
+    baseUrl,
+    registry: () => (registry ??= fetchRegistry(baseUrl).catch((err) => { registry = undefined; throw err })),
+    async model(id = DEFAULT_MODEL_ID) {
+      const r = await runtime.registry()
+      const entry = r.models.find((m) => m.id === id)
+      if (!entry) throw new Error(`the registry has no model "${id}" (it has ${r.models.map((m) => m.id).join(', ')})`)
+      return entry
+    },
+
+    mesh(role = 'client') {
+      node ??= (async () => {
+        const capabilities = await probeCapabilities()
+        return createMeshNode({
+          relay: options.relay ?? await fetchRelayAddrs(baseUrl),
+          capabilities: role === 'client' ? { ...capabilities, backend: 'none', memoryBudgetBytes: 0 } : capabilities,
+        })
+      })().catch((err) => { node = undefined; throw err })
+      return node
+    },
+
+    async contribute(o) {
+      if (contribution) throw new Error('this tab already contributes')
+      const entry = await runtime.model(o.model)
+      const mesh = await runtime.mesh('contributor')
+      const c = entry.config
+      let layers = o.layers
+      if (!layers) {
+        if (mesh.table.size === 0) await sleep(1500) // hear the swarm's adverts first
+        const served = mesh.table.list().flatMap((e) => e.advert.hosted.filter((h) => h.modelId === entry.id).map((h) => ({
+          peerId: e.peerId, layers: h.layers, throughput: e.advert.capabilities.speed.layerTokensPerSecond ?? 1,
+        })))
+        const perLayer = sliceWeightBytes(c, { layers: { start: 0, end: 1 }, embedding: false, head: false }) + 2 * c.seqLen * c.kvDim * 4
+        const budget = o.memoryBudgetBytes ?? mesh.advert().capabilities.memoryBudgetBytes
+        layers = chooseLayers(c.nLayers, layersThatFit(budget, perLayer, c.nLayers), served)
+      }
+      const worker = await startEngineWorker({ baseUrl, entry, spec: { layers, embedding: false, head: false }, backend: o.backend }, o.onProgress)
+      try {
+        // this slice's speed, for route costs: layer-token steps per second
+        const probe = await worker.open()
+        const hidden = Float32Array.from({ length: c.dim }, (_, i) => Math.sin(i))
+        const steps = Math.min(8, c.seqLen)
+        const started = performance.now()
+        for (let p = 0; p < steps; p++) await probe.forward(hidden, Int32Array.of(p))
+        const layerTokensPerSecond = (steps * (layers.end - layers.start)) / ((performance.now() - started) / 1000)
+        probe.close()
+        const caps = mesh.advert().capabilities
+        mesh.update({ capabilities: { ...caps, backend: worker.loaded.backend === 'ref' ? 'js' : worker.loaded.backend, speed: { ...caps.speed, layerTokensPerSecond } }, health: { status: 'ok', recentErrors: 0 } })
+        const contributor = await startContributor({ mesh, worker, modelId: entry.id })
+        contribution = {
+          peerId: mesh.peerId, modelId: entry.id, layers, backend: worker.loaded.backend, layerTokensPerSecond,
+          bytesDownloaded: worker.loaded.bytesDownloaded, bytesFromCache: worker.loaded.bytesFromCache, contributor, worker,
+        }
+        return contribution
+      } catch (err) {
+        worker.terminate()
+        throw err
+      }
+    },
+
+    contribution: () => contribution,
+
+    async stopContributing(reason) {
+      const c = contribution
+      contribution = undefined
+      if (!c) return
+      await c.contributor.stop(reason)
+      c.worker.terminate()
+    },
+
+    async openChat(o) {
+      const entry = await runtime.model(o.model)
+      const c = entry.config
+      let mode = o.mode
+      let mesh: MeshNode | undefined
+      if (mode !== 'local') {
+        mesh = await runtime.mesh('client')
+        const deadline = performance.now() + (o.routeTimeoutMs ?? (mode === 'auto' ? 3000 : 15_000))
+        for (;;) {
+          try {
+            planRoute(routeCandidates(mesh, entry.id, c.dim), { start: 0, end: c.nLayers })
+            mode = 'swarm'
+            break
+          } catch (err) {
+            if (performance.now() > deadline) {
+              if (mode === 'auto') { mode = 'local'; break }
+              throw err
+            }
+            await sleep(200)
+          }
+        }
+      }
+      const spec = mode === 'local' ? undefined : { layers: { start: 0, end: 0 }, embedding: true, head: true }
+      const [worker, tokenizer] = await Promise.all([
+        startEngineWorker({ baseUrl, entry, spec, backend: o.backend ?? 'ref' }, o.onProgress),
+        loadRemoteTokenizer(baseUrl, entry),
+      ])
+      const local = await worker.open()
+      let engine: Engine = local
+      let swarm: SwarmEngine | undefined
+      if (mode === 'swarm') {
+        engine = swarm = createMeshSwarmEngine({ mesh: mesh!, local, modelId: entry.id, maxLength: c.seqLen, hopTimeoutMs: o.hopTimeoutMs ?? 5000, onEvent: o.onEvent })
+      }
+      return {
+        modelId: entry.id, mode: mode as 'swarm' | 'local', tokenizer, engine,
+        generate: (request) => generateText(engine, tokenizer, request),
+        close() {
+          swarm?.close()
+          worker.terminate()
+        },
+      }
+    },
+
+    async close() {
+      await runtime.stopContributing('the tab closed')
+      const n = node
+      node = undefined
+      if (n) await (await n).stop()
+    },
+  }
+  return runtime
+}

@@ -98,6 +98,18 @@ test('a task announced by one tab is claimed by exactly one other', async () => 
     .toEqual([[{ taskId: outcome.taskId, winner: peers[1].peerId, won: true }], [{ taskId: outcome.taskId, winner: peers[1].peerId, won: false }]])
 })
 
+test('gossip survives losing the connection it ran on while a second one stays open', async () => {
+  const [a, b] = peers
+  expect(await a.page.evaluate((id) => window.meshLab.replaceConnection(id), b.peerId)).toEqual({ dropped: 1, fresh: true })
+  // the router gets a stream on the remaining connection again, on both sides
+  for (const [p, q] of [[a, b], [b, a]]) {
+    await expect.poll(() => p.page.evaluate((id) => window.meshLab.gossipState().outbound.includes(id), q.peerId), { timeout: 5000 }).toBe(true)
+  }
+  await lab(a, () => window.meshLab.update({ load: { queueDepth: 0, activeSessions: 2 } }))
+  await expect.poll(() => b.page.evaluate((id) => window.meshLab.table().find((e) => e.peerId === id)?.load.activeSessions, a.peerId), { timeout: 2000 }).toBe(2)
+  console.log(`router repairs: ${await lab(a, () => window.meshLab.stats().gossipRepairs)} and ${await lab(b, () => window.meshLab.stats().gossipRepairs)}`)
+})
+
 test('a returning tab keeps its peer id (identity in IndexedDB)', async () => {
   const p = peers[2]
   await p.page.reload()

@@ -178,6 +178,20 @@ const meshLab = {
     return { total: deliveries.length, invalid: invalid.length, from: [...new Set(deliveries.map((d) => d.from))], samples: invalid.slice(0, 3) }
   },
   score: (peerId: string) => need().libp2p.services.pubsub.getScore(peerId),
+  /**
+   * Opens a second direct connection to `peerId` and then aborts the first (the one gossipsub's
+   * stream runs on): the situation a retried dial can leave behind.
+   */
+  async replaceConnection(peerId: string) {
+    const n = need()
+    const before = n.libp2p.getConnections().filter((c) => c.remotePeer.toString() === peerId && c.limits === undefined)
+    const addr = n.table.get(peerId)!.advert.addrs.find((a) => a.includes('/webrtc'))!
+    const { multiaddr } = await import('@multiformats/multiaddr')
+    const fresh = await n.libp2p.dial(multiaddr(addr), { force: true, signal: AbortSignal.timeout(15_000) })
+    await new Promise((r) => setTimeout(r, 1000)) // let the router see the new connection first
+    for (const c of before) c.abort(new Error('lab: dropping the first connection'))
+    return { dropped: before.length, fresh: fresh.id !== before[0]?.id }
+  },
   /** Router internals and connections, for diagnosing failures. */
   gossipState() {
     const n = need()

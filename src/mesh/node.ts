@@ -79,6 +79,8 @@ export interface MeshNodeStats {
   dial: DialStats
   directPeers: string[]
   relayConnected: boolean
+  /** Times the router had to be told again about a connection it had lost its stream on. */
+  gossipRepairs: number
 }
 
 export interface MeshNode {
@@ -302,6 +304,28 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         .catch(() => {})
     }
   }, pingIntervalMs)
+  // gossipsub opens its outbound stream to a peer once, on the peer's first connection; if that
+  // connection closes while another stays open (a duplicate from a retried dial), it never opens
+  // a new one and our gossip stops reaching that peer directly. Re-announce such connections to
+  // the router (its own onPeerConnected; see "TODO make this behavior more robust" in gossipsub.js).
+  let gossipRepairs = 0
+  const router = pubsub as unknown as { streamsOutbound?: Map<string, unknown>; onPeerConnected?: (peer: Connection['remotePeer'], c: Connection) => void }
+  let streamless = new Set<string>() // direct peers without an outbound stream at the last check
+  const repairTimer = setInterval(() => {
+    if (!router.streamsOutbound || typeof router.onPeerConnected !== 'function') return
+    const now = new Set<string>()
+    for (const entry of table.list()) {
+      if (router.streamsOutbound.has(entry.peerId)) continue
+      const conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === entry.peerId && isDirect(c))
+      if (!conn) continue
+      now.add(entry.peerId)
+      // a stream being opened right now is not lost: repair only what stayed missing for a whole period
+      if (!streamless.has(entry.peerId)) continue
+      gossipRepairs++
+      router.onPeerConnected(conn.remotePeer, conn)
+    }
+    streamless = now
+  }, heartbeatMs)
   joined = true
   sendAdvert('join')
   // a tab that closes says so, and the others drop it at once instead of after the stale time
@@ -352,7 +376,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     directPeers: directPeerIds,
     stats: () => ({
       peerId, advertsSent, deliveries, invalidDelivered, validation: validators.stats(), dial: dialer.stats(),
-      directPeers: node.directPeers(), relayConnected: relayConnected(),
+      directPeers: node.directPeers(), relayConnected: relayConnected(), gossipRepairs,
     }),
     async stop() {
       if (stopped) return
@@ -367,6 +391,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
       if (relayTimer) clearTimeout(relayTimer)
       clearInterval(sweepTimer)
       clearInterval(pingTimer)
+      clearInterval(repairTimer)
       dialer.stop()
       tasks.stop()
       await libp2p.stop()

@@ -18,7 +18,7 @@ export default defineConfig({
     screenshot: 'only-on-failure',
   },
   webServer: {
-    command: `node src/cli/bin.mjs start --port ${PORT}${SITE}`,
+    command: `node src/cli/bin.mjs start --port ${PORT} --contributors 0${SITE}`,
     url: `http://localhost:${PORT}/models`,
     reuseExistingServer: false,
     timeout: 60_000,

@@ -22,7 +22,7 @@ export async function openLabPage(name: string): Promise<LabSession> {
     throw new Error(`${siteDir} has no e2e/pages/${name}.html: run \`npm run build\` first (or set TABMESH_SITE_DIR to a built site)`)
   }
   const port = Number(process.env.TABMESH_BENCH_PORT ?? 4399)
-  const server: ChildProcess = spawn(process.execPath, [join(PROJECT_ROOT, 'src/cli/bin.mjs'), 'start', '--port', String(port), '--site-dir', siteDir], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const server: ChildProcess = spawn(process.execPath, [join(PROJECT_ROOT, 'src/cli/bin.mjs'), 'start', '--port', String(port), '--site-dir', siteDir, '--contributors', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
   let browser: Browser | undefined
   const close = async () => {
     await browser?.close()

@@ -61,15 +61,16 @@ async function contribute(r: ContributeRequest) {
 
 /** Generates through the swarm: embedding and head here, the layers on contributors. */
 async function chat(r: ChatRequest) {
-  const events: SwarmEvent[] = []
+  const events: (SwarmEvent & { at: number })[] = []
   const session = await runtime.openChat({
     model: r.model, mode: r.mode ?? 'swarm', routeTimeoutMs: r.routeTimeoutMs, hopTimeoutMs: r.hopTimeoutMs,
-    onEvent: (e) => { events.push(e); console.info(`swarm ${e.type}: ${JSON.stringify(e)}`) },
+    onEvent: (e) => { events.push({ ...e, at: performance.now() }); console.info(`swarm ${e.type}: ${JSON.stringify(e)}`) },
   })
   try {
     const promptTokens = session.tokenizer.encode(r.prompt)
     const tokens: number[] = []
     const routes: { peerId: string; layers: LayerRange; ms: number }[][] = []
+    const tokenTimes: number[] = [] // performance.now() when each token arrived
     let text = ''
     chatState.tokens = 0
     const started = performance.now()
@@ -77,6 +78,7 @@ async function chat(r: ChatRequest) {
       text += t.text
       if (t.token < 0) continue
       tokens.push(t.token)
+      tokenTimes.push(performance.now())
       routes.push(t.route)
       chatState.tokens = tokens.length
       if (tokens.length === r.pauseAtToken) {
@@ -86,7 +88,7 @@ async function chat(r: ChatRequest) {
       }
     }
     const seconds = (performance.now() - started) / 1000
-    return { backend: session.mode, promptTokens, tokens, text, tokensPerSecond: tokens.length / seconds, routes, events }
+    return { backend: session.mode, promptTokens, tokens, text, tokensPerSecond: tokens.length / seconds, routes, events, tokenTimes, startedAt: started }
   } finally {
     session.close()
   }
@@ -104,6 +106,17 @@ const api = {
   peerId: async () => (await runtime.mesh()).peerId,
   peers: async () => (await runtime.mesh()).table.list().map((e) => ({ peerId: e.peerId, hosted: e.advert.hosted, health: e.health, status: e.advert.health.status })),
   contributorStats: () => runtime.contribution()?.contributor.stats(),
+  /** Median round trip of libp2p ping (32 bytes on a stream) to each directly connected peer, ms. */
+  pingPeers: async (count = 20) => {
+    const mesh = await runtime.mesh()
+    const out: Record<string, number> = {}
+    for (const conn of mesh.libp2p.getConnections().filter((c) => c.limits === undefined && c.status === 'open' && c.remoteAddr.toString().includes('/webrtc'))) {
+      const times: number[] = []
+      for (let i = 0; i < count; i++) times.push(await mesh.libp2p.services.ping.ping(conn.remotePeer))
+      out[conn.remotePeer.toString()] = times.sort((a, b) => a - b)[times.length >> 1]
+    }
+    return out
+  },
 }
 export type HeadlessApi = typeof api
 ;(window as unknown as { tabmeshHeadless: HeadlessApi }).tabmeshHeadless = api

@@ -112,9 +112,9 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
         opened = []
         if (err instanceof TabmeshError && err.code === 'no-route') throw err
         const dials = current ? (unreachable.get(current.peerId) ?? 0) + 1 : 0
-        if (current && err instanceof TabmeshError && err.code === 'mesh-unreachable' && dials < 5) {
+        if (current && err instanceof TabmeshError && err.code === 'mesh-unreachable' && dials < 6) {
           unreachable.set(current.peerId, dials)
-          await new Promise((r) => setTimeout(r, 250 * dials))
+          await new Promise((r) => setTimeout(r, 400 * dials))
           continue
         }
         if (!current || ++failovers > maxFailovers) throw err

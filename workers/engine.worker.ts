@@ -5,14 +5,13 @@ import { createBackendEngine } from '../src/engine/backends.ts'
 import type { BackendName, Engine } from '../src/engine/engine.ts'
 import { probeDevice, type ProbeResult } from '../src/engine/probe.ts'
 import type { EngineWorkerApi, LoadedModel, LoadRequest } from '../src/engine/worker-engine.ts'
-import { httpSource, type ByteSource } from '../src/model/byte-source.ts'
-import { cachingSource, forgetCached } from '../src/model/cache.ts'
+import type { ByteSource } from '../src/model/byte-source.ts'
+import { cachingSource, forgetCached, openModelCache } from '../src/model/cache.ts'
+import { httpOpener, loadEntrySlice } from '../src/model/formats.ts'
 import { verifySlice } from '../src/model/integrity.ts'
-import { loadLlama2c, sliceWeightBytes } from '../src/model/llama2c.ts'
+import { sliceWeightBytes } from '../src/model/llama2c.ts'
 import { fullSpec, type ModelSlice, type SliceSpec } from '../src/model/model.ts'
 import { withProgress, type LoadProgress } from '../src/model/progress.ts'
-import { fileOfRole } from '../src/model/registry.ts'
-import { modelFileUrl } from '../src/model/remote.ts'
 
 /**
  * The engine worker: loads one model slice (Range requests, checked against the registry's part
@@ -66,21 +65,33 @@ const api: EngineWorkerApi = {
     slice = undefined
     const { entry } = request
     const spec = request.spec ?? fullSpec(entry.config)
-    const weights = fileOfRole(entry, 'weights')
-    const url = modelFileUrl(request.baseUrl, entry, weights.name)
-    const network = httpSource(url, { size: weights.size })
-    let source: ByteSource = network
-    let cached: Awaited<ReturnType<typeof cachingSource>> | undefined
-    if (request.cache !== false && typeof caches !== 'undefined') source = cached = await cachingSource(network)
-    if (onProgress) source = withProgress(source, sliceWeightBytes(entry.config, spec), onProgress)
-    const loaded = await loadLlama2c(source, spec)
-    if (request.verify !== false) {
-      try {
-        await verifySlice(loaded, entry.parts, entry.id)
-      } catch (err) {
-        await forgetCached(url) // nothing half-loaded or corrupt stays in the cache
-        throw err
+    // every file is read by Range requests, through Cache Storage, with progress; without Cache
+    // Storage (an embedded iframe whose browser blocks third-party storage) it loads uncached
+    const cache = request.cache !== false && typeof caches !== 'undefined' ? await openModelCache().catch(() => undefined) : undefined
+    const network: ByteSource[] = []
+    const cached: ReturnType<typeof cachingSource>[] = []
+    const totalBytes = sliceWeightBytes(entry.config, spec)
+    let loadedBytes = 0
+    const http = httpOpener(request.baseUrl, entry)
+    const open = (file: Parameters<typeof http>[0]): ByteSource => {
+      const raw = http(file)
+      network.push(raw)
+      let source: ByteSource = raw
+      if (cache) {
+        const c = cachingSource(raw, cache)
+        cached.push(c)
+        source = c
       }
+      if (onProgress) source = withProgress(source, Infinity, (p) => onProgress({ loadedBytes: Math.min(totalBytes, (loadedBytes += p.lastReadBytes)), totalBytes, lastReadBytes: p.lastReadBytes }))
+      return source
+    }
+    let loaded: ModelSlice
+    try {
+      loaded = await loadEntrySlice(entry, open, spec)
+      if (request.verify !== false) await verifySlice(loaded, entry.parts, entry.id)
+    } catch (err) {
+      if (cache) for (const source of network) await forgetCached(source.name) // nothing half-loaded or corrupt stays in the cache
+      throw err
     }
     if (request.backend === 'auto') probed = await probeDevice({ slice: loaded })
     const wanted = request.backend === 'auto' ? probed!.chosen : request.backend
@@ -88,7 +99,8 @@ const api: EngineWorkerApi = {
     idle.push(await createBackendEngine(loaded, wanted))
     slice = loaded
     backend = wanted
-    return { backend, config: loaded.config, spec, bytesDownloaded: network.bytesRead, bytesFromCache: cached?.cachedBytes ?? 0, probe: probed }
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
+    return { backend, config: loaded.config, spec, bytesDownloaded: sum(network.map((s) => s.bytesRead)), bytesFromCache: sum(cached.map((s) => s.cachedBytes)), probe: probed }
   },
 
   async open(spec?: SliceSpec) {

@@ -10,8 +10,9 @@ export const MODEL_CACHE = 'tabmesh-models-v1'
 
 const rangeKey = (name: string, offset: number, length: number) => `${name}${name.includes('?') ? '&' : '?'}tabmesh-range=${offset}-${offset + length}`
 
-export async function cachingSource(source: ByteSource, cacheName = MODEL_CACHE): Promise<ByteSource & { cachedBytes: number }> {
-  const cache = await caches.open(cacheName)
+export const openModelCache = (cacheName = MODEL_CACHE): Promise<Cache> => caches.open(cacheName)
+
+export function cachingSource(source: ByteSource, cache: Cache): ByteSource & { cachedBytes: number } {
   let cachedBytes = 0
   return {
     name: source.name,

@@ -3,7 +3,8 @@ import { httpSource } from './byte-source.ts'
 import { loadLlama2c } from './llama2c.ts'
 import type { ModelSlice, SliceSpec } from './model.ts'
 import { fileOfRole, type ModelEntry, type Registry } from './registry.ts'
-import { parseLlama2cTokenizer, type Tokenizer } from './tokenizer.ts'
+import type { Tokenizer } from './tokenizer.ts'
+import { httpOpener, loadEntryTokenizer } from './formats.ts'
 
 /** Loading models from a registry served over HTTP (the relay, or any static host). */
 export async function fetchRegistry(baseUrl: string): Promise<Registry> {
@@ -26,10 +27,7 @@ export function loadRemoteSlice(baseUrl: string, entry: ModelEntry, spec?: Slice
   return loadLlama2c(httpSource(modelFileUrl(baseUrl, entry, weights.name), { size: weights.size }), spec)
 }
 
-export async function loadRemoteTokenizer(baseUrl: string, entry: ModelEntry): Promise<Tokenizer> {
-  const file = fileOfRole(entry, 'tokenizer')
-  const url = modelFileUrl(baseUrl, entry, file.name)
-  const res = await fetch(url)
-  if (!res.ok) throw new TabmeshError('fetch', `${url} answered ${res.status}`)
-  return parseLlama2cTokenizer(new Uint8Array(await res.arrayBuffer()), entry.config.vocabSize, url)
+/** The model's tokenizer, whatever its format (tokenizer.bin, tokenizer.json, or inside a GGUF), checked against the registry's sha256. */
+export function loadRemoteTokenizer(baseUrl: string, entry: ModelEntry): Promise<Tokenizer> {
+  return loadEntryTokenizer(entry, httpOpener(baseUrl, entry))
 }

@@ -1,4 +1,5 @@
 import type { BackendName } from '../engine/engine.ts'
+import { startEngineWorker } from '../engine/worker-engine.ts'
 import type { LayerRange } from '../model/model.ts'
 import { createTabRuntime } from '../swarm/tab-runtime.ts'
 import type { SwarmEvent } from '../swarm/swarm-engine.ts'
@@ -94,8 +95,17 @@ async function chat(r: ChatRequest) {
   }
 }
 
+/** Loads a slice into a fresh engine worker and reports where its bytes came from. */
+async function load(r: { model?: string; layers: LayerRange; backend: BackendName | 'auto' }) {
+  const entry = await runtime.model(r.model)
+  const worker = await startEngineWorker({ baseUrl: runtime.baseUrl, entry, spec: { layers: r.layers, embedding: false, head: false }, backend: r.backend })
+  worker.terminate()
+  const { bytesDownloaded, bytesFromCache, backend } = worker.loaded
+  return { bytesDownloaded, bytesFromCache, backend }
+}
+
 const api = {
-  generate, contribute, chat,
+  generate, contribute, chat, load,
   /** Uses these relay multiaddrs instead of this site's GET /relay (before the mesh is joined). */
   configure: (o: { relay?: string[] }) => { runtime = createTabRuntime({ relay: o.relay }) },
   stopContributing: (reason?: string) => runtime.stopContributing(reason),

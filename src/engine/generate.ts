@@ -25,12 +25,13 @@ export function checkContextWindow(promptLength: number, maxTokens: number, seqL
 /**
  * Runs prompt + generation on one engine that holds the whole model (or any composition that
  * behaves like one) and yields each generated token id. Stops after maxTokens, or before emitting
- * BOS or EOS (run.c stops on BOS).
+ * BOS or any end-of-turn id (EOS, config.eosIds; run.c stops on BOS).
  */
 export async function* generateTokens(engine: Engine, promptTokens: number[], options: GenerateOptions): AsyncGenerator<number> {
   const c = engine.config
   checkContextWindow(promptTokens.length, options.maxTokens, c.seqLen)
   const sampler = createSampler(c.vocabSize, options)
+  const stops = new Set([c.bosId, c.eosId, ...(c.eosIds ?? [])])
   const chunk = options.prefillChunk ?? 32
   await engine.reset()
   if (options.maxTokens === 0) return
@@ -46,7 +47,7 @@ export async function* generateTokens(engine: Engine, promptTokens: number[], op
   const position = new Int32Array(1) // (1) its position
   for (let generated = 0; ; ) {
     const next = sampler.sample(await engine.head(hidden))
-    if (next === c.bosId || next === c.eosId) return
+    if (stops.has(next)) return
     yield next
     if (++generated === options.maxTokens) return
     token[0] = next

@@ -1,5 +1,5 @@
 import { TabmeshError } from '../errors.ts'
-import { getTensor, layerTensorName, type ModelConfig, type ModelSlice, type SliceSpec } from '../model/model.ts'
+import { getTensor, layerTensorName, ropeInverseFrequencies, type ModelConfig, type ModelSlice, type SliceSpec } from '../model/model.ts'
 import type { Engine } from './engine.ts'
 
 /**
@@ -18,6 +18,9 @@ interface LayerWeights {
   w1: Float32Array // (hidden_dim, dim)
   w2: Float32Array // (dim, hidden_dim)
   w3: Float32Array // (hidden_dim, dim)
+  bq?: Float32Array // (dim) Qwen2-style attention bias, when config.attentionBias
+  bk?: Float32Array // (kv_dim)
+  bv?: Float32Array // (kv_dim)
 }
 
 interface Weights {
@@ -93,9 +96,11 @@ function collectWeights(slice: ModelSlice): Weights {
   const layers: LayerWeights[] = []
   for (let l = start; l < end; l++) {
     const t = (n: Parameters<typeof layerTensorName>[1]) => data(layerTensorName(l, n))
+    const bias = (n: string) => (slice.config.attentionBias ? data(`layers.${l}.${n}`) : undefined)
     layers.push({
       attentionNorm: t('attention_norm'), wq: t('wq'), wk: t('wk'), wv: t('wv'), wo: t('wo'),
       ffnNorm: t('ffn_norm'), w1: t('w1'), w2: t('w2'), w3: t('w3'),
+      bq: bias('bq'), bk: bias('bk'), bv: bias('bv'),
     })
   }
   return {
@@ -111,10 +116,10 @@ function createRunState(c: ModelConfig, spec: SliceSpec): RunState {
   const half = c.headSize / 2
   const ropeCos = new Float32Array(c.seqLen * half)
   const ropeSin = new Float32Array(c.seqLen * half)
+  const inverseFrequency = ropeInverseFrequencies(c) // (head_size / 2), with the model's RoPE scaling
   for (let pos = 0; pos < c.seqLen; pos++) {
     for (let pair = 0; pair < half; pair++) {
-      const freq = Math.fround(1 / Math.pow(c.ropeTheta, (2 * pair) / c.headSize))
-      const angle = Math.fround(pos * freq)
+      const angle = Math.fround(pos * inverseFrequency[pair])
       ropeCos[pos * half + pair] = Math.cos(angle)
       ropeSin[pos * half + pair] = Math.sin(angle)
     }
@@ -145,9 +150,12 @@ function layerStep(c: ModelConfig, w: LayerWeights, li: number, s: RunState, row
   // attention: q, k, v for this position; k and v go straight into the cache
   rmsnorm(s.xb, x, xo, w.attentionNorm, dim, c.normEps)
   matvec(s.q, s.xb, w.wq, dim, dim)
+  if (w.bq) for (let i = 0; i < dim; i++) s.q[i] += w.bq[i]
   matvec(s.xb2, s.xb, w.wk, dim, kvDim)
+  if (w.bk) for (let i = 0; i < kvDim; i++) s.xb2[i] += w.bk[i]
   s.keyCache.set(s.xb2.subarray(0, kvDim), cacheOffset)
   matvec(s.xb2, s.xb, w.wv, dim, kvDim)
+  if (w.bv) for (let i = 0; i < kvDim; i++) s.xb2[i] += w.bv[i]
   s.valueCache.set(s.xb2.subarray(0, kvDim), cacheOffset)
   rope(s.q, 0, dim, headSize, pos, s)
   rope(s.keyCache, cacheOffset, kvDim, headSize, pos, s)

@@ -1,13 +1,10 @@
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { expect, test } from '@playwright/test'
+import { goldenIds as readGolden } from '../src/test/golden.ts'
+
+const goldenIds = readGolden()
 
 // `tabmesh generate --backend wasm|webgpu|auto` runs the generation in headless Chromium
-const goldenIds = (() => {
-  const dir = process.env.TABMESH_MODELS ?? new URL('../../shared/models/', import.meta.url).pathname
-  const golden = readFileSync(`${dir}/stories260K/GOLDEN.md`, 'utf8')
-  return golden.split('\n').find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).map(Number)
-})()
 
 const siteDir = process.env.TABMESH_SITE_DIR
 const tabmesh = (args: string[]) => spawnSync(process.execPath, ['src/cli/bin.mjs', ...args], {

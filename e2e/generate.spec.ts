@@ -1,12 +1,7 @@
-import { readFileSync } from 'node:fs'
 import { expect, test } from '@playwright/test'
+import { goldenIds } from '../src/test/golden.ts'
 
-// GOLDEN.md of the default model, read from the models directory the server serves
-const goldenIds = (() => {
-  const dir = process.env.TABMESH_MODELS ?? new URL('../../shared/models/', import.meta.url).pathname
-  const golden = readFileSync(`${dir}/stories260K/GOLDEN.md`, 'utf8')
-  return golden.split('\n').find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).slice(1).join(' ')
-})()
+const goldenIdsText = goldenIds().slice(1).join(' ')
 
 test('the built site generates the golden in a Web Worker', async ({ page }) => {
   const errors: string[] = []
@@ -22,7 +17,7 @@ test('the built site generates the golden in a Web Worker', async ({ page }) => 
   await page.getByRole('button', { name: 'Generate' }).click()
   const output = page.getByTestId('output')
   await expect(output).toHaveAttribute('data-done', 'true', { timeout: 60_000 })
-  expect(await output.getAttribute('data-ids')).toBe(goldenIds)
+  expect(await output.getAttribute('data-ids')).toBe(goldenIdsText)
   await expect(output).toContainText('Once upon a time, there was a little girl named Lily.')
   expect(errors).toEqual([])
 })

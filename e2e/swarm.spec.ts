@@ -1,20 +1,17 @@
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, test } from '@playwright/test'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import type { ChatRequest, ContributeRequest, HeadlessApi } from '../src/headless/main.ts'
 import { chromiumLaunchOptions } from './chromium.ts'
 import { loopbackOnly, ROOT, startRelayProcess, type RelayProcess } from './mesh-harness.ts'
+import { goldenIds as readGolden } from '../src/test/golden.ts'
 
 /**
  * Swarm inference across browser processes: a relay, contributors each hosting part of
  * stories260K's 5 layers, clients that generate through them over WebRTC.
  */
-const goldenIds = (() => {
-  const dir = process.env.TABMESH_MODELS ?? join(ROOT, '../shared/models')
-  const golden = readFileSync(`${dir}/stories260K/GOLDEN.md`, 'utf8')
-  return golden.split('\n').find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).map(Number)
-})()
+const goldenIds = readGolden()
 const greedy = { prompt: '', maxTokens: 64, temperature: 0, topP: 0.9, seed: 1 }
 
 interface Tab {

@@ -1,14 +1,10 @@
-import { readFileSync } from 'node:fs'
 import { expect, test, type Page } from '@playwright/test'
 import { CHROMIUM_ARGS, chromiumLaunchOptions } from './chromium.ts'
+import { goldenIds as readGolden } from '../src/test/golden.ts'
 
 // The WASM engine in real Chromium, on the built site (cross-origin isolated, so onnxruntime-web
 // runs its threads), driven through the lab page e2e/pages/wasm.html.
-const goldenIds = (() => {
-  const dir = process.env.TABMESH_MODELS ?? new URL('../../shared/models/', import.meta.url).pathname
-  const golden = readFileSync(`${dir}/stories260K/GOLDEN.md`, 'utf8')
-  return golden.split('\n').find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).map(Number)
-})()
+const goldenIds = readGolden()
 
 // precise heap numbers and window.gc for the allocation check
 test.use({ launchOptions: { ...chromiumLaunchOptions, args: [...CHROMIUM_ARGS, '--enable-precise-memory-info', '--js-flags=--expose-gc'] } })

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs'
 import { expect, test, type Page } from '@playwright/test'
+import { goldenIds as readGolden } from '../src/test/golden.ts'
 
 /**
  * The WebGPU backend in real Chromium (SwiftShader here): every WGSL kernel against its TypeScript
@@ -7,11 +7,7 @@ import { expect, test, type Page } from '@playwright/test'
  * The lab page (e2e/pages/webgpu.ts) does the work; these tests choose shapes and check results.
  */
 
-const goldenIds = (() => {
-  const dir = process.env.TABMESH_MODELS ?? new URL('../../shared/models/', import.meta.url).pathname
-  const golden = readFileSync(`${dir}/stories260K/GOLDEN.md`, 'utf8')
-  return golden.split('\n').find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).slice(1).map(Number)
-})()
+const goldenIds = readGolden().slice(1)
 
 async function openLab(page: Page): Promise<void> {
   const errors: string[] = []

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { memorySource } from '../model/byte-source.ts'
 import { loadLlama2c } from '../model/llama2c.ts'
 import type { SliceSpec } from '../model/model.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES } from '../model/synthetic.ts'
 import { parseLlama2cTokenizer } from '../model/tokenizer.ts'
 import { modelPaths, resolveModelsDir } from '../node/models-dir.ts'
+import { goldenIds } from './golden.ts'
 
 /** Test helpers: the real stories260K from the models directory, and the synthetic models. */
 export const stories260K = (() => {
@@ -13,8 +13,7 @@ export const stories260K = (() => {
   return { weights: new Uint8Array(readFileSync(paths.weights)), tokenizer: new Uint8Array(readFileSync(paths.tokenizer)), paths }
 })()
 
-export const GOLDEN_IDS = readFileSync(join(stories260K.paths.weights, '../GOLDEN.md'), 'utf8')
-  .split('\n').find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).map(Number)
+export const GOLDEN_IDS = goldenIds()
 
 export const loadStories = (spec?: SliceSpec) => loadLlama2c(memorySource(stories260K.weights), spec)
 export const storiesTokenizer = () => parseLlama2cTokenizer(stories260K.tokenizer, 512)

@@ -12,6 +12,7 @@ import type { ModelSlice, SliceSpec } from '../../src/model/model.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES } from '../../src/model/synthetic.ts'
 import { benchKernels } from './webgpu-bench.ts'
 import { checkKernel, type KernelShape } from './webgpu-kernel-checks.ts'
+import { checkQuantKernel, type QuantShape } from './webgpu-quant-checks.ts'
 
 /**
  * window.webgpuLab: what e2e/webgpu.spec.ts and bench/kernels.ts drive. Each function builds what it
@@ -49,6 +50,11 @@ const lab = {
 
   async checkKernel(kernel: string, shape: KernelShape, seed: number) {
     return checkKernel(await device(), kernel, shape, seed)
+  },
+
+  /** matvec_q8_0 / matvec_q4_0 against quantizedMatvec (e2e/webgpu-quant.spec.ts). */
+  async checkQuantKernel(type: 'q8_0' | 'q4_0', shape: QuantShape, seed: number) {
+    return checkQuantKernel(await device(), type, shape, seed)
   },
 
   /** Greedy ids of the reference engine and of the webgpu engine on the same model and prompt. */

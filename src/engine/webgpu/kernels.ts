@@ -77,6 +77,13 @@ export interface Kernels {
   readonly arena: ParamArena
   /** y[m, rowOffset + o] = W[o, :] . x[m, :]; W (n, k), x (rows, k), y (rows, yStride). k % 4 == 0. */
   matvec(a: LinearArgs): KernelDispatch
+  /**
+   * matvec with W in GGML Q8_0 / Q4_0 blocks (src/model/quant.ts layout), read as words and
+   * dequantized in registers: w is (n, k / 32) blocks of 34 / 18 bytes, its binding padded to 4 bytes.
+   * k % 32 == 0. Twin: quantizedMatvec.
+   */
+  matvecQ8_0(a: LinearArgs): KernelDispatch
+  matvecQ4_0(a: LinearArgs): KernelDispatch
   /** Same contract as matvec, register-tiled for many rows. */
   matmul(a: LinearArgs): KernelDispatch
   rmsnorm(a: { x: Binding; weight: Binding; out: Binding; dim: number; eps: number }): KernelDispatch
@@ -156,12 +163,13 @@ export function createKernels(device: GPUDevice): Kernels {
     }
   }
 
-  const linear = (kernel: 'matvec' | 'matmul', a: LinearArgs) => {
-    const perGroup = kernel === 'matvec' ? KERNEL_LIMITS.matvecOutputsPerWorkgroup : KERNEL_LIMITS.matmulTile
-    return make(kernel, [a.w, a.x, a.y], [0, a.n, a.k / 4, a.rowOffset, a.yStride], [], (rows, _, params, groups) => {
+  const linear = (kernel: 'matvec' | 'matmul' | 'matvecQ8_0' | 'matvecQ4_0', a: LinearArgs) => {
+    const perGroup = kernel === 'matmul' ? KERNEL_LIMITS.matmulTile : KERNEL_LIMITS.matvecOutputsPerWorkgroup
+    const width = kernel === 'matvec' || kernel === 'matmul' ? a.k / 4 : a.k / 32 // vec4s or blocks per row
+    return make(kernel, [a.w, a.x, a.y], [0, a.n, width, a.rowOffset, a.yStride], [], (rows, _, params, groups) => {
       params[0] = rows
       groups[0] = ceilDiv(a.n, perGroup)
-      groups[1] = kernel === 'matvec' ? rows : ceilDiv(rows, KERNEL_LIMITS.matmulTile)
+      groups[1] = kernel === 'matmul' ? ceilDiv(rows, KERNEL_LIMITS.matmulTile) : rows
     })
   }
 
@@ -179,6 +187,8 @@ export function createKernels(device: GPUDevice): Kernels {
     device, arena,
     matvec: (a) => linear('matvec', a),
     matmul: (a) => linear('matmul', a),
+    matvecQ8_0: (a) => linear('matvecQ8_0', a),
+    matvecQ4_0: (a) => linear('matvecQ4_0', a),
     rmsnorm: (a) => make('rmsnorm', [a.x, a.weight, a.out], [0, a.dim, a.eps], [2], (rows, _, params, groups) => {
       params[0] = rows
       groups[0] = rows

@@ -7,13 +7,15 @@ import copy from '../../../shaders/copy_f32.wgsl?raw'
 import embedding from '../../../shaders/embedding_f32.wgsl?raw'
 import matmul from '../../../shaders/matmul_f32.wgsl?raw'
 import matvec from '../../../shaders/matvec_f32.wgsl?raw'
+import matvecQ4_0 from '../../../shaders/matvec_q4_0.wgsl?raw'
+import matvecQ8_0 from '../../../shaders/matvec_q8_0.wgsl?raw'
 import residualAdd from '../../../shaders/residual_add_f32.wgsl?raw'
 import rmsnorm from '../../../shaders/rmsnorm_f32.wgsl?raw'
 import rope from '../../../shaders/rope_f32.wgsl?raw'
 import swiglu from '../../../shaders/swiglu_f32.wgsl?raw'
 
 export const SHADERS = {
-  argmax, attentionDecode, attentionMerge, attentionPrefill, copy, embedding, matmul, matvec, residualAdd, rmsnorm, rope, swiglu,
+  argmax, attentionDecode, attentionMerge, attentionPrefill, copy, embedding, matmul, matvec, matvecQ4_0, matvecQ8_0, residualAdd, rmsnorm, rope, swiglu,
 } as const
 
 export type KernelName = keyof typeof SHADERS

@@ -3,7 +3,7 @@
  * process, and launch browser peers, each in its own Chromium process.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -16,6 +16,7 @@ export const ROOT = resolve(import.meta.dirname, '..')
 /** Builds the mesh lab page into $TABMESH_SITE_DIR (or a fresh temp dir); returns the dir. */
 export function buildMeshSite(): string {
   const outDir = process.env.TABMESH_SITE_DIR ?? mkdtempSync(join(tmpdir(), 'tabmesh-mesh-site-'))
+  if (!process.env.TABMESH_SITE_DIR) process.once('exit', () => rmSync(outDir, { recursive: true, force: true }))
   const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'e2e/vite.mesh.config.ts', '--outDir', outDir, '--logLevel', 'warn'], { cwd: ROOT, encoding: 'utf8' })
   if (r.status !== 0) throw new Error(`vite build failed:\n${r.stdout}\n${r.stderr}`)
   return outDir

@@ -100,10 +100,17 @@ test('a task announced by one tab is claimed by exactly one other', async () => 
 
 test('gossip survives losing the connection it ran on while a second one stays open', async () => {
   const [a, b] = peers
-  expect(await a.page.evaluate((id) => window.meshLab.replaceConnection(id), b.peerId)).toEqual({ dropped: 1, fresh: true })
+  const replaced = await a.page.evaluate((id) => window.meshLab.replaceConnection(id), b.peerId)
+  expect(replaced.fresh).toBe(true)
+  expect(replaced.dropped).toBeGreaterThanOrEqual(1)
   // the router gets a stream on the remaining connection again, on both sides
   for (const [p, q] of [[a, b], [b, a]]) {
-    await expect.poll(() => p.page.evaluate((id) => window.meshLab.gossipState().outbound.includes(id), q.peerId), { timeout: 5000 }).toBe(true)
+    try {
+      await expect.poll(() => p.page.evaluate((id) => window.meshLab.gossipState().outbound.includes(id), q.peerId), { timeout: 5000 }).toBe(true)
+    } catch (err) {
+      for (const x of [a, b]) console.log(x.peerId.slice(-6), JSON.stringify(await x.page.evaluate(() => window.meshLab.gossipState()), null, 1), JSON.stringify(await x.page.evaluate(() => window.meshLab.stats())))
+      throw err
+    }
   }
   await lab(a, () => window.meshLab.update({ load: { queueDepth: 0, activeSessions: 2 } }))
   await expect.poll(() => b.page.evaluate((id) => window.meshLab.table().find((e) => e.peerId === id)?.load.activeSessions, a.peerId), { timeout: 2000 }).toBe(2)

@@ -187,7 +187,14 @@ const meshLab = {
     const before = n.libp2p.getConnections().filter((c) => c.remotePeer.toString() === peerId && c.limits === undefined)
     const addr = n.table.get(peerId)!.advert.addrs.find((a) => a.includes('/webrtc'))!
     const { multiaddr } = await import('@multiformats/multiaddr')
-    const fresh = await n.libp2p.dial(multiaddr(addr), { force: true, signal: AbortSignal.timeout(15_000) })
+    let fresh: Awaited<ReturnType<typeof n.libp2p.dial>> | undefined
+    for (let attempt = 0; !fresh; attempt++) {
+      try {
+        fresh = await n.libp2p.dial(multiaddr(addr), { force: true, signal: AbortSignal.timeout(5000) })
+      } catch (err) {
+        if (attempt === 3) throw err // a WebRTC dial hangs now and then (LAB.md): try a few times
+      }
+    }
     await new Promise((r) => setTimeout(r, 1000)) // let the router see the new connection first
     for (const c of before) c.abort(new Error('lab: dropping the first connection'))
     return { dropped: before.length, fresh: fresh.id !== before[0]?.id }

@@ -54,6 +54,8 @@ export interface MeshNodeOptions {
    * dials any other peer on demand.
    */
   maxDirectPeers?: number
+  /** A new WebRTC connection must echo a ping within this time or is closed (default 5000 ms). */
+  verifyTimeoutMs?: number
   dialer?: Partial<Omit<DialerOptions, 'selfId' | 'dial' | 'hasDirect'>>
   validation?: MeshValidatorOptions
   gossipsub?: Partial<GossipsubOpts>
@@ -81,6 +83,8 @@ export interface MeshNodeStats {
   relayConnected: boolean
   /** Times the router had to be told again about a connection it had lost its stream on. */
   gossipRepairs: number
+  /** New WebRTC connections closed because they carried nothing (see verifyConnection). */
+  zombiesClosed: number
 }
 
 export interface MeshNode {
@@ -113,6 +117,7 @@ export interface MeshNode {
 }
 
 const isDirect = (c: Connection) => c.limits === undefined && c.status === 'open'
+const PING_PROTOCOL = '/ipfs/ping/1.0.0' // @libp2p/ping's; it echoes what it is sent
 const MIN_ADVERT_GAP_MS = 200 // our own adverts stay well under receivers' 5/s rate limit
 
 export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode> {
@@ -120,6 +125,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const heartbeatMs = options.heartbeatMs ?? 1000
   const pingIntervalMs = options.pingIntervalMs ?? 2000
   const maxDirectPeers = options.maxDirectPeers ?? 24
+  const verifyTimeoutMs = options.verifyTimeoutMs ?? 5000
   const relayAddrs = (typeof options.relay === 'string' ? [options.relay] : [...options.relay]).map((a) => multiaddr(a))
   if (relayAddrs.length === 0) throw new TabmeshError('bad-argument', 'createMeshNode needs at least one relay multiaddr')
   // check what we will advertise before starting anything (peer id and addresses are filled in later)
@@ -256,6 +262,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   libp2p.addEventListener('connection:open', (evt) => {
     const c = evt.detail
     table.connectionOpened(c.remotePeer.toString(), c.limits === undefined)
+    if (isDirect(c) && c.remoteAddr.toString().includes('/webrtc')) void verifyConnection(c)
   })
   libp2p.addEventListener('connection:close', (evt) => {
     const c = evt.detail
@@ -265,6 +272,36 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   })
   // our circuit addresses appear once the relay reservation is made: tell the others
   libp2p.addEventListener('self:peer:update', () => advertSoon(joined ? 'change' : 'join'))
+
+  /**
+   * Pings a new WebRTC connection over itself and aborts it if no echo comes back. A dial that
+   * hung and was timed out (LAB.md: ~10% of first dials) can leave the other side with a
+   * connection it believes open but that carries nothing; gossip sent into it is lost, and while
+   * it looks open neither side dials again.
+   */
+  let zombiesClosed = 0
+  const verifyConnection = async (c: Connection) => {
+    const signal = AbortSignal.timeout(verifyTimeoutMs)
+    try {
+      const stream = await c.newStream(PING_PROTOCOL, { signal })
+      const probe = crypto.getRandomValues(new Uint8Array(32)) // (32) bytes
+      stream.send(probe)
+      let echoed = 0
+      for await (const chunk of stream) {
+        echoed += chunk.byteLength
+        if (echoed >= probe.length) break
+      }
+      if (echoed < probe.length) throw new Error('no echo')
+      await stream.close({ signal }).catch(() => {})
+    } catch (err) {
+      // a peer without the ping protocol answered the negotiation: the connection carries data
+      if ((err as Error).name === 'UnsupportedProtocolError') return
+      if (c.status !== 'open' || stopped) return
+      zombiesClosed++
+      log(`tabmesh: closing a WebRTC connection to ${c.remotePeer.toString()} that carries nothing (${(err as Error).message})`)
+      c.abort(new Error('connection carries nothing'))
+    }
+  }
 
   // ---- relay -----------------------------------------------------------------------------------
   let relayBackoffMs = 500
@@ -306,23 +343,34 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   }, pingIntervalMs)
   // gossipsub opens its outbound stream to a peer once, on the peer's first connection; if that
   // connection closes while another stays open (a duplicate from a retried dial), it never opens
-  // a new one and our gossip stops reaching that peer directly. Re-announce such connections to
-  // the router (its own onPeerConnected; see "TODO make this behavior more robust" in gossipsub.js).
+  // a new one and our gossip stops reaching that peer directly. Open it again on the newest direct
+  // connection (see "TODO make this behavior more robust" in gossipsub.js). Calling the router's
+  // addPeer and createOutboundStream directly, not through its queue: the queue runs one at a time
+  // and can sit behind a stream being opened on a connection that died without closing.
   let gossipRepairs = 0
-  const router = pubsub as unknown as { streamsOutbound?: Map<string, unknown>; onPeerConnected?: (peer: Connection['remotePeer'], c: Connection) => void }
+  const router = pubsub as unknown as {
+    peers?: Map<string, unknown>
+    streamsOutbound?: Map<string, unknown>
+    addPeer?: (peer: Connection['remotePeer'], direction: Connection['direction'], addr: Connection['remoteAddr']) => void
+    createOutboundStream?: (peer: Connection['remotePeer'], c: Connection) => Promise<void>
+  }
   let streamless = new Set<string>() // direct peers without an outbound stream at the last check
   const repairTimer = setInterval(() => {
-    if (!router.streamsOutbound || typeof router.onPeerConnected !== 'function') return
+    if (!router.peers || !router.streamsOutbound || typeof router.addPeer !== 'function' || typeof router.createOutboundStream !== 'function') return
     const now = new Set<string>()
     for (const entry of table.list()) {
       if (router.streamsOutbound.has(entry.peerId)) continue
-      const conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === entry.peerId && isDirect(c))
+      const conn = libp2p.getConnections()
+        .filter((c) => c.remotePeer.toString() === entry.peerId && isDirect(c))
+        .sort((x, y) => y.timeline.open - x.timeline.open)[0]
       if (!conn) continue
       now.add(entry.peerId)
       // a stream being opened right now is not lost: repair only what stayed missing for a whole period
       if (!streamless.has(entry.peerId)) continue
       gossipRepairs++
-      router.onPeerConnected(conn.remotePeer, conn)
+      // a read error on the lost connection may also have removed the peer from the router
+      if (!router.peers.has(entry.peerId)) router.addPeer.call(pubsub, conn.remotePeer, conn.direction, conn.remoteAddr)
+      router.createOutboundStream.call(pubsub, conn.remotePeer, conn).catch(() => {})
     }
     streamless = now
   }, heartbeatMs)
@@ -376,7 +424,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     directPeers: directPeerIds,
     stats: () => ({
       peerId, advertsSent, deliveries, invalidDelivered, validation: validators.stats(), dial: dialer.stats(),
-      directPeers: node.directPeers(), relayConnected: relayConnected(), gossipRepairs,
+      directPeers: node.directPeers(), relayConnected: relayConnected(), gossipRepairs, zombiesClosed,
     }),
     async stop() {
       if (stopped) return

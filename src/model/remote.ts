@@ -1,5 +1,6 @@
 import { TabmeshError } from '../errors.ts'
 import { httpSource } from './byte-source.ts'
+import { cachingSource, openModelCache } from './cache.ts'
 import { loadLlama2c } from './llama2c.ts'
 import type { ModelSlice, SliceSpec } from './model.ts'
 import { fileOfRole, type ModelEntry, type Registry } from './registry.ts'
@@ -27,7 +28,12 @@ export function loadRemoteSlice(baseUrl: string, entry: ModelEntry, spec?: Slice
   return loadLlama2c(httpSource(modelFileUrl(baseUrl, entry, weights.name), { size: weights.size }), spec)
 }
 
-/** The model's tokenizer, whatever its format (tokenizer.bin, tokenizer.json, or inside a GGUF), checked against the registry's sha256. */
-export function loadRemoteTokenizer(baseUrl: string, entry: ModelEntry): Promise<Tokenizer> {
-  return loadEntryTokenizer(entry, httpOpener(baseUrl, entry))
+/**
+ * The model's tokenizer, whatever its format (tokenizer.bin, tokenizer.json, or inside a GGUF), checked against the registry's sha256.
+ * Its reads go through Cache Storage where there is one (browsers), like the weights, so a cached model loads with no network.
+ */
+export async function loadRemoteTokenizer(baseUrl: string, entry: ModelEntry): Promise<Tokenizer> {
+  const http = httpOpener(baseUrl, entry)
+  const cache = typeof caches !== 'undefined' ? await openModelCache().catch(() => undefined) : undefined
+  return loadEntryTokenizer(entry, cache ? (file) => cachingSource(http(file), cache) : http)
 }

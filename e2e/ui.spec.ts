@@ -1,0 +1,191 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { expect, test, type BrowserContext, type Page } from '@playwright/test'
+import { chromium } from 'playwright-core'
+import { chromiumLaunchOptions } from './chromium.ts'
+import { loopbackOnly, ROOT, startRelayProcess, type RelayProcess } from './mesh-harness.ts'
+
+/**
+ * The product, driven only through its UI: two visitors switch Contribute on (each hosting part of
+ * stories260K's 5 layers), a third chats through them and gets the reference greedy story; the
+ * settings and the conversation survive a reload; with the network cut the shell still loads and a
+ * downloaded model still answers. Screenshots of each view land in e2e/screenshots/.
+ */
+const golden = (() => {
+  const dir = process.env.TABMESH_MODELS ?? join(ROOT, '../shared/models')
+  const lines = readFileSync(`${dir}/stories260K/GOLDEN.md`, 'utf8').split('\n')
+  const ids = lines.find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).map(Number)
+  const from = lines.findIndex((l) => l.startsWith('Decoded text'))
+  const text: string[] = []
+  for (let i = from + 1; i < lines.length && !lines[i].startsWith('Notes'); i++) if (lines[i].startsWith('    ')) text.push(lines[i].slice(4))
+  return { ids: ids.slice(1).join(' '), text: text.join('\n') } // generated ids (BOS dropped) and their text
+})()
+
+const SHOTS = join(ROOT, 'e2e/screenshots')
+mkdirSync(SHOTS, { recursive: true })
+
+interface Visitor {
+  context: BrowserContext
+  page: Page
+  log: string[]
+  close(): Promise<void>
+}
+
+let relay: RelayProcess
+const visitors: Visitor[] = []
+
+async function visit(path: string): Promise<Visitor> {
+  const server = await chromium.launchServer(chromiumLaunchOptions) // a Chromium process per visitor
+  const browser = await chromium.connect(server.wsEndpoint())
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+  const page = await context.newPage()
+  const log: string[] = []
+  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`))
+  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
+  await page.goto(new URL(path, relay.url).toString())
+  const v = { context, page, log, close: async () => { await browser.close().catch(() => {}); await server.close().catch(() => {}) } }
+  visitors.push(v)
+  return v
+}
+
+const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true })
+
+/** Switches Contribute on through the UI, hosting layers [first, last]. */
+async function contribute(page: Page, first: number, last: number, backend: string) {
+  await page.getByRole('link', { name: 'Contribute' }).click()
+  await page.getByLabel('Backend').selectOption(backend)
+  await page.getByLabel('These layers:').check()
+  await page.getByLabel('Last layer').fill(String(last))
+  await page.getByLabel('First layer').fill(String(first))
+  await page.getByRole('switch', { name: 'Contribute this tab' }).check()
+  await expect(page.getByTestId('contribute-status')).toHaveAttribute('data-state', 'on', { timeout: 90_000 })
+  await expect(page.getByTestId('hosted-layers')).toHaveText(first === last ? `layer ${first}` : `layers ${first}–${last}`)
+}
+
+const lastReply = (page: Page) => page.locator('[data-role="assistant"]').last()
+
+async function sendEmptyPrompt(page: Page) {
+  await page.getByLabel('Message', { exact: true }).fill('')
+  await page.getByRole('button', { name: 'Send', exact: true }).click()
+}
+
+test.describe.configure({ mode: 'serial' })
+
+test.beforeAll(async () => {
+  expect(loopbackOnly(), 'run this suite with `npm run e2e:ui` (a loopback-only network namespace)').toBe(true)
+  relay = await startRelayProcess(process.env.TABMESH_SITE_DIR ?? join(ROOT, 'dist'))
+})
+test.afterEach(async ({}, testInfo) => {
+  if (testInfo.status !== testInfo.expectedStatus) {
+    for (const [i, v] of visitors.entries()) writeFileSync(testInfo.outputPath(`visitor-${i}.log`), v.log.join('\n'))
+  }
+})
+test.afterAll(async () => {
+  await Promise.all(visitors.splice(0).map((v) => v.close()))
+  await relay?.kill()
+})
+
+let chatter: Visitor
+let first: Visitor
+
+test('with nobody contributing, a swarm chat says there is no route', async () => {
+  chatter = await visit('/')
+  const page = chatter.page
+  expect(await page.evaluate(() => crossOriginIsolated)).toBe(true)
+  await expect(page.getByRole('link', { name: 'Contribute' })).toBeVisible()
+  await expect(page.getByRole('switch', { name: 'Contribute this tab' })).toHaveCount(0) // the chat view first
+  await page.getByLabel('Run on').selectOption('swarm')
+  await page.getByLabel('Temperature').fill('0')
+  await page.getByLabel('Max tokens').fill('64')
+  await sendEmptyPrompt(page)
+  await expect(lastReply(page)).toHaveAttribute('data-status', 'error', { timeout: 60_000 })
+  await expect(page.getByTestId('reply-error')).toHaveAttribute('data-code', 'no-route')
+  await expect(page.getByTestId('reply-error')).toContainText('No route')
+})
+
+test('two visitors contribute through the UI and a third chats the reference story through them', async () => {
+  first = await visit('/')
+  const second = await visit('/')
+  await Promise.all([contribute(first.page, 0, 2, 'auto'), contribute(second.page, 3, 4, 'wasm')])
+  await expect(first.page.getByTestId('backend')).not.toBeEmpty()
+
+  const page = chatter.page
+  // wait until this visitor's swarm view shows every layer served, then chat
+  await page.getByRole('link', { name: 'Swarm' }).click()
+  await expect(page.getByTestId('coverage-stories260K')).toHaveAttribute('data-counts', '1 1 1 1 1', { timeout: 30_000 })
+  await page.getByRole('link', { name: 'Chat' }).click()
+  await page.getByRole('button', { name: 'New', exact: true }).click()
+  await sendEmptyPrompt(page)
+  const reply = lastReply(page)
+  await expect(reply).toHaveAttribute('data-status', 'done', { timeout: 120_000 })
+  expect(await reply.getAttribute('data-ids')).toBe(golden.ids)
+  await expect(reply.getByTestId('reply-text')).toHaveText(golden.text)
+
+  // the route, on demand: two peers, layers 0-2 then 3-4
+  await reply.getByText(/^Route/).click()
+  const rows = reply.getByTestId('route-table').locator('tbody tr')
+  await expect(rows).toHaveCount(2)
+  await expect(rows.nth(0).locator('td').nth(1)).toHaveText('layers 0–2')
+  await expect(rows.nth(1).locator('td').nth(1)).toHaveText('layers 3–4')
+
+  // each contributor counts the session and the tokens it served
+  for (const v of [first, second]) {
+    await expect(v.page.getByTestId('sessions-served')).toHaveText(/^[1-9]/, { timeout: 10_000 })
+    await expect.poll(async () => Number(await v.page.getByTestId('tokens-processed').textContent())).toBeGreaterThanOrEqual(64)
+  }
+
+  await shot(page, 'chat')
+  await shot(first.page, 'contribute')
+  await page.getByRole('link', { name: 'Swarm' }).click()
+  await expect(page.getByTestId('peer-table').locator('tbody tr')).toHaveCount(2)
+  await expect(page.getByTestId('coverage-stories260K')).toHaveAttribute('data-counts', '1 1 1 1 1')
+  await page.waitForTimeout(2000) // a few chart samples
+  await shot(page, 'swarm')
+  await page.setViewportSize({ width: 375, height: 800 })
+  await shot(page, 'swarm-375')
+  await page.getByRole('link', { name: 'Chat' }).click()
+  await shot(page, 'chat-375')
+  await page.setViewportSize({ width: 1280, height: 900 })
+})
+
+test('settings and conversations survive a reload; a contributor resumes by itself', async () => {
+  const page = chatter.page
+  await page.reload()
+  await expect(page.getByTestId('conversation-list').locator('li')).toHaveCount(2)
+  await expect(page.getByLabel('Temperature')).toHaveValue('0')
+  await expect(page.getByLabel('Run on')).toHaveValue('swarm')
+  await expect(lastReply(page)).toHaveAttribute('data-ids', golden.ids) // the newest conversation opens
+  await expect(lastReply(page).getByTestId('reply-text')).toHaveText(golden.text)
+
+  await first.page.reload()
+  await expect(first.page.getByRole('switch', { name: 'Contribute this tab' })).toBeChecked()
+  await expect(first.page.getByTestId('contribute-status')).toHaveAttribute('data-state', 'on', { timeout: 90_000 })
+  await expect(first.page.getByTestId('hosted-layers')).toHaveText('layers 0–2')
+  await expect(first.page.getByLabel('Backend')).toHaveValue('auto')
+})
+
+test('a downloaded model answers with the network cut, and the shell reloads offline', async () => {
+  const page = chatter.page
+  await page.getByRole('link', { name: 'Models' }).click()
+  const row = page.getByTestId('model-stories260K')
+  await row.getByRole('button', { name: 'Download' }).click()
+  await expect(row).toHaveAttribute('data-cached', 'true', { timeout: 60_000 })
+  await shot(page, 'models')
+  await page.evaluate(() => navigator.serviceWorker.ready)
+  await expect.poll(() => page.evaluate(() => !!navigator.serviceWorker.controller)).toBe(true)
+
+  await chatter.context.setOffline(true)
+  await page.reload()
+  await expect(page.getByRole('link', { name: 'Chat' })).toBeVisible()
+  expect(await page.evaluate(() => crossOriginIsolated)).toBe(true) // COOP/COEP kept by the service worker
+  await expect(page.getByTestId('model-stories260K')).toHaveAttribute('data-cached', 'true')
+  await page.getByRole('link', { name: 'Chat' }).click()
+  await page.getByLabel('Run on').selectOption('local')
+  await page.getByRole('button', { name: 'New', exact: true }).click()
+  await sendEmptyPrompt(page)
+  const reply = lastReply(page)
+  await expect(reply).toHaveAttribute('data-status', 'done', { timeout: 60_000 })
+  expect(await reply.getAttribute('data-ids')).toBe(golden.ids)
+  await shot(page, 'chat-offline')
+  await chatter.context.setOffline(false)
+})

@@ -1,0 +1,28 @@
+import { layerText, shortPeerId } from './format.ts'
+import type { HopSummary } from './storage.ts'
+
+/** The route a reply took, on demand: which peer ran which layers, and how long each hop took. */
+export function RouteDetails({ route }: { route: HopSummary[] }) {
+  return (
+    <details className="route-details">
+      <summary>Route ({new Set(route.map((h) => h.peerId)).size} peers)</summary>
+      <table data-testid="route-table">
+        <caption className="visually-hidden">Peers, layers and per-hop latency of this reply</caption>
+        <thead>
+          <tr><th scope="col">Peer</th><th scope="col">Layers</th><th scope="col">Tokens</th><th scope="col">Mean ms</th><th scope="col">Max ms</th></tr>
+        </thead>
+        <tbody>
+          {route.map((h) => (
+            <tr key={`${h.peerId}-${h.layers.start}-${h.layers.end}`}>
+              <td><code title={h.peerId}>{shortPeerId(h.peerId)}</code></td>
+              <td>{layerText(h.layers)}</td>
+              <td>{h.tokens}</td>
+              <td>{h.meanMs.toFixed(1)}</td>
+              <td>{h.maxMs.toFixed(1)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </details>
+  )
+}

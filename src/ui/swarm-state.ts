@@ -1,0 +1,119 @@
+import type { Health } from '../mesh/index.ts'
+import type { HostedSlice } from '../mesh/protocol.ts'
+import type { TabRuntime } from '../swarm/tab-runtime.ts'
+import { createStore } from './store.ts'
+
+/**
+ * The swarm as this tab sees it, sampled once a second from the mesh node's peer table, plus the
+ * time series the dashboard charts (throughput and latency).
+ */
+export interface PeerView {
+  peerId: string
+  backend: string
+  adapter?: string
+  hosted: HostedSlice[]
+  health: Health
+  status: 'ok' | 'degraded' | 'draining'
+  rttMs?: number
+  direct: boolean
+  layerTokensPerSecond?: number
+  activeSessions: number
+}
+
+export interface MetricSample {
+  t: number // ms since epoch
+  generatedPerSecond: number // tokens this tab generated (chat)
+  servedPerSecond: number // layer-token rows this tab's contribution computed
+  meanRttMs?: number // over directly connected peers
+  routeMs?: number // mean per-token time through the route in this second
+}
+
+export interface SwarmState {
+  mesh: 'joining' | 'joined' | 'unavailable'
+  meshError?: string
+  peerId?: string
+  peers: PeerView[]
+  samples: MetricSample[]
+}
+
+export const swarm = createStore<SwarmState>({ mesh: 'joining', peers: [], samples: [] })
+
+const MAX_SAMPLES = 120
+
+/** Counters other parts feed; the sampler turns them into per-second rates. */
+export const counters = { generated: 0, served: 0, routeMsSum: 0, routeCount: 0 }
+
+export function startSwarmSampler(runtime: TabRuntime): () => void {
+  let stopped = false
+  let retry: ReturnType<typeof setTimeout> | undefined
+  let lastServed: number | undefined
+  let lastAt = Date.now()
+
+  const join = () => {
+    swarm.set({ mesh: 'joining', meshError: undefined })
+    runtime.mesh('client').then(
+      (node) => !stopped && swarm.set({ mesh: 'joined', peerId: node.peerId }),
+      (err: Error) => {
+        if (stopped) return
+        swarm.set({ mesh: 'unavailable', meshError: err.message })
+        retry = setTimeout(join, 10_000)
+      },
+    )
+  }
+  join()
+
+  const tick = setInterval(async () => {
+    const now = Date.now()
+    const seconds = Math.max(0.001, (now - lastAt) / 1000)
+    lastAt = now
+    const stats = runtime.contribution()?.contributor.stats()
+    const served = stats?.tokensProcessed
+    const servedDelta = served !== undefined && lastServed !== undefined && served >= lastServed ? served - lastServed : 0
+    lastServed = served
+    let peers = swarm.get().peers
+    if (swarm.get().mesh === 'joined') {
+      const node = await runtime.mesh()
+      peers = node.table.list().map((e) => ({
+        peerId: e.peerId,
+        backend: e.advert.capabilities.backend,
+        adapter: e.advert.capabilities.adapter,
+        hosted: e.advert.hosted,
+        health: e.health,
+        status: e.advert.health.status,
+        rttMs: e.rttMs,
+        direct: e.direct,
+        layerTokensPerSecond: e.advert.capabilities.speed.layerTokensPerSecond,
+        activeSessions: e.advert.load.activeSessions,
+      }))
+    }
+    const rtts = peers.map((p) => p.rttMs).filter((x): x is number => x !== undefined)
+    const sample: MetricSample = {
+      t: now,
+      generatedPerSecond: counters.generated / seconds,
+      servedPerSecond: servedDelta / seconds,
+      meanRttMs: rtts.length ? rtts.reduce((a, b) => a + b, 0) / rtts.length : undefined,
+      routeMs: counters.routeCount ? counters.routeMsSum / counters.routeCount : undefined,
+    }
+    counters.generated = counters.routeMsSum = counters.routeCount = 0
+    swarm.set((s) => ({ peers, samples: [...s.samples.slice(-(MAX_SAMPLES - 1)), sample] }))
+  }, 1000)
+
+  return () => {
+    stopped = true
+    clearInterval(tick)
+    clearTimeout(retry)
+  }
+}
+
+/** How many peers serve each layer of `modelId` (nLayers counts; 0 is a gap). */
+export function layerCoverage(peers: PeerView[], modelId: string, nLayers: number): number[] {
+  const counts = new Array<number>(nLayers).fill(0)
+  for (const p of peers) {
+    if (p.status === 'draining') continue
+    for (const h of p.hosted) {
+      if (h.modelId !== modelId) continue
+      for (let l = Math.max(0, h.layers.start); l < Math.min(nLayers, h.layers.end); l++) counts[l]++
+    }
+  }
+  return counts
+}

@@ -25,7 +25,16 @@ export default defineConfig({
     target: 'es2022',
     sourcemap: true,
     rollupOptions: {
-      input: { main: resolve(import.meta.dirname, 'index.html'), headless: resolve(import.meta.dirname, 'src/headless/index.html'), ...labPages },
+      input: {
+        main: resolve(import.meta.dirname, 'index.html'), headless: resolve(import.meta.dirname, 'src/headless/index.html'), ...labPages,
+        embed: resolve(import.meta.dirname, 'src/embed/embed.ts'), embedFrame: resolve(import.meta.dirname, 'src/embed/frame.html'),
+      },
+      // embed.js: a stable URL for <script src>, one classic script wrapped so it adds no globals
+      output: {
+        entryFileNames: (chunk) => (chunk.name === 'embed' ? 'embed.js' : 'assets/[name]-[hash].js'),
+        banner: (chunk) => (chunk.name === 'embed' && chunk.isEntry ? '(() => {' : ''),
+        footer: (chunk) => (chunk.name === 'embed' && chunk.isEntry ? '})();' : ''),
+      },
     },
   },
   test: {

@@ -34,11 +34,18 @@ export interface IdentityOptions {
 /** Loads (or creates and stores) the identity of the first free slot. */
 export async function loadTabIdentity(options: IdentityOptions = {}): Promise<TabIdentity> {
   const maxSlots = options.maxSlots ?? 32
-  const db = await openDB(options.dbName ?? DB_NAME, 1, {
-    upgrade(database) {
-      database.createObjectStore(STORE)
-    },
-  })
+  const throwaway = async (): Promise<TabIdentity> => ({ privateKey: await generateKeyPair('Ed25519'), slot: -1, created: true, release: () => {} })
+  let db: Awaited<ReturnType<typeof openDB>>
+  try {
+    db = await openDB(options.dbName ?? DB_NAME, 1, {
+      upgrade(database) {
+        database.createObjectStore(STORE)
+      },
+    })
+  } catch {
+    // no IndexedDB here (e.g. an embedded iframe whose browser blocks third-party storage): an identity that is not kept
+    return throwaway()
+  }
   try {
     for (let slot = 0; slot < maxSlots; slot++) {
       const release = await tryLock(`${LOCK_PREFIX}${options.dbName ?? DB_NAME}-${slot}`)
@@ -59,7 +66,7 @@ export async function loadTabIdentity(options: IdentityOptions = {}): Promise<Ta
     db.close()
   }
   // every slot is held by an open tab: this one gets a fresh identity that is not kept
-  return { privateKey: await generateKeyPair('Ed25519'), slot: -1, created: true, release: () => {} }
+  return throwaway()
 }
 
 /** Takes an exclusive Web Lock if it is free; resolves to its release function, or undefined. */

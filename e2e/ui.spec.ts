@@ -189,3 +189,41 @@ test('a downloaded model answers with the network cut, and the shell reloads off
   await shot(page, 'chat-offline')
   await chatter.context.setOffline(false)
 })
+
+test('switching Contribute off mid-reply hands the session to a standby; the reply is unchanged', async () => {
+  const standby = await visit('/')
+  await contribute(standby.page, 0, 2, 'wasm')
+  const page = chatter.page
+  await page.getByRole('link', { name: 'Swarm' }).click()
+  await expect(page.getByTestId('coverage-stories260K')).toHaveAttribute('data-counts', '2 2 2 1 1', { timeout: 30_000 })
+  await page.getByRole('link', { name: 'Chat' }).click()
+  await page.getByLabel('Max tokens').fill('400')
+
+  // the reference: the same request, the whole model in this tab
+  await page.getByLabel('Run on').selectOption('local')
+  await page.getByRole('button', { name: 'New', exact: true }).click()
+  await sendEmptyPrompt(page)
+  await expect(lastReply(page)).toHaveAttribute('data-status', 'done', { timeout: 60_000 })
+  const reference = await lastReply(page).getAttribute('data-ids')
+  expect(reference!.split(' ').length).toBeGreaterThan(64)
+
+  await page.getByLabel('Run on').selectOption('swarm')
+  await page.getByRole('button', { name: 'New', exact: true }).click()
+  await sendEmptyPrompt(page)
+  const reply = lastReply(page)
+  await expect(reply.getByTestId('reply-text')).not.toBeEmpty({ timeout: 60_000 })
+  // whichever layers-0-2 host serves this reply switches off while it streams
+  let serving: Visitor | undefined
+  await expect.poll(async () => {
+    for (const v of [first, standby]) if (/active/.test((await v.page.getByTestId('sessions-served').textContent()) ?? '')) serving = v
+    return serving !== undefined
+  }, { timeout: 10_000, intervals: [100] }).toBe(true)
+  expect(await reply.getAttribute('data-status')).toBe('streaming')
+  await serving!.page.getByRole('switch', { name: 'Contribute this tab' }).uncheck()
+  await expect(serving!.page.getByTestId('contribute-status')).toHaveAttribute('data-state', 'off', { timeout: 30_000 })
+
+  await expect(reply).toHaveAttribute('data-status', 'done', { timeout: 120_000 })
+  expect(await reply.getAttribute('data-ids')).toBe(reference)
+  await reply.getByText(/^Route/).click()
+  await expect(reply.getByTestId('route-table').locator('tbody tr').filter({ hasText: 'layers 0–2' })).toHaveCount(2) // the host that left, and the standby
+})

@@ -1,3 +1,4 @@
+import { useState } from 'react'
 import { fitsLocally } from './chat-state.ts'
 import { useApp } from './context.ts'
 import { formatBytes } from './format.ts'
@@ -8,6 +9,8 @@ import { useStore } from './store.ts'
 export function ChatOptionsBar() {
   const { settings, models } = useApp()
   const s = useStore(settings)
+  // open on wide screens; on a phone the conversation gets the room until the user opens it
+  const [wide] = useState(() => window.matchMedia('(min-width: 40rem)').matches)
   const entry = models.find((m) => m.id === s.chatModel)
   const weights = entry?.files.filter((f) => f.role === 'weights').reduce((n, f) => n + f.size, 0)
   const fits = entry ? fitsLocally(entry, s.memoryCapMb) : true
@@ -16,16 +19,16 @@ export function ChatOptionsBar() {
     if (e.target.value !== '' && Number.isFinite(v) && v >= min && v <= max && (!integer || Number.isInteger(v))) settings.update({ [key]: v })
   }
   return (
-    <details className="panel chat-options" open>
-      <summary>Model and sampling</summary>
-      <div className="row">
-        <label>Model
+    <details className="panel chat-options" open={wide}>
+      <summary>Model and sampling <span className="muted summary-values">{s.chatModel} · {s.chatMode === 'auto' ? 'auto' : s.chatMode === 'swarm' ? 'swarm' : 'this tab'} · T {s.temperature} · top-p {s.topP} · {s.maxTokens} tokens</span></summary>
+      <div className="options-grid">
+        <label className="wide">Model
           <select value={s.chatModel} onChange={(e) => settings.update({ chatModel: e.target.value })}>
             {models.length === 0 && <option value={s.chatModel}>{s.chatModel}</option>}
             {models.map((m) => <option key={m.id} value={m.id}>{m.id} ({m.config.nLayers} layers)</option>)}
           </select>
         </label>
-        <label>Run on
+        <label className="wide">Run on
           <select value={s.chatMode} onChange={(e) => settings.update({ chatMode: e.target.value as Settings['chatMode'] })} aria-describedby="mode-hint">
             <option value="auto">Automatic (swarm, else this tab)</option>
             <option value="swarm">The swarm</option>
@@ -48,7 +51,7 @@ export function ChatOptionsBar() {
       <p id="mode-hint" className="hint">
         {entry && weights !== undefined && (fits
           ? `${entry.id} is ${formatBytes(weights)}: it fits in this tab, so it can run here without the swarm.`
-          : `${entry.id} is ${formatBytes(weights)}, more than the ${s.memoryCapMb} MB memory cap: it runs on the swarm.`)}
+          : `${entry.id} is ${formatBytes(weights)}, more than the ${s.memoryCapMb} MiB memory cap: it runs on the swarm.`)}
         {' '}Temperature 0 always picks the most likely token.
       </p>
     </details>

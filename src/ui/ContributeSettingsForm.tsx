@@ -33,7 +33,7 @@ export function ContributeSettingsForm() {
             {BACKENDS.map((b) => <option key={b.value} value={b.value}>{b.label}</option>)}
           </select>
         </label>
-        <label>Memory cap (MB)
+        <label>Memory cap (MiB)
           <input type="number" min={16} step={16} value={s.memoryCapMb} onChange={(e) => { const v = Number(e.target.value); if (v >= 1) settings.update({ memoryCapMb: Math.round(v) }) }} />
         </label>
       </div>

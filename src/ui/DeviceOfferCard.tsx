@@ -1,5 +1,5 @@
 import { contribution } from './contribute-state.ts'
-import { formatBytes, formatRate } from './format.ts'
+import { formatMiB, formatRate } from './format.ts'
 import { useStore } from './store.ts'
 
 /** What this device offers: the backend and why it was chosen (the probe), speed, memory budget. */
@@ -11,10 +11,10 @@ export function DeviceOfferCard() {
       {!info && !probe && <p className="muted">Switch contributing on to probe the device: WebGPU, WASM SIMD and threads, and a short benchmark of each backend.</p>}
       <dl className="facts" data-testid="device-offer">
         {info && <>
-          <dt>Backend</dt><dd data-testid="backend">{info.backend}</dd>
+          <dt>Backend</dt><dd data-testid="backend">{info.backend === 'ref' ? 'reference (plain JavaScript)' : info.backend}</dd>
           <dt>Why</dt><dd>{info.chosenBy === 'setting' ? `chosen in the settings below${probe ? `; the probe would pick ${probe.chosen}` : ''}` : probe?.reason ?? 'measured by the probe'}</dd>
           <dt>Measured speed</dt><dd>{formatRate(info.layerTokensPerSecond, 'layer-tokens')} on its layers</dd>
-          <dt>Memory budget</dt><dd>{formatBytes(info.memoryBudgetBytes)}</dd>
+          <dt>Memory budget</dt><dd>{formatMiB(info.memoryBudgetBytes)}</dd>
         </>}
         {probe && <>
           <dt>WebGPU</dt><dd>{probe.webgpu.available ? `${probe.webgpu.isFallbackAdapter ? 'software adapter' : 'yes'}${probe.webgpu.info.vendor || probe.webgpu.info.architecture ? ` (${[probe.webgpu.info.vendor, probe.webgpu.info.architecture].filter(Boolean).join(' ')})` : ''}` : `no${probe.webgpu.reason ? ` (${probe.webgpu.reason})` : ''}`}</dd>

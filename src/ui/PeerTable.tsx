@@ -10,18 +10,18 @@ export function PeerTable() {
       <h2 id="peers-title">Peers</h2>
       {peers.length === 0 ? <p className="muted">No other peers yet.</p> : (
         <div className="table-scroll" tabIndex={0} role="region" aria-label="Peers table">
-          <table data-testid="peer-table">
+          <table data-testid="peer-table" className="stack-on-phone">
             <thead>
               <tr><th scope="col">Peer</th><th scope="col">Backend</th><th scope="col">Hosts</th><th scope="col">Health</th><th scope="col">RTT</th></tr>
             </thead>
             <tbody>
               {peers.map((p) => (
                 <tr key={p.peerId}>
-                  <td><code title={p.peerId}>{shortPeerId(p.peerId)}</code>{p.direct ? '' : <span className="muted"> (relayed)</span>}</td>
-                  <td>{p.backend === 'none' ? <span className="muted">chat only</span> : p.backend}</td>
-                  <td>{p.hosted.length === 0 ? <span className="muted">–</span> : p.hosted.map((h) => `${h.modelId} ${layerText(h.layers)}`).join(', ')}</td>
-                  <td><span className={`health health-${p.status === 'ok' ? p.health : p.status}`}>{p.status === 'ok' ? p.health : p.status}</span>{p.activeSessions > 0 ? ` · ${p.activeSessions} sessions` : ''}</td>
-                  <td>{p.rttMs !== undefined ? `${p.rttMs.toFixed(0)} ms` : '–'}</td>
+                  <td data-label="Peer"><code title={p.peerId}>{shortPeerId(p.peerId)}</code>{p.direct ? '' : <span className="muted"> (relayed)</span>}</td>
+                  <td data-label="Backend">{p.backend === 'none' ? <span className="muted">chat only</span> : p.backend === 'js' ? 'reference (js)' : p.backend}</td>
+                  <td data-label="Hosts">{p.hosted.length === 0 ? <span className="muted">–</span> : p.hosted.map((h) => `${h.modelId} ${layerText(h.layers)}`).join(', ')}</td>
+                  <td data-label="Health"><span className={`health health-${p.status === 'ok' ? p.health : p.status}`}>{p.status === 'ok' ? p.health : p.status}</span>{p.activeSessions > 0 ? ` · ${p.activeSessions} session${p.activeSessions === 1 ? '' : 's'}` : ''}</td>
+                  <td data-label="RTT">{p.rttMs !== undefined ? `${p.rttMs.toFixed(0)} ms` : '–'}</td>
                 </tr>
               ))}
             </tbody>

@@ -6,7 +6,7 @@ export function RouteDetails({ route }: { route: HopSummary[] }) {
   return (
     <details className="route-details">
       <summary>Route ({new Set(route.map((h) => h.peerId)).size} peers)</summary>
-      <table data-testid="route-table">
+      <table data-testid="route-table" className="stack-on-phone">
         <caption className="visually-hidden">Peers, layers and per-hop latency of this reply</caption>
         <thead>
           <tr><th scope="col">Peer</th><th scope="col">Layers</th><th scope="col">Tokens</th><th scope="col">Mean ms</th><th scope="col">Max ms</th></tr>
@@ -14,11 +14,11 @@ export function RouteDetails({ route }: { route: HopSummary[] }) {
         <tbody>
           {route.map((h) => (
             <tr key={`${h.peerId}-${h.layers.start}-${h.layers.end}`}>
-              <td><code title={h.peerId}>{shortPeerId(h.peerId)}</code></td>
-              <td>{layerText(h.layers)}</td>
-              <td>{h.tokens}</td>
-              <td>{h.meanMs.toFixed(1)}</td>
-              <td>{h.maxMs.toFixed(1)}</td>
+              <td data-label="Peer"><code title={h.peerId}>{shortPeerId(h.peerId)}</code></td>
+              <td data-label="Layers">{layerText(h.layers)}</td>
+              <td data-label="Tokens">{h.tokens}</td>
+              <td data-label="Mean ms">{h.meanMs.toFixed(1)}</td>
+              <td data-label="Max ms">{h.maxMs.toFixed(1)}</td>
             </tr>
           ))}
         </tbody>

@@ -27,6 +27,7 @@ export const chat = createStore<ChatState>({ conversations: [], activeId: undefi
 const template = compileChatTemplate(PLAIN_CONTINUATION_TEMPLATE, 'plain continuation')
 
 const newId = () => crypto.randomUUID()
+const titleFrom = (text: string) => { const t = text.trim().replace(/\s+/g, ' '); return t.length > 48 ? `${t.slice(0, 47)}…` : t }
 
 export async function loadConversations(): Promise<void> {
   try {
@@ -189,6 +190,7 @@ export function createChatController(runtime: TabRuntime, settings: SettingsStor
         }
       }
       const seconds = (performance.now() - started) / 1000
+      if (conv.messages.length === 2 && conv.messages[0].content.trim() === '' && text.trim()) conv = { ...conv, title: titleFrom(text) }
       update({ content: text, status: 'done', tokenIds: ids, route, tokensPerSecond: ids.length / Math.max(seconds, 1e-3) }, true)
     } catch (err) {
       const stopped = err instanceof TabmeshError && err.code === 'aborted'
@@ -206,7 +208,7 @@ export function createChatController(runtime: TabRuntime, settings: SettingsStor
       const s = settings.get()
       const active = chat.get().conversations.find((c) => c.id === chat.get().activeId)
       const now = Date.now()
-      const base: ConversationRecord = active ?? { id: newId(), title: text.trim().slice(0, 48) || 'A new story', modelId: s.chatModel, createdAt: now, updatedAt: now, messages: [] }
+      const base: ConversationRecord = active ?? { id: newId(), title: titleFrom(text) || 'A new story', modelId: s.chatModel, createdAt: now, updatedAt: now, messages: [] }
       const user: ChatMessageRecord = { id: newId(), role: 'user', content: text, createdAt: now }
       await reply({ ...base, modelId: active ? base.modelId : s.chatModel, messages: [...base.messages, user] }, s.seed)
     },

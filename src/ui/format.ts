@@ -7,6 +7,9 @@ export function formatBytes(n: number): string {
   return `${n.toFixed(u === 0 || n >= 100 ? 0 : 1)} ${units[u]}`
 }
 
+/** Memory sizes in binary units, as the memory cap is set (MiB). */
+export const formatMiB = (bytes: number) => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`)
+
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return '–'
   const s = Math.round(ms / 1000)

@@ -40,3 +40,39 @@ for (const type of ['q8_0', 'q4_0'] as const) {
     }
   })
 }
+
+// The engine on quantized weights (GGUF written by the project, loaded with keepQuantized) against
+// the reference engine on the same weights dequantized: the only difference left is fp32 summation
+// order, so greedy ids are equal and logits agree to 1e-4 of the largest logit.
+const ENGINE_RUNS = [
+  // stories260K: wq..wo, w1, w3 quantized (w2's rows of 172 are not whole blocks and stay fp32; tied classifier fp32)
+  { model: 'stories260K', type: 'Q8_0', engine: {} },
+  { model: 'stories260K', type: 'Q4_0', engine: { maxBindingBytes: 4096 } }, // blocks split across bindings
+  // every matrix quantized, the separate classifier too
+  { model: 'quantSynthetic', type: 'Q8_0', engine: { maxBindingBytes: 2000 } },
+  { model: 'quantSynthetic', type: 'Q4_0', engine: {} },
+] as const
+
+for (const run of ENGINE_RUNS) {
+  test(`webgpu engine on ${run.type} ${run.model}${'maxBindingBytes' in run.engine ? ' (split bindings)' : ''}: equals the reference on the dequantized weights; weight memory stays at the quantized size`, async ({ page }) => {
+    test.setTimeout(180_000)
+    await openLab(page)
+    const seed = Math.floor(Math.random() * 2 ** 31)
+    const r = await page.evaluate(([run, seed]) => window.webgpuLab.quantizedEngine({
+      model: run.model, type: run.type, prompt: [1, 403, 407, 261], maxTokens: 40, rowsPerCall: [9, 1, 1, 5], seed, engine: run.engine,
+    }), [run, seed] as const)
+    expect(r.quantizedMatrices).toBeGreaterThan(0)
+    expect(r.greedy.webgpu.length).toBeGreaterThan(10)
+    expect(r.greedy.webgpu).toEqual(r.greedy.reference)
+    expect(r.teacherForced.maxLogitDiff, `seed ${seed}`).toBeLessThanOrEqual(1e-4 * Math.max(1, r.teacherForced.maxLogit))
+    expect(r.teacherForced.argmaxMismatches, `seed ${seed}`).toBe(0)
+    const m = r.memory
+    if (!('maxBindingBytes' in run.engine)) {
+      // counted at the device: the quantized engine creates exactly the fp32 matrices' bytes minus the blocks' bytes less
+      expect(m.f32EngineBytes - m.quantizedEngineBytes).toBe(m.expectedSaving)
+      expect(m.f32WeightBytes - m.quantizedWeightBytes).toBe(m.expectedSaving)
+    }
+    // and the blocks are 34/128 (Q8_0) or 18/128 (Q4_0) of the fp32 bytes they replace
+    expect(m.blockBytes).toBeLessThan(m.expectedSaving / 2)
+  })
+}

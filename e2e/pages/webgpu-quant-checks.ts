@@ -1,5 +1,14 @@
+import type { Engine } from '../../src/engine/engine.ts'
+import { generateTokens } from '../../src/engine/generate.ts'
+import { createReferenceEngine } from '../../src/engine/reference.ts'
+import { argmax } from '../../src/engine/sampler.ts'
+import type { WebGpuEngine, WebGpuEngineOptions } from '../../src/engine/webgpu/engine.ts'
 import { createKernels, encodeDispatches, type KernelDispatch } from '../../src/engine/webgpu/kernels.ts'
 import { createRng } from '../../src/lib/rng.ts'
+import { memorySource } from '../../src/model/byte-source.ts'
+import { loadGguf } from '../../src/model/gguf.ts'
+import { modelToGguf } from '../../src/model/gguf-writer.ts'
+import type { ModelSlice } from '../../src/model/model.ts'
 import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, dequantizeTensor, quantizeTensor, quantizedMatvec, type QuantType, type QuantizedTensor } from '../../src/model/quant.ts'
 import { gpuArray, gpuZeros, readFloats } from './webgpu-gpu.ts'
 
@@ -90,5 +99,97 @@ export async function checkQuantKernel(device: GPUDevice, type: QuantType, shape
   } finally {
     for (const b of buffers) b.destroy()
     kernels.arena.destroy()
+  }
+}
+
+/**
+ * A whole model through the webgpu engine on quantized weights: the model is written as a Q8_0 or
+ * Q4_0 GGUF and loaded with keepQuantized (the real loading path), then run on the GPU from its
+ * blocks, against the reference engine on the same weights dequantized to fp32. Also counts the bytes
+ * of every GPU buffer each engine creates: the quantized engine's matrices must cost their block size.
+ */
+export interface QuantEngineRun {
+  quantizedMatrices: number
+  greedy: { reference: number[]; webgpu: number[] }
+  teacherForced: { calls: number; maxLogitDiff: number; maxLogit: number; argmaxMismatches: number }
+  memory: {
+    quantizedEngineBytes: number // all GPU buffers of the engine on quantized weights
+    f32EngineBytes: number // all GPU buffers of the engine on the dequantized weights
+    expectedSaving: number // sum over quantized matrices of padded fp32 bytes - padded block bytes
+    quantizedWeightBytes: number // engine.weightBytes
+    f32WeightBytes: number
+    blockBytes: number // bytes of the quantized matrices' blocks
+  }
+}
+
+type EngineFactory = (slice: ModelSlice, options: WebGpuEngineOptions) => Promise<WebGpuEngine>
+
+export async function runQuantizedEngine(
+  makeDevice: () => Promise<GPUDevice>, createEngine: EngineFactory, f32: ModelSlice, type: 'Q8_0' | 'Q4_0',
+  o: { prompt: number[]; maxTokens: number; rowsPerCall: number[]; seed: number; engine?: Omit<WebGpuEngineOptions, 'device'> },
+): Promise<QuantEngineRun> {
+  const quantized = await loadGguf(memorySource(modelToGguf(f32, { type })), undefined, { keepQuantized: true })
+  const dequantized: ModelSlice = { config: quantized.config, spec: quantized.spec, tensors: new Map(quantized.tensors) }
+  let blockBytes = 0, expectedSaving = 0
+  const pad16 = (bytes: number) => Math.max(16, Math.ceil(bytes / 16) * 16)
+  for (const [name, q] of quantized.quantized ?? []) {
+    dequantized.tensors.set(name, { name, shape: [...q.shape], data: dequantizeTensor(q) })
+    blockBytes += q.blocks.byteLength
+    expectedSaving += pad16(q.shape[0] * q.shape[1] * 4) - pad16(q.blocks.byteLength)
+  }
+  const c = quantized.config
+  const reference = createReferenceEngine(dequantized)
+
+  // GPU bytes created while building an engine, counted at the device
+  const measure = async (slice: ModelSlice) => {
+    const d = await makeDevice()
+    let bytes = 0
+    const createBuffer = d.createBuffer.bind(d)
+    d.createBuffer = (desc) => { bytes += desc.size; return createBuffer(desc) }
+    const e = await createEngine(slice, { device: d })
+    const weightBytes = e.weightBytes
+    e.destroy()
+    d.destroy()
+    return { bytes, weightBytes }
+  }
+  const mq = await measure(quantized), mf = await measure(dequantized)
+
+  const device = await makeDevice()
+  const gpu = await createEngine(quantized, { ...o.engine, device })
+  try {
+    const greedy = async (e: Engine) => {
+      await e.reset()
+      const ids: number[] = []
+      for await (const t of generateTokens(e, o.prompt, { maxTokens: o.maxTokens, temperature: 0, topP: 1, seed: 0, prefillChunk: 8 })) ids.push(t)
+      return ids
+    }
+    const greedyIds = { reference: await greedy(reference), webgpu: await greedy(gpu) }
+    await reference.reset()
+    await gpu.reset()
+    const rng = createRng(o.seed)
+    const tokens = Int32Array.from({ length: c.seqLen }, () => Math.floor(rng.nextF32() * c.vocabSize))
+    let maxLogitDiff = 0, maxLogit = 0, argmaxMismatches = 0, calls = 0
+    for (let start = 0; start < c.seqLen; calls++) {
+      const n = Math.min(o.rowsPerCall[calls % o.rowsPerCall.length], c.seqLen - start)
+      const ids = tokens.subarray(start, start + n)
+      const positions = Int32Array.from({ length: n }, (_, i) => start + i)
+      const a = (await reference.head(await reference.forward(await reference.embed(ids), positions))).slice()
+      const b = await gpu.head(await gpu.forward(await gpu.embed(ids), positions))
+      for (let i = 0; i < a.length; i++) {
+        maxLogitDiff = Math.max(maxLogitDiff, Math.abs(a[i] - b[i]))
+        maxLogit = Math.max(maxLogit, Math.abs(a[i]))
+      }
+      if (argmax(a) !== argmax(b)) argmaxMismatches++
+      start += n
+    }
+    return {
+      quantizedMatrices: quantized.quantized?.size ?? 0,
+      greedy: greedyIds,
+      teacherForced: { calls, maxLogitDiff, maxLogit, argmaxMismatches },
+      memory: { quantizedEngineBytes: mq.bytes, f32EngineBytes: mf.bytes, expectedSaving, quantizedWeightBytes: mq.weightBytes, f32WeightBytes: mf.weightBytes, blockBytes },
+    }
+  } finally {
+    gpu.destroy()
+    device.destroy()
   }
 }

@@ -12,7 +12,7 @@ import type { ModelSlice, SliceSpec } from '../../src/model/model.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES } from '../../src/model/synthetic.ts'
 import { benchKernels } from './webgpu-bench.ts'
 import { checkKernel, type KernelShape } from './webgpu-kernel-checks.ts'
-import { checkQuantKernel, type QuantShape } from './webgpu-quant-checks.ts'
+import { checkQuantKernel, runQuantizedEngine, type QuantShape } from './webgpu-quant-checks.ts'
 
 /**
  * window.webgpuLab: what e2e/webgpu.spec.ts and bench/kernels.ts drive. Each function builds what it
@@ -55,6 +55,18 @@ const lab = {
   /** matvec_q8_0 / matvec_q4_0 against quantizedMatvec (e2e/webgpu-quant.spec.ts). */
   async checkQuantKernel(type: 'q8_0' | 'q4_0', shape: QuantShape, seed: number) {
     return checkQuantKernel(await device(), type, shape, seed)
+  },
+
+  /**
+   * The webgpu engine on a Q8_0 / Q4_0 GGUF of `model` (kept quantized) against the reference engine
+   * on the same weights dequantized; 'quantSynthetic' is a synthetic model whose every matrix,
+   * classifier included, has rows of whole blocks.
+   */
+  async quantizedEngine(o: { model: 'stories260K' | 'quantSynthetic'; type: 'Q8_0' | 'Q4_0'; prompt: number[]; maxTokens: number; rowsPerCall: number[]; seed: number; engine?: Omit<WebGpuEngineOptions, 'device'> }) {
+    const f32 = o.model === 'quantSynthetic'
+      ? await loadLlama2c(memorySource(makeSyntheticLlama2c({ dim: 64, hiddenDim: 96, nLayers: 3, nHeads: 4, nKvHeads: 2, vocabSize: 512, seqLen: 64, sharedClassifier: false }, 77)))
+      : await loadModel(o.model)
+    return runQuantizedEngine(requestWebGpuDevice, createWebGpuEngine, f32, o.type, o)
   },
 
   /** Greedy ids of the reference engine and of the webgpu engine on the same model and prompt. */

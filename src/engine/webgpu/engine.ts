@@ -1,5 +1,6 @@
 import { TabmeshError } from '../../errors.ts'
 import { getTensor, layerTensorName, type LayerTensorName, type ModelConfig, type ModelSlice } from '../../model/model.ts'
+import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
 import type { Engine } from '../engine.ts'
 import { requestWebGpuDevice, watchDevice, withErrorScopes } from './device.ts'
 import { createKernels, encodeDispatches, KERNEL_LIMITS, type KernelDispatch, type Kernels } from './kernels.ts'
@@ -10,7 +11,9 @@ import { ropeTable } from './kernels-reference.ts'
  * live on the GPU for the engine's lifetime; every buffer and bind group is made here, once. A call
  * uploads its inputs, records every layer into one command encoder, submits it, and reads back only
  * its result (the hidden state, or the logits). One row is decode (matvec, attention_decode); more
- * rows are prefill (matmul, attention_prefill).
+ * rows are prefill (matmul, attention_prefill). Matrices the slice holds quantized (slice.quantized,
+ * Q8_0 / Q4_0) stay in their blocks on the GPU and run through matvec_q8_0 / matvec_q4_0 for any
+ * number of rows; no fp32 copy of them is made.
  */
 
 export const WEBGPU_MAX_BATCH = 64
@@ -30,15 +33,18 @@ export interface WebGpuEngine extends Engine {
   readonly device: GPUDevice
   /** Greedy pick on the GPU: final norm, classifier and argmax over the last row; reads back 4 bytes. */
   headArgmax(hidden: Float32Array): Promise<number>
+  /** Bytes of GPU buffers holding weights (matrices, norms): quantized matrices count at their block size. */
+  readonly weightBytes: number
   /** Frees every GPU buffer (and the device, when the engine made it). The engine is unusable after. */
   destroy(): void
 }
 
 /** A weight matrix, split by rows into blocks that each fit one storage binding. */
 interface MatrixChunk {
-  buffer: GPUBuffer // (rowCount, cols)
+  buffer: GPUBuffer // (rowCount, cols) fp32, or (rowCount, cols / 32) blocks when quant is set
   rowStart: number
   rowCount: number
+  quant?: QuantType
 }
 
 interface LayerBuffers {
@@ -69,7 +75,10 @@ function checkSupported(slice: ModelSlice, chunk: number): void {
   if (c.nHeads % c.nKvHeads) throw unsupported(`n_heads ${c.nHeads} is not a multiple of n_kv_heads ${c.nKvHeads}`)
   if ('ropeScaling' in c && c.ropeScaling) throw unsupported('RoPE scaling is not implemented')
   if ('attentionBias' in c && c.attentionBias) throw unsupported('attention biases are not implemented')
-  if ('quantized' in slice && slice.quantized instanceof Map && slice.quantized.size > 0) throw unsupported('quantized weights are not implemented (fp32 only)')
+  for (const [name, q] of slice.quantized ?? []) {
+    if (name === 'token_embedding') throw unsupported('a quantized token embedding is not implemented (the embedding kernel reads fp32)')
+    if (q.type !== 'q8_0' && q.type !== 'q4_0') throw unsupported(`${name} is ${String(q.type)}; the quantized kernels read Q8_0 and Q4_0`)
+  }
   if (!Number.isInteger(chunk) || chunk < 1 || chunk > KERNEL_LIMITS.maxAttentionChunk) throw new TabmeshError('bad-argument', `attentionChunk must be 1..${KERNEL_LIMITS.maxAttentionChunk}, got ${chunk}`)
 }
 
@@ -95,33 +104,49 @@ export async function createWebGpuEngine(slice: ModelSlice, options: WebGpuEngin
   }
 
   const S = GPUBufferUsage.STORAGE
+  let weightBytes = 0
   const buffer = (label: string, bytes: number, usage: number) => {
     const b = device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 16) * 16), usage })
     allBuffers.push(b)
     return b
   }
-  const upload = (label: string, data: Float32Array) => {
+  const upload = (label: string, data: Float32Array | Uint8Array) => {
     const b = device.createBuffer({ label, size: Math.max(16, Math.ceil(data.byteLength / 16) * 16), usage: S, mappedAtCreation: true })
     allBuffers.push(b)
-    new Float32Array(b.getMappedRange()).set(data)
+    new (data.constructor as typeof Uint8Array)(b.getMappedRange()).set(data as Uint8Array)
     b.unmap()
     return b
   }
+  const uploadWeight = (label: string, data: Float32Array | Uint8Array) => {
+    const b = upload(label, data)
+    weightBytes += b.size
+    return b
+  }
   // a shared classifier is the embedding's own Float32Array: upload it once
-  const uploaded = new Map<Float32Array, MatrixChunk[]>()
-  const uploadMatrix = (label: string, data: Float32Array, rows: number, cols: number): MatrixChunk[] => {
-    const known = uploaded.get(data)
+  const uploaded = new Map<Float32Array | Uint8Array, MatrixChunk[]>()
+  const uploadMatrix = (label: string, data: Float32Array | QuantizedTensor, rows: number, cols: number): MatrixChunk[] => {
+    const quant = data instanceof Float32Array ? undefined : data
+    const values = quant ? quant.blocks : (data as Float32Array) // (rows, row bytes) as bytes or floats
+    const known = uploaded.get(values)
     if (known) return known
-    const rowsPerChunk = Math.min(Math.floor(maxBindingBytes / (cols * 4)), KERNEL_LIMITS.matvecOutputsPerWorkgroup * KERNEL_LIMITS.maxWorkgroupsPerDimension)
-    if (rowsPerChunk < 1) throw new TabmeshError('backend', `one row of ${label} (${cols * 4} bytes) is larger than a storage binding (${maxBindingBytes} bytes)`)
+    if (quant && (quant.shape[0] !== rows || quant.shape[1] !== cols)) {
+      throw new TabmeshError('model-format', `${label}: quantized shape (${quant.shape.join(', ')}) is not (${rows}, ${cols})`)
+    }
+    const rowBytes = quant ? (cols / QUANT_BLOCK_SIZE) * QUANT_BLOCK_BYTES[quant.type] : cols * 4
+    const perRow = quant ? rowBytes : cols // elements of `values` per row
+    const rowsPerChunk = Math.min(Math.floor(maxBindingBytes / rowBytes), KERNEL_LIMITS.matvecOutputsPerWorkgroup * KERNEL_LIMITS.maxWorkgroupsPerDimension)
+    if (rowsPerChunk < 1) throw new TabmeshError('backend', `one row of ${label} (${rowBytes} bytes) is larger than a storage binding (${maxBindingBytes} bytes)`)
     const chunks: MatrixChunk[] = []
     for (let rowStart = 0; rowStart < rows; rowStart += rowsPerChunk) {
       const rowCount = Math.min(rowsPerChunk, rows - rowStart)
-      chunks.push({ buffer: upload(`${label}[${rowStart}..]`, data.subarray(rowStart * cols, (rowStart + rowCount) * cols)), rowStart, rowCount })
+      const buffer = uploadWeight(`${label}[${rowStart}..]`, values.subarray(rowStart * perRow, (rowStart + rowCount) * perRow))
+      chunks.push({ buffer, rowStart, rowCount, quant: quant?.type })
     }
-    uploaded.set(data, chunks)
+    uploaded.set(values, chunks)
     return chunks
   }
+  /** A matrix of the slice: its blocks when the slice holds it quantized, else its fp32 values. */
+  const matrix = (name: string): Float32Array | QuantizedTensor => slice.quantized?.get(name) ?? getTensor(slice, name).data
 
   const B = WEBGPU_MAX_BATCH
   const maxChunks = Math.ceil(c.seqLen / chunk)
@@ -153,11 +178,11 @@ export async function createWebGpuEngine(slice: ModelSlice, options: WebGpuEngin
       const layers: LayerBuffers[] = []
       for (let l = spec.layers.start; l < spec.layers.end; l++) {
         const t = (n: LayerTensorName) => getTensor(slice, layerTensorName(l, n)).data
-        const m = (n: LayerTensorName, rows: number, cols: number) => uploadMatrix(`layers.${l}.${n}`, t(n), rows, cols)
+        const m = (n: LayerTensorName, rows: number, cols: number) => uploadMatrix(`layers.${l}.${n}`, matrix(layerTensorName(l, n)), rows, cols)
         layers.push({
-          attentionNorm: upload(`layers.${l}.attention_norm`, t('attention_norm')),
+          attentionNorm: uploadWeight(`layers.${l}.attention_norm`, t('attention_norm')),
           wq: m('wq', dim, dim), wk: m('wk', kvDim, dim), wv: m('wv', kvDim, dim), wo: m('wo', dim, dim),
-          ffnNorm: upload(`layers.${l}.ffn_norm`, t('ffn_norm')),
+          ffnNorm: uploadWeight(`layers.${l}.ffn_norm`, t('ffn_norm')),
           w1: m('w1', hiddenDim, dim), w2: m('w2', dim, hiddenDim), w3: m('w3', hiddenDim, dim),
           keyCache: buffer(`layers.${l}.key_cache`, c.seqLen * kvDim * 4, S | GPUBufferUsage.COPY_DST),
           valueCache: buffer(`layers.${l}.value_cache`, c.seqLen * kvDim * 4, S | GPUBufferUsage.COPY_DST),
@@ -165,12 +190,13 @@ export async function createWebGpuEngine(slice: ModelSlice, options: WebGpuEngin
       }
       const embedding = spec.embedding ? uploadMatrix('token_embedding', getTensor(slice, 'token_embedding').data, c.vocabSize, dim) : []
       const head = spec.head
-        ? { finalNorm: upload('final_norm', getTensor(slice, 'final_norm').data), classifier: uploadMatrix('classifier', getTensor(slice, 'classifier').data, c.vocabSize, dim) }
+        ? { finalNorm: uploadWeight('final_norm', getTensor(slice, 'final_norm').data), classifier: uploadMatrix('classifier', matrix('classifier'), c.vocabSize, dim) }
         : undefined
 
       // dispatch plans, bound once
+      // quantized chunks use their matvec for any number of rows (there is no quantized matmul yet)
       const linear = (mode: 'matvec' | 'matmul', w: MatrixChunk[], x: GPUBuffer, y: GPUBuffer, kIn: number, yStride: number) =>
-        w.map((ch) => k[mode]({ w: ch.buffer, x, y, n: ch.rowCount, k: kIn, rowOffset: ch.rowStart, yStride }))
+        w.map((ch) => k[ch.quant === 'q8_0' ? 'matvecQ8_0' : ch.quant === 'q4_0' ? 'matvecQ4_0' : mode]({ w: ch.buffer, x, y, n: ch.rowCount, k: kIn, rowOffset: ch.rowStart, yStride }))
       const layerPlan = (lb: LayerBuffers, decode: boolean): LayerPlan => {
         const mode = decode ? 'matvec' : 'matmul'
         const s = state
@@ -262,6 +288,7 @@ export async function createWebGpuEngine(slice: ModelSlice, options: WebGpuEngin
     config: c,
     spec,
     device,
+    weightBytes,
     embed: (tokens) => serial(async () => {
       checkUsable()
       if (!spec.embedding) throw new TabmeshError('bad-argument', 'this engine holds no token embedding')

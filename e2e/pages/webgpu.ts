@@ -12,6 +12,7 @@ import type { ModelSlice, SliceSpec } from '../../src/model/model.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES } from '../../src/model/synthetic.ts'
 import { benchKernels } from './webgpu-bench.ts'
 import { checkKernel, type KernelShape } from './webgpu-kernel-checks.ts'
+import { benchQuantKernels } from './webgpu-quant-bench.ts'
 import { checkQuantKernel, runQuantizedEngine, type QuantShape } from './webgpu-quant-checks.ts'
 
 /**
@@ -254,6 +255,7 @@ const lab = {
   },
 
   benchKernels: async (o?: { quick?: boolean }) => benchKernels(await device(), o?.quick ?? false),
+  benchQuantKernels: async (o?: { quick?: boolean }) => benchQuantKernels(await device(), o?.quick ?? false),
 }
 
 declare global {

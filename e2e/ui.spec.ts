@@ -57,7 +57,10 @@ async function contribute(page: Page, first: number, last: number, backend: stri
   await page.getByLabel('These layers:').check()
   await page.getByLabel('Last layer').fill(String(last))
   await page.getByLabel('First layer').fill(String(first))
-  await page.getByRole('switch', { name: 'Contribute this tab' }).check()
+  const toggle = page.getByRole('switch', { name: 'Contribute this tab' })
+  await toggle.focus()
+  await page.keyboard.press('Space') // the switch works from the keyboard
+  await expect(toggle).toBeChecked()
   await expect(page.getByTestId('contribute-status')).toHaveAttribute('data-state', 'on', { timeout: 90_000 })
   await expect(page.getByTestId('hosted-layers')).toHaveText(first === last ? `layer ${first}` : `layers ${first}–${last}`)
 }
@@ -94,10 +97,15 @@ test('with nobody contributing, a swarm chat says there is no route', async () =
   expect(await page.evaluate(() => crossOriginIsolated)).toBe(true)
   await expect(page.getByRole('link', { name: 'Contribute' })).toBeVisible()
   await expect(page.getByRole('switch', { name: 'Contribute this tab' })).toHaveCount(0) // the chat view first
+  // keyboard: a skip link first, then the views
+  await page.keyboard.press('Tab')
+  await expect(page.getByRole('link', { name: 'Skip to content' })).toBeFocused()
+  await page.keyboard.press('Tab')
+  await expect(page.getByRole('link', { name: 'Chat' })).toBeFocused()
   await page.getByLabel('Run on').selectOption('swarm')
   await page.getByLabel('Temperature').fill('0')
   await page.getByLabel('Max tokens').fill('64')
-  await sendEmptyPrompt(page)
+  await page.getByLabel('Message', { exact: true }).press('Enter') // Enter sends (an empty prompt: a story from nothing)
   await expect(lastReply(page)).toHaveAttribute('data-status', 'error', { timeout: 60_000 })
   await expect(page.getByTestId('reply-error')).toHaveAttribute('data-code', 'no-route')
   await expect(page.getByTestId('reply-error')).toContainText('No route')

@@ -78,7 +78,8 @@ export function explainError(err: unknown, entry: ModelEntry | undefined): { cod
   return { code, message: raw }
 }
 
-function summarizeRoute(summary: HopSummary[], route: { peerId: string; layers: { start: number; end: number }; ms: number }[]) {
+/** Folds one token's route into the reply's per-hop summary (a failover adds the new hop as a row). */
+export function summarizeRoute(summary: HopSummary[], route: { peerId: string; layers: { start: number; end: number }; ms: number }[]) {
   for (const hop of route) {
     let s = summary.find((h) => h.peerId === hop.peerId && h.layers.start === hop.layers.start && h.layers.end === hop.layers.end)
     if (!s) summary.push((s = { peerId: hop.peerId, layers: { ...hop.layers }, tokens: 0, meanMs: 0, maxMs: 0 }))

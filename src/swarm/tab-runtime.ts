@@ -105,6 +105,11 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
       if (contribution) throw new Error('this tab already contributes')
       const entry = await runtime.model(o.model)
       const mesh = await runtime.mesh('contributor')
+      if (mesh.advert().capabilities.backend === 'none') {
+        // the tab joined as a chat client: offer its real capabilities now
+        const caps = await probeCapabilities()
+        mesh.update({ capabilities: { ...caps, memoryBudgetBytes: o.memoryBudgetBytes ?? caps.memoryBudgetBytes } })
+      }
       const c = entry.config
       let layers = o.layers
       if (!layers) {

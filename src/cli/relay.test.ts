@@ -37,7 +37,7 @@ describe('tabmesh relay and start', () => {
   it('`tabmesh start` runs the relay beside the site and tells tabs where it is (GET /relay)', async () => {
     const site = mkdtempSync(join(tmpdir(), 'tabmesh-site-'))
     writeFileSync(join(site, 'index.html'), '<!doctype html><title>t</title>')
-    const lines = await tabmesh(['start', '--port', '0', '--site-dir', site], (l) => l.some((x) => x.startsWith('open ')))
+    const lines = await tabmesh(['start', '--port', '0', '--site-dir', site, '--contributors', '0'], (l) => l.some((x) => x.startsWith('open ')))
     const url = lines.find((x) => x.startsWith('open '))!.slice(5)
     const printed = lines.map((x) => RELAY_ADDR.exec(x)?.[1]).filter(Boolean)
     const res = await fetch(new URL('/relay', url))

@@ -19,7 +19,7 @@ export interface DialerOptions {
   hasDirect(peerId: string): boolean
   /** Whether another direct connection may be opened, with `pendingDials` already under way (a cap keeps big swarms from full meshes). */
   canConnectMore?(pendingDials: number): boolean
-  /** Timeout of the first attempt (default 2500 ms, or 3x the median recent dial if longer); each retry allows 1.5 times more, up to 8 s. */
+  /** Timeout of the first attempt (default 3500 ms, or 3x the median recent dial if longer); each retry allows 1.5 times more, up to 10 s. */
   attemptTimeoutMs?: number
   firstBackoffMs?: number // default 250
   maxBackoffMs?: number // default 4000
@@ -82,7 +82,8 @@ export function webrtcAddrs(peerId: string, addrs: readonly string[]): string[] 
 }
 
 export function createDialer(options: DialerOptions): Dialer {
-  const attemptTimeoutMs = options.attemptTimeoutMs ?? 2500
+  // a good dial takes 0.3-0.5 s on an idle machine and several seconds on a starved one (LAB.md)
+  const attemptTimeoutMs = options.attemptTimeoutMs ?? 3500
   const firstBackoffMs = options.firstBackoffMs ?? 250
   const maxBackoffMs = options.maxBackoffMs ?? 4000
   const fallbackAfterMs = options.fallbackAfterMs ?? 8000
@@ -137,7 +138,7 @@ export function createDialer(options: DialerOptions): Dialer {
     // and when dials here are slow in general the first attempt already allows 3x the usual time
     const recent = stats.connectMs.slice(-10).sort((x, y) => x - y)
     const typical = recent.length > 0 ? recent[recent.length >> 1] : 0
-    const timeoutMs = Math.min(8000, Math.max(attemptTimeoutMs, 3 * typical) * 1.5 ** want.attempt)
+    const timeoutMs = Math.min(10_000, Math.max(attemptTimeoutMs, 3 * typical) * 1.5 ** want.attempt)
     const timeout = setTimeout(() => controller.abort(new Error(`dial timed out after ${Math.round(timeoutMs)} ms`)), timeoutMs)
     try {
       await options.dial(multiaddr(addr), { signal: controller.signal })

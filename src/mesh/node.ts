@@ -54,7 +54,7 @@ export interface MeshNodeOptions {
    * dials any other peer on demand.
    */
   maxDirectPeers?: number
-  /** A new WebRTC connection must echo a ping within this time or is closed (default 5000 ms). */
+  /** A new WebRTC connection must echo a ping within this time or is closed (default 8000 ms). */
   verifyTimeoutMs?: number
   dialer?: Partial<Omit<DialerOptions, 'selfId' | 'dial' | 'hasDirect'>>
   validation?: MeshValidatorOptions
@@ -118,14 +118,38 @@ export interface MeshNode {
 
 const isDirect = (c: Connection) => c.limits === undefined && c.status === 'open'
 const PING_PROTOCOL = '/ipfs/ping/1.0.0' // @libp2p/ping's; it echoes what it is sent
-const MIN_ADVERT_GAP_MS = 200 // our own adverts stay well under receivers' 5/s rate limit
+
+/** Round trip of 32 bytes over this very connection (libp2p's ping picks any connection to the peer), ms. */
+async function pingOver(c: Connection, timeoutMs: number): Promise<number> {
+  const signal = AbortSignal.timeout(timeoutMs)
+  const stream = await c.newStream(PING_PROTOCOL, { signal })
+  const onTimeout = () => stream.abort(new Error('ping timed out'))
+  signal.addEventListener('abort', onTimeout, { once: true })
+  try {
+    const probe = crypto.getRandomValues(new Uint8Array(32)) // (32) bytes
+    const start = performance.now()
+    stream.send(probe)
+    let echoed = 0
+    for await (const chunk of stream) {
+      echoed += chunk.byteLength
+      if (echoed >= probe.length) break
+      if (signal.aborted) break
+    }
+    if (echoed < probe.length) throw new Error(signal.aborted ? 'ping timed out' : 'no echo')
+    return performance.now() - start
+  } finally {
+    signal.removeEventListener('abort', onTimeout)
+    if (stream.status === 'open') void stream.close({ signal }).catch(() => stream.abort(new Error('ping done')))
+  }
+}
+const MIN_ADVERT_GAP_MS = 200 // at most 5 adverts/s, under the receivers' limit of 8/s (validation.ts)
 
 export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode> {
   const log = options.log ?? ((line: string) => console.warn(line))
   const heartbeatMs = options.heartbeatMs ?? 1000
   const pingIntervalMs = options.pingIntervalMs ?? 2000
   const maxDirectPeers = options.maxDirectPeers ?? 24
-  const verifyTimeoutMs = options.verifyTimeoutMs ?? 5000
+  const verifyTimeoutMs = options.verifyTimeoutMs ?? 8000
   const relayAddrs = (typeof options.relay === 'string' ? [options.relay] : [...options.relay]).map((a) => multiaddr(a))
   if (relayAddrs.length === 0) throw new TabmeshError('bad-argument', 'createMeshNode needs at least one relay multiaddr')
   // check what we will advertise before starting anything (peer id and addresses are filled in later)
@@ -202,6 +226,9 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
 
   // ---- dialing discovered peers ----------------------------------------------------------------
   const directPeerIds = () => [...new Set(libp2p.getConnections().filter(isDirect).map((c) => c.remotePeer.toString()))].filter((id) => table.has(id))
+  /** The newest open direct connection to a peer (older duplicates may be dead without knowing it). */
+  const newestDirect = (id: string): Connection | undefined =>
+    libp2p.getConnections().filter((c) => c.remotePeer.toString() === id && isDirect(c)).sort((x, y) => y.timeline.open - x.timeline.open)[0]
   const hasDirect = (id: string) => libp2p.getConnections().some((c) => c.remotePeer.toString() === id && isDirect(c))
   const dialer: Dialer = createDialer({
     selfId: peerId,
@@ -281,18 +308,8 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
    */
   let zombiesClosed = 0
   const verifyConnection = async (c: Connection) => {
-    const signal = AbortSignal.timeout(verifyTimeoutMs)
     try {
-      const stream = await c.newStream(PING_PROTOCOL, { signal })
-      const probe = crypto.getRandomValues(new Uint8Array(32)) // (32) bytes
-      stream.send(probe)
-      let echoed = 0
-      for await (const chunk of stream) {
-        echoed += chunk.byteLength
-        if (echoed >= probe.length) break
-      }
-      if (echoed < probe.length) throw new Error('no echo')
-      await stream.close({ signal }).catch(() => {})
+      await pingOver(c, verifyTimeoutMs)
     } catch (err) {
       // a peer without the ping protocol answered the negotiation: the connection carries data
       if ((err as Error).name === 'UnsupportedProtocolError') return
@@ -334,9 +351,9 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const pingTimer = setInterval(() => {
     for (const entry of table.list()) {
       if (!entry.direct) continue
-      const conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === entry.peerId && isDirect(c))
+      const conn = newestDirect(entry.peerId)
       if (!conn) continue
-      libp2p.services.ping.ping(conn.remoteAddr, { signal: AbortSignal.timeout(Math.max(1000, pingIntervalMs)) })
+      pingOver(conn, Math.max(1000, pingIntervalMs))
         .then((rtt) => table.setRtt(entry.peerId, rtt))
         .catch(() => {})
     }
@@ -360,9 +377,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     const now = new Set<string>()
     for (const entry of table.list()) {
       if (router.streamsOutbound.has(entry.peerId)) continue
-      const conn = libp2p.getConnections()
-        .filter((c) => c.remotePeer.toString() === entry.peerId && isDirect(c))
-        .sort((x, y) => y.timeline.open - x.timeline.open)[0]
+      const conn = newestDirect(entry.peerId)
       if (!conn) continue
       now.add(entry.peerId)
       // a stream being opened right now is not lost: repair only what stayed missing for a whole period
@@ -402,7 +417,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     handle: (protocol, handler, opts) => libp2p.handle(protocol, handler, { runOnLimitedConnection: false, ...opts }),
     unhandle: (protocol) => libp2p.unhandle(protocol),
     async openStream(target, protocol, opts = {}) {
-      let conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === target && isDirect(c))
+      let conn = newestDirect(target)
       if (!conn) {
         const addrs = webrtcAddrs(target, table.get(target)?.advert.addrs ?? [])
         for (const addr of addrs) {

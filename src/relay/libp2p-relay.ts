@@ -58,6 +58,9 @@ export async function startRelayNode(options: RelayNodeOptions): Promise<RelayNo
       inboundConnectionThreshold: Math.max(100, maxReservations),
       maxIncomingPendingConnections: 256,
     },
+    // a tab starved of CPU answers pings late; dropping it would drop its reservation, and nobody
+    // could dial it. A tab that really goes away closes its WebSocket, which needs no ping.
+    connectionMonitor: { pingInterval: 15_000, pingTimeout: { minTimeout: 15_000 } },
     services: {
       identify: identify(),
       ping: ping(),

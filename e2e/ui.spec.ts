@@ -234,4 +234,15 @@ test('switching Contribute off mid-reply hands the session to a standby; the rep
   expect(await reply.getAttribute('data-ids')).toBe(reference)
   await reply.getByText(/^Route/).click()
   await expect(reply.getByTestId('route-table').locator('tbody tr').filter({ hasText: 'layers 0–2' })).toHaveCount(2) // the host that left, and the standby
+
+  // regenerate replaces the reply; stop ends it early and keeps what came
+  await page.getByRole('button', { name: 'Regenerate' }).click()
+  const again = lastReply(page)
+  await expect(again.getByTestId('reply-text')).not.toBeEmpty({ timeout: 60_000 })
+  await page.getByRole('button', { name: 'Stop' }).click()
+  await expect(again).toHaveAttribute('data-status', 'stopped')
+  const partial = (await again.getAttribute('data-ids'))!
+  expect(partial.split(' ').length).toBeLessThan(400)
+  expect(reference!.split(' ').slice(0, partial.split(' ').length).join(' ')).toBe(partial)
+  await expect(page.locator('[data-role="assistant"]')).toHaveCount(1)
 })

@@ -161,17 +161,18 @@ export function createChatController(runtime: TabRuntime, settings: SettingsStor
     abort = new AbortController()
     const signal = abort.signal
     const mode = s.chatMode
+    const route: HopSummary[] = []
+    const ids: number[] = []
+    let text = ''
+    let started = performance.now()
     try {
       if (!entry) throw new TabmeshError('model-not-found', `the registry has no model "${conversation.modelId}"`)
       const prompt = template.render(conversation.messages.map((m) => ({ role: m.role, content: m.content })))
       const chatSession = await session(entry, mode)
       if (signal.aborted) throw new TabmeshError('aborted', 'generation stopped')
       chat.set({ busy: { conversationId: conv.id, messageId: message.id, phase: 'generating' } })
-      const route: HopSummary[] = []
-      const ids: number[] = []
-      let text = ''
       let lastPaint = 0
-      const started = performance.now()
+      started = performance.now()
       update({ mode: chatSession.mode })
       for await (const t of chatSession.generate({ prompt, maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed, signal })) {
         text += t.text
@@ -196,7 +197,10 @@ export function createChatController(runtime: TabRuntime, settings: SettingsStor
     } catch (err) {
       const stopped = err instanceof TabmeshError && err.code === 'aborted'
       if (!stopped && entry && err instanceof TabmeshError && (err.code === 'no-route' || err.code === 'hop-failed')) dropSession(entry, mode)
-      update(stopped ? { status: 'stopped' } : { status: 'error', error: explainError(err, entry) }, true)
+      const seconds = (performance.now() - started) / 1000
+      update(stopped
+        ? { status: 'stopped', content: text, tokenIds: ids, route, tokensPerSecond: ids.length ? ids.length / Math.max(seconds, 1e-3) : undefined }
+        : { status: 'error', error: explainError(err, entry), content: text }, true)
     } finally {
       abort = undefined
       chat.set({ busy: undefined })

@@ -16,7 +16,7 @@ const [settings] = await Promise.all([loadSettings(), loadConversations()])
 let models: ModelEntry[] = []
 const chat = createChatController(runtime, settings, () => models)
 startContributeController(runtime, settings)
-startSwarmSampler(runtime)
+startSwarmSampler(runtime, settings.get().contribute ? 'contributor' : 'client')
 registerServiceWorker()
 
 createRoot(document.getElementById('root')!).render(

@@ -43,7 +43,8 @@ const MAX_SAMPLES = 120
 /** Counters other parts feed; the sampler turns them into per-second rates. */
 export const counters = { generated: 0, served: 0, routeMsSum: 0, routeCount: 0 }
 
-export function startSwarmSampler(runtime: TabRuntime): () => void {
+/** Joins the mesh (as `role`: a tab about to contribute advertises its capabilities) and samples it every second. */
+export function startSwarmSampler(runtime: TabRuntime, role: 'client' | 'contributor'): () => void {
   let stopped = false
   let retry: ReturnType<typeof setTimeout> | undefined
   let lastServed: number | undefined
@@ -51,7 +52,7 @@ export function startSwarmSampler(runtime: TabRuntime): () => void {
 
   const join = () => {
     swarm.set({ mesh: 'joining', meshError: undefined })
-    runtime.mesh('client').then(
+    runtime.mesh(role).then(
       (node) => !stopped && swarm.set({ mesh: 'joined', peerId: node.peerId }),
       (err: Error) => {
         if (stopped) return

@@ -3,8 +3,8 @@
 // nibble and input j + 16 in its high nibble; w = d * (nibble - 8)), dequantized in registers; no f32
 // copy of W exists. The blocks are 18 bytes, so a block starts either on a word or half a word in: the
 // scale is the low or high half of its first word, and the nibbles are read as 4 words, each stitched
-// from two halves when they sit half a word off. The scale is decoded with unpack2x16float (no
-// shader-f16 needed).
+// from two halves when they sit half a word off (every word loaded once). The scale is decoded with
+// unpack2x16float (no shader-f16 needed).
 // Layout as matvec_f32: a workgroup owns 64 consecutive output rows, 8 groups of 8 invocations, each
 // group 8 rows; the 8 lanes of a group take interleaved blocks of k, keep that block of x in
 // registers and reuse it for all 8 rows; partial sums are added in workgroup memory.
@@ -29,24 +29,22 @@ struct Params {
 var<workgroup> partLo: array<vec4<f32>, 64>; // (64 invocations) partial sums of the group's rows 0..3
 var<workgroup> partHi: array<vec4<f32>, 64>; // (64 invocations) partial sums of rows 4..7
 
-// the 4 bytes starting at byte offset `start` (a multiple of 2)
-fn wordAt(start: u32) -> u32 {
-  let at = start >> 2u;
-  let shift = (start & 3u) * 8u; // 0 or 16
-  // (hi << 16) << (16 - shift) is 0 when shift is 0 (a shift by 32 would be undefined)
-  return (w[at] >> shift) | ((w[at + 1u] << 16u) << (16u - shift));
-}
-
 // d * sum_j (q_j - 8) x_j over block g of W (counted from the start of this binding)
 fn blockDot(g: u32, xs: ptr<function, array<vec4<f32>, 8>>) -> f32 {
   let start = g * BLOCK_BYTES;
   let d = unpack2x16float(w[start >> 2u] >> ((start & 3u) * 8u)).x;
+  let at = (start + 2u) >> 2u; // word holding the first nibbles
+  let shift = ((start + 2u) & 3u) * 8u; // 0 or 16
   var acc = 0.0;
+  var low = w[at];
   for (var j = 0u; j < 4u; j++) {
-    let v = vec4<u32>(wordAt(start + 2u + 4u * j));
-    let low = vec4<f32>((v >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u)) - 8.0; // inputs 4j .. 4j + 3
-    let high = vec4<f32>((v >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u)) - 8.0; // inputs 16 + 4j ..
-    acc += dot(low, (*xs)[j]) + dot(high, (*xs)[4u + j]);
+    let high = w[at + 1u + j];
+    // (high << 16) << (16 - shift) is 0 when shift is 0 (a shift by 32 would be undefined)
+    let v = vec4<u32>((low >> shift) | ((high << 16u) << (16u - shift)));
+    let lowNibbles = vec4<f32>((v >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u)) - 8.0; // inputs 4j .. 4j + 3
+    let highNibbles = vec4<f32>((v >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u)) - 8.0; // inputs 16 + 4j ..
+    acc += dot(lowNibbles, (*xs)[j]) + dot(highNibbles, (*xs)[4u + j]);
+    low = high;
   }
   return acc * d;
 }

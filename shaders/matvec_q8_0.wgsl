@@ -2,7 +2,7 @@
 // from its GGML blocks (per 32 inputs: f16 scale d, then 32 int8 q; w = d * q), dequantized in
 // registers; no f32 copy of W exists. The blocks are 34 bytes, so a block starts either on a word or
 // half a word in: the scale is the low or high half of its first word, and the quants are read as
-// 8 words, each stitched from two halves when they sit half a word off. The scale is decoded with
+// 8 words, each stitched from two halves when they sit half a word off (every word loaded once). The scale is decoded with
 // unpack2x16float (no shader-f16 needed).
 // Layout as matvec_f32: a workgroup owns 64 consecutive output rows, 8 groups of 8 invocations, each
 // group 8 rows; the 8 lanes of a group take interleaved blocks of k, keep that block of x in
@@ -28,14 +28,6 @@ struct Params {
 var<workgroup> partLo: array<vec4<f32>, 64>; // (64 invocations) partial sums of the group's rows 0..3
 var<workgroup> partHi: array<vec4<f32>, 64>; // (64 invocations) partial sums of rows 4..7
 
-// the 4 bytes starting at byte offset `start` (a multiple of 2)
-fn wordAt(start: u32) -> u32 {
-  let at = start >> 2u;
-  let shift = (start & 3u) * 8u; // 0 or 16
-  // (hi << 16) << (16 - shift) is 0 when shift is 0 (a shift by 32 would be undefined)
-  return (w[at] >> shift) | ((w[at + 1u] << 16u) << (16u - shift));
-}
-
 // four signed bytes of a word, as floats
 fn i8x4(v: u32) -> vec4<f32> {
   return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(v) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
@@ -45,9 +37,16 @@ fn i8x4(v: u32) -> vec4<f32> {
 fn blockDot(g: u32, xs: ptr<function, array<vec4<f32>, 8>>) -> f32 {
   let start = g * BLOCK_BYTES;
   let d = unpack2x16float(w[start >> 2u] >> ((start & 3u) * 8u)).x;
+  let at = (start + 2u) >> 2u; // word holding the first quant
+  let shift = ((start + 2u) & 3u) * 8u; // 0 or 16
   var acc = 0.0;
+  var low = w[at];
   for (var j = 0u; j < 8u; j++) {
-    acc += dot(i8x4(wordAt(start + 2u + 4u * j)), (*xs)[j]);
+    let high = w[at + 1u + j];
+    // (high << 16) << (16 - shift) is 0 when shift is 0 (a shift by 32 would be undefined)
+    let q = (low >> shift) | ((high << 16u) << (16u - shift));
+    acc += dot(i8x4(q), (*xs)[j]);
+    low = high;
   }
   return acc * d;
 }

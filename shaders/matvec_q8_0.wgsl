@@ -2,8 +2,8 @@
 // from its GGML blocks (per 32 inputs: f16 scale d, then 32 int8 q; w = d * q), dequantized in
 // registers; no f32 copy of W exists. The blocks are 34 bytes, so a block starts either on a word or
 // half a word in: the scale is the low or high half of its first word, and the quants are read as
-// 8 words, each stitched from two halves when they sit half a word off (every word loaded once). The scale is decoded with
-// unpack2x16float (no shader-f16 needed).
+// 8 words, each stitched from two halves when they sit half a word off (every word loaded once).
+// The scale is decoded with unpack2x16float (no shader-f16 needed).
 // Layout as matvec_f32: a workgroup owns 64 consecutive output rows, 8 groups of 8 invocations, each
 // group 8 rows; the 8 lanes of a group take interleaved blocks of k, keep that block of x in
 // registers and reuse it for all 8 rows; partial sums are added in workgroup memory.

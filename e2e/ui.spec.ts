@@ -170,6 +170,9 @@ test('settings and conversations survive a reload; a contributor resumes by itse
   await expect(first.page.getByTestId('contribute-status')).toHaveAttribute('data-state', 'on', { timeout: 90_000 })
   await expect(first.page.getByTestId('hosted-layers')).toHaveText('layers 0–2')
   await expect(first.page.getByLabel('Backend')).toHaveValue('auto')
+  await first.page.setViewportSize({ width: 375, height: 800 })
+  await shot(first.page, 'contribute-375')
+  await first.page.setViewportSize({ width: 1280, height: 900 })
 })
 
 test('a downloaded model answers with the network cut, and the shell reloads offline', async () => {
@@ -196,6 +199,16 @@ test('a downloaded model answers with the network cut, and the shell reloads off
   expect(await reply.getAttribute('data-ids')).toBe(golden.ids)
   await shot(page, 'chat-offline')
   await chatter.context.setOffline(false)
+
+  // one click clears the model cache
+  await page.getByRole('link', { name: 'Models' }).click()
+  await page.getByRole('button', { name: 'Clear cache' }).click()
+  await expect(page.getByTestId('model-stories260K')).toHaveAttribute('data-cached', 'false')
+  await expect(page.getByTestId('model-stories260K')).toContainText('not cached')
+  await page.setViewportSize({ width: 375, height: 800 })
+  await shot(page, 'models-375')
+  await page.setViewportSize({ width: 1280, height: 900 })
+  await page.getByRole('link', { name: 'Chat' }).click()
 })
 
 test('switching Contribute off mid-reply hands the session to a standby; the reply is unchanged', async () => {

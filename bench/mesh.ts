@@ -25,7 +25,7 @@ interface SizeResult {
   firstWebrtcMs: { p50: number; max: number } // page load (navigation start) to a tab's first direct connection
   fullMeshMs: { p50: number; max: number } // page load to a tab's last direct connection; max = mesh complete
   nodeStartMs: { p50: number; max: number } // page load to the node being up (relay connected)
-  dials: { attempts: number; connected: number; timeouts: number; failures: number; connectMsP50: number }
+  dials: { attempts: number; connected: number; timeouts: number; failures: number; connectMsP50: number; zombiesClosed: number; gossipRepairs: number }
   advertMs: { samples: number; p50: number; p99: number; max: number }
   streamRttMs: { p50: number; p99: number }
   throughputMBps: number
@@ -59,7 +59,8 @@ async function measure(n: number): Promise<SizeResult> {
       await sleep(100)
     }
     const timelines = await Promise.all(peers.map((p) => p.page.evaluate(() => window.meshLab.timeline())))
-    const stats = await Promise.all(peers.map((p) => p.page.evaluate(() => window.meshLab.stats().dial)))
+    const nodeStats = await Promise.all(peers.map((p) => p.page.evaluate(() => window.meshLab.stats())))
+    const stats = nodeStats.map((s) => s.dial)
     const first = timelines.map((t) => t.directReachedMs[0])
     const full = timelines.map((t) => t.directReachedMs[n - 2])
     const nodeUp = timelines.map((t) => t.nodeStartedMs ?? Number.NaN)
@@ -99,6 +100,7 @@ async function measure(n: number): Promise<SizeResult> {
       dials: {
         attempts: stats.reduce((s, d) => s + d.attempts, 0), connected: stats.reduce((s, d) => s + d.connected, 0),
         timeouts: stats.reduce((s, d) => s + d.timeouts, 0), failures: stats.reduce((s, d) => s + d.failures, 0), connectMsP50: quantile(connectMs, 0.5),
+        zombiesClosed: nodeStats.reduce((s, n) => s + n.zombiesClosed, 0), gossipRepairs: nodeStats.reduce((s, n) => s + n.gossipRepairs, 0),
       },
       advertMs: { samples: delays.length, p50: quantile(delays, 0.5), p99: quantile(delays, 0.99), max: Math.max(...delays) },
       streamRttMs: { p50: quantile(rtts, 0.5), p99: quantile(rtts, 0.99) },
@@ -126,10 +128,10 @@ if (results.length === 0) throw new Error('no mesh size could be measured')
 
 const base = results[0]
 const ratio = (x: number, y: number) => (Number.isFinite(x) && Number.isFinite(y) && y > 0 ? `${(x / y).toFixed(2)}x` : '-')
-const header = ['tabs', 'node up', 'first WebRTC', 'full mesh', `vs ${base.peers}`, 'dials (timeouts)', 'advert p50', 'p99', 'vs RTT/2', 'RTT p50', 'p99', 'MB/s', `vs ${base.peers}`, 'lost peer']
+const header = ['tabs', 'node up', 'first WebRTC', 'full mesh', `vs ${base.peers}`, 'dials (timeouts)', 'dial p50', 'advert p50', 'p99', 'vs RTT/2', 'RTT p50', 'p99', 'MB/s', `vs ${base.peers}`, 'lost peer']
 const rows = results.map((r) => [
   String(r.peers), fmt(r.nodeStartMs.max, 0), fmt(r.firstWebrtcMs.max, 0), fmt(r.fullMeshMs.max, 0), ratio(r.fullMeshMs.max, base.fullMeshMs.max),
-  `${r.dials.attempts} (${r.dials.timeouts})`, fmt(r.advertMs.p50, 1), fmt(r.advertMs.p99, 1), ratio(r.advertMs.p50, r.streamRttMs.p50 / 2),
+  `${r.dials.attempts} (${r.dials.timeouts})`, fmt(r.dials.connectMsP50, 0), fmt(r.advertMs.p50, 1), fmt(r.advertMs.p99, 1), ratio(r.advertMs.p50, r.streamRttMs.p50 / 2),
   fmt(r.streamRttMs.p50, 2), fmt(r.streamRttMs.p99, 2), fmt(r.throughputMBps, 1), ratio(r.throughputMBps, base.throughputMBps), fmt(r.lostPeerDetectedMs.max, 0),
 ])
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))

@@ -6,7 +6,7 @@ import { swarm } from './swarm-state.ts'
 export function SwarmStatusBadge() {
   const s = useStore(swarm)
   const c = useStore(contribution)
-  const text = s.mesh === 'joined' ? `${s.peers.length} peer${s.peers.length === 1 ? '' : 's'}` : s.mesh === 'joining' ? 'joining…' : 'offline'
+  const text = s.mesh === 'joined' ? `${s.peers.length} peer${s.peers.length === 1 ? '' : 's'}` : s.mesh === 'joining' ? 'joining…' : navigator.onLine ? 'mesh unreachable' : 'offline'
   return (
     <p className="status-badge" aria-live="polite">
       <span className={`dot dot-${s.mesh}`} aria-hidden="true" />

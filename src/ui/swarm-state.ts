@@ -62,6 +62,13 @@ export function startSwarmSampler(runtime: TabRuntime, role: 'client' | 'contrib
     )
   }
   join()
+  // back online: try again now rather than at the next retry
+  const onOnline = () => {
+    if (swarm.get().mesh !== 'unavailable') return
+    clearTimeout(retry)
+    join()
+  }
+  window.addEventListener('online', onOnline)
 
   const tick = setInterval(async () => {
     const now = Date.now()
@@ -103,6 +110,7 @@ export function startSwarmSampler(runtime: TabRuntime, role: 'client' | 'contrib
     stopped = true
     clearInterval(tick)
     clearTimeout(retry)
+    window.removeEventListener('online', onOnline)
   }
 }
 

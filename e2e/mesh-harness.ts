@@ -33,7 +33,8 @@ export interface RelayProcess {
 
 export async function startRelayProcess(siteDir: string): Promise<RelayProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'e2e/mesh-server.ts')], {
-    cwd: ROOT, env: { ...process.env, TABMESH_SITE_DIR: siteDir }, stdio: ['ignore', 'pipe', 'inherit'],
+    // stdin stays open as a lifeline: the relay exits when this process dies
+    cwd: ROOT, env: { ...process.env, TABMESH_SITE_DIR: siteDir }, stdio: ['pipe', 'pipe', 'inherit'],
   })
   const line = await new Promise<string>((resolveLine, reject) => {
     const rl = createInterface({ input: child.stdout! })
@@ -126,7 +127,7 @@ export interface RogueReport {
 /** Runs the rogue peer against the tabs; resolves once it has sent everything. */
 export async function runRogue(relayAddr: string, tabAddrs: string[]): Promise<RogueReport> {
   const child = spawn(process.execPath, ['--experimental-websocket', '--no-warnings', '--import', 'tsx', join(ROOT, 'e2e/mesh-rogue.ts'), relayAddr, ...tabAddrs], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], // stdin: lifeline, as for the relay
   })
   const stderr: string[] = []
   createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l))

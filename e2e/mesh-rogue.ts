@@ -81,4 +81,6 @@ await publish('spoofed', ADVERT_TOPIC, json(advert({ peerId: tabIds[0], capabili
 for (let i = 0; i < 60; i++) await publish('flood', ADVERT_TOPIC, json(advert({ reason: 'heartbeat' })))
 
 console.log(JSON.stringify({ peerId: self, marker: MARKER, sent }))
-process.once('SIGTERM', () => void Promise.resolve(node.stop()).then(() => process.exit(0)))
+const stop = () => void Promise.resolve(node.stop()).then(() => process.exit(0))
+process.once('SIGTERM', stop)
+process.stdin.on('end', stop).resume() // the test runner died without killing us

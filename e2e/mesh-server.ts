@@ -14,6 +14,11 @@ const server = await startTabmeshServer({
   siteDir, modelsDir, registry: { models: await scanModels(modelsDir) },
 })
 console.log(JSON.stringify({ url: server.url, peerId: server.relay.peerId, multiaddrs: server.relay.multiaddrs }))
-const stop = () => void server.stop().then(() => process.exit(0))
+const stop = () => {
+  setTimeout(() => process.exit(0), 2000).unref() // do not hang on a connection that will not close
+  void server.stop().then(() => process.exit(0))
+}
 process.once('SIGTERM', stop)
 process.once('SIGINT', stop)
+// the test runner holds our stdin: if it dies without killing us, stdin closes and we go too
+process.stdin.on('end', stop).resume()

@@ -1,5 +1,5 @@
 import { TabmeshError } from '../errors.ts'
-import type { StreamDecoder, Tokenizer } from './tokenizer.ts'
+import { createUtf8StreamDecoder, type StreamDecoder, type Tokenizer } from './tokenizer.ts'
 
 /**
  * The BPE engine behind the Hugging Face (tokenizer.json) and GGUF tokenizers. Two flavours:
@@ -339,17 +339,7 @@ export function createBpeTokenizer(spec: BpeTokenizerSpec): BpeTokenizer {
     return bytes
   }
 
-  function createStreamDecoder(prev = spec.bosId): StreamDecoder {
-    const utf8 = new TextDecoder('utf-8')
-    return {
-      push(token) {
-        const text = utf8.decode(decodePiece(prev, token), { stream: true })
-        prev = token
-        return text
-      },
-      flush: () => utf8.decode(),
-    }
-  }
+  const createStreamDecoder = (prev = spec.bosId): StreamDecoder => createUtf8StreamDecoder(decodePiece, prev)
 
   return {
     spec,

@@ -29,6 +29,19 @@ export interface StreamDecoder {
 }
 
 const BYTE_FALLBACK_OFFSET = 3 // <0x00> is id 3
+
+/** Streaming text from token pieces: a UTF-8 character split across tokens comes out whole. */
+export function createUtf8StreamDecoder(decodePiece: (prev: number, token: number) => Uint8Array, prev: number): StreamDecoder {
+  const utf8 = new TextDecoder('utf-8')
+  return {
+    push(token) {
+      const text = utf8.decode(decodePiece(prev, token), { stream: true })
+      prev = token
+      return text
+    },
+    flush: () => utf8.decode(),
+  }
+}
 const latin1 = (bytes: Uint8Array): string => String.fromCharCode(...bytes)
 
 export function parseLlama2cTokenizer(bytes: Uint8Array, vocabSize: number, name = 'tokenizer'): Tokenizer {
@@ -121,17 +134,7 @@ function createBpeTokenizer(pieces: Uint8Array[], scores: Float32Array): Tokeniz
     return prev === bosId && piece[0] === 0x20 ? piece.subarray(1) : piece
   }
 
-  function createStreamDecoder(prev = bosId): StreamDecoder {
-    const utf8 = new TextDecoder('utf-8')
-    return {
-      push(token) {
-        const text = utf8.decode(decodePiece(prev, token), { stream: true })
-        prev = token
-        return text
-      },
-      flush: () => utf8.decode(),
-    }
-  }
+  const createStreamDecoder = (prev = bosId) => createUtf8StreamDecoder(decodePiece, prev)
 
   return {
     vocabSize, bosId, eosId, encode, decodePiece, createStreamDecoder,

@@ -1,7 +1,5 @@
-import type { BackendName } from '../engine/engine.ts'
 import type { ProbeResult } from '../engine/probe.ts'
-import type { LayerRange } from '../model/model.ts'
-import type { TabRuntime } from '../swarm/tab-runtime.ts'
+import type { Contribution, TabRuntime } from '../swarm/tab-runtime.ts'
 import { trackLoad } from './loads.ts'
 import type { Settings, SettingsStore } from './settings.ts'
 import { createStore } from './store.ts'
@@ -11,14 +9,7 @@ import { createStore } from './store.ts'
  * holds (tab hidden, on battery, user active with idle-only), and stops through the runtime's
  * hand-off (draining advert, then an error frame per session) when it should not.
  */
-export interface ContributionInfo {
-  peerId: string
-  modelId: string
-  layers: LayerRange
-  backend: BackendName
-  layerTokensPerSecond: number
-  bytesDownloaded: number
-  bytesFromCache: number
+export interface ContributionInfo extends Omit<Contribution, 'contributor' | 'worker'> {
   memoryBudgetBytes: number
   chosenBy: 'probe' | 'setting'
 }

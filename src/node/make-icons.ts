@@ -1,14 +1,14 @@
 /**
  * Renders the PWA's PNG icons from public/icon.svg with headless Chromium (no image package):
  * 192 and 512 px, and a 512 px maskable one (full-bleed background, mark inside the safe zone).
- * Run: npx tsx scripts/make-icons.ts
+ * Run: npx tsx src/node/make-icons.ts
  */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { chromium } from 'playwright-core'
-import { chromiumLaunchOptions } from '../src/node/chromium.ts'
+import { chromiumLaunchOptions } from './chromium.ts'
 
-const root = resolve(import.meta.dirname, '..')
+const root = resolve(import.meta.dirname, '../..')
 const svg = readFileSync(resolve(root, 'public/icon.svg'), 'utf8')
 const mark = svg.replace(/^<svg[^>]*>/, '').replace(/<\/svg>\s*$/, '').replace(/<rect[^>]*\/>/, '')
 const maskable = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><rect width="64" height="64" fill="#1d2b4f"/><g transform="translate(12.8 12.8) scale(0.6)">${mark}</g></svg>`

@@ -10,12 +10,11 @@ import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { chromium, type Browser, type BrowserServer, type Page } from 'playwright-core'
-import type { ChatRequest, HeadlessApi } from '../src/headless/main.ts'
+import type { Browser, Page } from 'playwright-core'
+import type { ChatRequest } from '../src/headless/main.ts'
 import { makeSyntheticLlama2c } from '../src/model/synthetic.ts'
 import { resolveModelsDir } from '../src/node/models-dir.ts'
-import { chromiumLaunchOptions } from '../e2e/chromium.ts'
-import { loopbackOnly, ROOT, startRelayProcess } from '../e2e/mesh-harness.ts'
+import { headlessCall, launchChromiumProcess, loopbackOnly, ROOT, startRelayProcess, type ChromiumProcess } from '../e2e/mesh-harness.ts'
 
 if (!loopbackOnly()) {
   const r = spawnSync('unshare', ['-n', 'bash', '-c', `ip link set lo up && exec ${process.execPath} --import tsx ${join(ROOT, 'bench/swarm.ts')}`], { stdio: 'inherit', env: process.env })
@@ -44,23 +43,21 @@ if (!siteDir) {
 }
 const relay = await startRelayProcess(siteDir)
 
-interface Tab { page: Page; call<K extends keyof HeadlessApi>(name: K, ...args: Parameters<HeadlessApi[K]>): Promise<Awaited<ReturnType<HeadlessApi[K]>>> }
-const servers: BrowserServer[] = []
-async function browser(): Promise<{ server: BrowserServer; browser: Browser }> {
-  const server = await chromium.launchServer(chromiumLaunchOptions)
-  servers.push(server)
-  return { server, browser: await chromium.connect(server.wsEndpoint()) }
+interface Tab { page: Page; call: ReturnType<typeof headlessCall> }
+const processes: ChromiumProcess[] = []
+async function browser(): Promise<ChromiumProcess> {
+  const p = await launchChromiumProcess()
+  processes.push(p)
+  return p
 }
 async function tab(b: Browser): Promise<Tab> {
   const page = await (await b.newContext()).newPage()
   await page.goto(new URL('src/headless/index.html', relay.url).toString())
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' })
-  return {
-    page,
-    call: (name, ...args) => page.evaluate(([n, a]) => (window as unknown as { tabmeshHeadless: Record<string, (...x: unknown[]) => unknown> }).tabmeshHeadless[n as string](...(a as unknown[])), [name, args] as const) as never,
-  }
+  return { page, call: headlessCall(page) }
 }
 
+// each contributor a Chromium process of its own (one is SIGKILLed); the clients share one
 const contributors = await Promise.all([0, 1, 2, 3].map(async () => { const b = await browser(); return { ...b, tab: await tab(b.browser) } }))
 const clientBrowser = await browser()
 const clients = await Promise.all([0, 1, 2, 3].map(() => tab(clientBrowser.browser)))
@@ -115,7 +112,7 @@ await contributors[3].tab.call('contribute', { model: 'stories260K', layers: { s
 await new Promise((r) => setTimeout(r, 1500))
 const run = clients[1].call('chat', request('stories260K', { pauseAtToken: 10 }))
 while (!(await clients[1].call('chatState')).paused) await new Promise((r) => setTimeout(r, 50))
-contributors[1].server.process().kill('SIGKILL')
+contributors[1].process.kill('SIGKILL')
 await clients[1].call('resume')
 const recovered = await run
 const failover = recovered.events.find((e) => e.type === 'failover')
@@ -131,6 +128,6 @@ console.table(rows)
 console.log(`perHopOverheadRatio ${Number(result.perHopOverheadRatio).toFixed(2)} (target <= 1.5), concurrencySpeedup4 ${Number(result.concurrencySpeedup4).toFixed(2)} (target >= 2.5), recoveryMs ${Number(result.recoveryMs).toFixed(0)} (target < 2000)`)
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
 writeFileSync(join(ROOT, 'bench/results/swarm.json'), JSON.stringify({ ...result, measuredAt: new Date().toISOString() }, null, 2))
-for (const s of servers) await s.close().catch(() => {})
+for (const p of processes) await p.close()
 await relay.kill()
 process.exit(0)

@@ -1,25 +1,22 @@
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect, test } from '@playwright/test'
-import { chromium, type Browser, type Frame, type Page } from 'playwright-core'
+import { goldenText as readGoldenText } from '../src/test/golden.ts'
+import type { Browser, Frame, Page } from 'playwright-core'
 import type { TabmeshEngine } from '../src/embed/api.ts'
-import type { HeadlessApi } from '../src/headless/main.ts'
-import { chromiumLaunchOptions } from './chromium.ts'
-import { ROOT, startRelayProcess, type RelayProcess } from './mesh-harness.ts'
+import { headlessCall, openLoggedPage, ROOT, startRelayProcess, type RelayProcess } from './mesh-harness.ts'
 
 /**
  * embed.js on a third-party page: the page is served by a small server of its own on 127.0.0.1 (another
  * site than tabmesh's localhost), embeds the script, and talks to the tabmesh iframe only through
  * postMessage. Contributors run in Chromium processes of their own, as in the swarm suite.
  */
-const modelsDir = process.env.TABMESH_MODELS ?? join(ROOT, '../shared/models')
-const golden = readFileSync(join(modelsDir, 'stories260K/GOLDEN.md'), 'utf8')
-// the greedy text from BOS alone, 64 tokens (the indented block under "Decoded text")
-const goldenText = /Decoded text[^\n]*\n\n((?: {4}.*\n)+)/.exec(golden)![1].trimEnd().split('\n').map((l) => l.slice(4)).join('\n')
+// the greedy text from BOS alone, 64 tokens
+const goldenText = readGoldenText()
 
 interface Tab {
   browser: Browser
@@ -43,18 +40,11 @@ function isolatedNetwork(): boolean {
   const links = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.trim() !== '')
   return links.every((l) => /^\d+: (lo|tm0@tm1|tm1@tm0):/.test(l))
 }
-const launchOptions = chromiumLaunchOptions
 
 async function openPage(url: string): Promise<Tab> {
-  const server = await chromium.launchServer(launchOptions)
-  const browser = await chromium.connect(server.wsEndpoint())
-  const page = await browser.newPage()
-  const log: string[] = []
-  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`))
-  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
-  page.on('frameattached', (f) => log.push(`frame: ${f.url()}`))
-  await page.goto(url)
-  const tab = { browser, page, log, close: async () => { await browser.close().catch(() => {}); await server.close().catch(() => {}) } }
+  const opened = await openLoggedPage(url)
+  opened.page.on('frameattached', (f) => opened.log.push(`frame: ${f.url()}`))
+  const tab = { browser: opened.chromium.browser, page: opened.page, log: opened.log, close: opened.close }
   tabs.push(tab)
   return tab
 }
@@ -63,9 +53,7 @@ async function openPage(url: string): Promise<Tab> {
 async function headless() {
   const tab = await openPage(new URL('src/headless/index.html', relay.url).href)
   await tab.page.waitForFunction(() => document.body.dataset.ready === 'true')
-  const call = <K extends keyof HeadlessApi>(name: K, ...args: Parameters<HeadlessApi[K]>) =>
-    tab.page.evaluate(([n, a]) => (window as unknown as { tabmeshHeadless: Record<string, (...x: unknown[]) => unknown> }).tabmeshHeadless[n as string](...(a as unknown[])), [name, args] as const) as Promise<Awaited<ReturnType<HeadlessApi[K]>>>
-  return { ...tab, call }
+  return { ...tab, call: headlessCall(tab.page) }
 }
 const contributor = async (start: number, end: number) => {
   const t = await headless()

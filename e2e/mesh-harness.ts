@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import { chromium, type Browser, type BrowserContextOptions, type Page } from 'playwright-core'
+import type { HeadlessApi } from '../src/headless/main.ts'
 import { chromiumLaunchOptions } from './chromium.ts'
 import type { MeshLabStartOptions } from './pages/mesh.ts'
 
@@ -137,3 +138,27 @@ export async function runRogue(relayAddr: string, tabAddrs: string[]): Promise<R
   })
   return { ...(JSON.parse(line) as Omit<RogueReport, 'process' | 'stderr'>), process: child, stderr }
 }
+
+export interface LoggedPage {
+  chromium: ChromiumProcess
+  page: Page
+  /** The page's console lines and errors, written out when a test fails. */
+  log: string[]
+  close(): Promise<void>
+}
+
+/** Opens `url` in a Chromium process of its own, keeping the page's console for failure reports. */
+export async function openLoggedPage(url: string, contextOptions: BrowserContextOptions = {}): Promise<LoggedPage> {
+  const process = await launchChromiumProcess()
+  const page = await (await process.browser.newContext(contextOptions)).newPage()
+  const log: string[] = []
+  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`))
+  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
+  await page.goto(url)
+  return { chromium: process, page, log, close: () => process.close() }
+}
+
+/** Calls the headless page's API (src/headless/main.ts) in `page`. */
+export const headlessCall = (page: Page) =>
+  <K extends keyof HeadlessApi>(name: K, ...args: Parameters<HeadlessApi[K]>): Promise<Awaited<ReturnType<HeadlessApi[K]>>> =>
+    page.evaluate(([n, a]) => (window as unknown as { tabmeshHeadless: Record<string, (...x: unknown[]) => unknown> }).tabmeshHeadless[n as string](...(a as unknown[])), [name, args] as const) as never

@@ -1,10 +1,8 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, test } from '@playwright/test'
-import { chromium, type Browser, type Page } from 'playwright-core'
-import type { ChatRequest, ContributeRequest, HeadlessApi } from '../src/headless/main.ts'
-import { chromiumLaunchOptions } from './chromium.ts'
-import { loopbackOnly, ROOT, startRelayProcess, type RelayProcess } from './mesh-harness.ts'
+import type { ChatRequest, ContributeRequest } from '../src/headless/main.ts'
+import { headlessCall, loopbackOnly, openLoggedPage, ROOT, startRelayProcess, type LoggedPage, type RelayProcess } from './mesh-harness.ts'
 import { goldenIds as readGolden } from '../src/test/golden.ts'
 
 /**
@@ -14,34 +12,16 @@ import { goldenIds as readGolden } from '../src/test/golden.ts'
 const goldenIds = readGolden()
 const greedy = { prompt: '', maxTokens: 64, temperature: 0, topP: 0.9, seed: 1 }
 
-interface Tab {
-  browser: Browser
-  page: Page
-  log: string[]
-  call<K extends keyof HeadlessApi>(name: K, ...args: Parameters<HeadlessApi[K]>): Promise<Awaited<ReturnType<HeadlessApi[K]>>>
+interface Tab extends LoggedPage {
+  call: ReturnType<typeof headlessCall>
   kill(): void
-  close(): Promise<void>
 }
 
 async function openTab(relay: RelayProcess, path = 'src/headless/index.html'): Promise<Tab> {
-  // launchServer, so the test can SIGKILL the browser process like a crashed machine
-  const server = await chromium.launchServer(chromiumLaunchOptions)
-  const browser = await chromium.connect(server.wsEndpoint())
-  const page = await browser.newPage()
-  const log: string[] = []
-  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`))
-  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
-  await page.goto(new URL(path, relay.url).toString())
-  await page.waitForFunction(() => document.body.dataset.ready === 'true' || 'rogueLab' in window, undefined, { timeout: 30_000 })
-  return {
-    browser, page, log,
-    call: (name, ...args) => page.evaluate(([n, a]) => (window as unknown as { tabmeshHeadless: Record<string, (...x: unknown[]) => unknown> }).tabmeshHeadless[n as string](...(a as unknown[])), [name, args] as const) as never,
-    kill: () => server.process().kill('SIGKILL'),
-    close: async () => {
-      await browser.close().catch(() => {})
-      await server.close().catch(() => {})
-    },
-  }
+  const tab = await openLoggedPage(new URL(path, relay.url).toString())
+  await tab.page.waitForFunction(() => document.body.dataset.ready === 'true' || 'rogueLab' in window, undefined, { timeout: 30_000 })
+  // a separate Chromium process, so the test can SIGKILL it like a crashed machine
+  return { ...tab, call: headlessCall(tab.page), kill: () => tab.chromium.process.kill('SIGKILL') }
 }
 
 let relay: RelayProcess

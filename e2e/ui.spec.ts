@@ -1,9 +1,8 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { goldenIds, goldenText } from '../src/test/golden.ts'
 import { join } from 'node:path'
 import { expect, test, type BrowserContext, type Page } from '@playwright/test'
-import { chromium } from 'playwright-core'
-import { chromiumLaunchOptions } from './chromium.ts'
-import { loopbackOnly, ROOT, startRelayProcess, type RelayProcess } from './mesh-harness.ts'
+import { loopbackOnly, openLoggedPage, ROOT, startRelayProcess, type RelayProcess } from './mesh-harness.ts'
 
 /**
  * The product, driven only through its UI: two visitors switch Contribute on (each hosting part of
@@ -11,15 +10,7 @@ import { loopbackOnly, ROOT, startRelayProcess, type RelayProcess } from './mesh
  * settings and the conversation survive a reload; with the network cut the shell still loads and a
  * downloaded model still answers. Screenshots of each view land in e2e/screenshots/.
  */
-const golden = (() => {
-  const dir = process.env.TABMESH_MODELS ?? join(ROOT, '../shared/models')
-  const lines = readFileSync(`${dir}/stories260K/GOLDEN.md`, 'utf8').split('\n')
-  const ids = lines.find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).map(Number)
-  const from = lines.findIndex((l) => l.startsWith('Decoded text'))
-  const text: string[] = []
-  for (let i = from + 1; i < lines.length && !lines[i].startsWith('Notes'); i++) if (lines[i].startsWith('    ')) text.push(lines[i].slice(4))
-  return { ids: ids.slice(1).join(' '), text: text.join('\n') } // generated ids (BOS dropped) and their text
-})()
+const golden = { ids: goldenIds().slice(1).join(' '), text: goldenText() } // generated ids (BOS dropped) and their text
 
 const SHOTS = join(ROOT, 'e2e/screenshots')
 mkdirSync(SHOTS, { recursive: true })
@@ -35,15 +26,8 @@ let relay: RelayProcess
 const visitors: Visitor[] = []
 
 async function visit(path: string): Promise<Visitor> {
-  const server = await chromium.launchServer(chromiumLaunchOptions) // a Chromium process per visitor
-  const browser = await chromium.connect(server.wsEndpoint())
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
-  const page = await context.newPage()
-  const log: string[] = []
-  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`))
-  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
-  await page.goto(new URL(path, relay.url).toString())
-  const v = { context, page, log, close: async () => { await browser.close().catch(() => {}); await server.close().catch(() => {}) } }
+  const opened = await openLoggedPage(new URL(path, relay.url).toString(), { viewport: { width: 1280, height: 900 } }) // a Chromium process per visitor
+  const v = { context: opened.page.context(), page: opened.page, log: opened.log, close: opened.close }
   visitors.push(v)
   return v
 }

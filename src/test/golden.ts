@@ -2,8 +2,14 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { resolveModelsDir } from '../node/models-dir.ts'
 
+const readGolden = (modelsDir: string) => readFileSync(join(modelsDir, 'stories260K/GOLDEN.md'), 'utf8')
+
 /** The 65 ids of stories260K's GOLDEN.md (BOS first), read from the models directory. */
 export function goldenIds(modelsDir = resolveModelsDir()): number[] {
-  const golden = readFileSync(join(modelsDir, 'stories260K/GOLDEN.md'), 'utf8')
-  return golden.split('\n').find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).map(Number)
+  return readGolden(modelsDir).split('\n').find((l) => /^\s+1 \d+ \d+/.test(l))!.trim().split(/\s+/).map(Number)
+}
+
+/** The greedy text of GOLDEN.md (the indented block under "Decoded text"). */
+export function goldenText(modelsDir = resolveModelsDir()): string {
+  return /Decoded text[^\n]*\n\n((?: {4}.*\n)+)/.exec(readGolden(modelsDir))![1].trimEnd().split('\n').map((l) => l.slice(4)).join('\n')
 }

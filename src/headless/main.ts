@@ -122,7 +122,15 @@ const api = {
     const out: Record<string, number> = {}
     for (const conn of mesh.libp2p.getConnections().filter((c) => c.limits === undefined && c.status === 'open' && c.remoteAddr.toString().includes('/webrtc'))) {
       const times: number[] = []
-      for (let i = 0; i < count; i++) times.push(await mesh.libp2p.services.ping.ping(conn.remotePeer))
+      // the mesh's own RTT pings share the one ping stream a connection allows: retry when busy
+      for (let attempt = 0; times.length < count && attempt < count * 5; attempt++) {
+        try {
+          times.push(await mesh.libp2p.services.ping.ping(conn.remotePeer))
+        } catch {
+          await new Promise((r) => setTimeout(r, 20))
+        }
+      }
+      if (times.length === 0) continue
       out[conn.remotePeer.toString()] = times.sort((a, b) => a - b)[times.length >> 1]
     }
     return out

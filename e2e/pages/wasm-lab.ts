@@ -1,3 +1,4 @@
+import { watchedWasmMemories } from '../../src/engine/wasm/heap-watch.ts' // first: before onnxruntime loads
 import type { Engine } from '../../src/engine/engine.ts'
 import { generateTokens } from '../../src/engine/generate.ts'
 import { createPipelineEngine } from '../../src/engine/pipeline.ts'
@@ -11,16 +12,7 @@ import { fetchRegistry, loadRemoteSlice } from '../../src/model/remote.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES, type SyntheticShape } from '../../src/model/synthetic.ts'
 import { measureStreamRead, type BandwidthResult } from './stream-read.ts'
 
-// onnxruntime-web makes its heap with `new WebAssembly.Memory` on first use: keep a handle so the
-// heap's size can be watched. Installed before anything loads onnxruntime.
-const wasmMemories: WebAssembly.Memory[] = []
-const NativeMemory = WebAssembly.Memory
-WebAssembly.Memory = function (descriptor: WebAssembly.MemoryDescriptor) {
-  const memory = new NativeMemory(descriptor)
-  wasmMemories.push(memory)
-  return memory
-} as unknown as typeof WebAssembly.Memory
-const ortHeapBytes = () => wasmMemories.find((m) => m.buffer.byteLength > 0 && m !== undefined)?.buffer.byteLength ?? 0
+const ortHeapBytes = () => watchedWasmMemories().find((m) => m.buffer.byteLength > 0 && m !== undefined)?.buffer.byteLength ?? 0
 
 /** Shapes made at bench time, beside the test shapes: one the size of stories110M. */
 const BENCH_SHAPES = {

@@ -60,16 +60,20 @@ export function sliceTensorShapes(c: ModelConfig, spec: SliceSpec): Map<string, 
 
 const QUANT_KEEP: Record<number, QuantType> = { [GGML_TYPE.Q8_0]: 'q8_0', [GGML_TYPE.Q4_0]: 'q4_0' }
 
-/** Rows (each `rowBytes` long) from half-split RoPE order to interleaved pairs, per head. */
-export function interleaveRotaryRows(src: Uint8Array, rows: number, rowBytes: number, heads: number): Uint8Array {
+/**
+ * Reorders the rows (each `rowBytes` long) of each head between half-split RoPE order (HF: row i
+ * pairs with row i + head_size/2) and interleaved pairs (rows 2i, 2i+1, as the engines rotate).
+ */
+function permuteRotaryRows(src: Uint8Array, rows: number, rowBytes: number, heads: number, toInterleaved: boolean): Uint8Array {
   const out = new Uint8Array(src.byteLength)
   const headSize = rows / heads
   const half = headSize / 2
   for (let h = 0; h < heads; h++) {
     for (let i = 0; i < half; i++) {
       for (let p = 0; p < 2; p++) {
-        const from = h * headSize + p * half + i
-        const to = h * headSize + 2 * i + p
+        const split = h * headSize + p * half + i
+        const paired = h * headSize + 2 * i + p
+        const [from, to] = toInterleaved ? [split, paired] : [paired, split]
         out.set(src.subarray(from * rowBytes, (from + 1) * rowBytes), to * rowBytes)
       }
     }
@@ -77,22 +81,11 @@ export function interleaveRotaryRows(src: Uint8Array, rows: number, rowBytes: nu
   return out
 }
 
+/** Half-split RoPE rows to interleaved pairs (what the engines use). */
+export const interleaveRotaryRows = (src: Uint8Array, rows: number, rowBytes: number, heads: number) => permuteRotaryRows(src, rows, rowBytes, heads, true)
+
 /** The inverse: interleaved pairs to half-split order (what writers of HF-layout files need). */
-export function halfSplitRotaryRows(src: Uint8Array, rows: number, rowBytes: number, heads: number): Uint8Array {
-  const out = new Uint8Array(src.byteLength)
-  const headSize = rows / heads
-  const half = headSize / 2
-  for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < half; i++) {
-      for (let p = 0; p < 2; p++) {
-        const to = h * headSize + p * half + i
-        const from = h * headSize + 2 * i + p
-        out.set(src.subarray(from * rowBytes, (from + 1) * rowBytes), to * rowBytes)
-      }
-    }
-  }
-  return out
-}
+export const halfSplitRotaryRows = (src: Uint8Array, rows: number, rowBytes: number, heads: number) => permuteRotaryRows(src, rows, rowBytes, heads, false)
 
 interface PlannedRead {
   source: ByteSource

@@ -1,3 +1,4 @@
+import { watchedWasmMemories } from './heap-watch.ts' // first: before onnxruntime loads
 import { describe, expect, it } from 'vitest'
 import { createRng } from '../../lib/rng.ts'
 import type { ModelSlice, SliceSpec } from '../../model/model.ts'
@@ -8,15 +9,6 @@ import { createPipelineEngine } from '../pipeline.ts'
 import { createReferenceEngine } from '../reference.ts'
 import { createWasmEngine, WASM_MAX_BATCH } from './index.ts'
 
-// onnxruntime-web makes its heap with `new WebAssembly.Memory` on first use; keep a handle to it so
-// the allocation test can watch the heap's size. Installed before any engine loads onnxruntime.
-const wasmMemories: WebAssembly.Memory[] = []
-const NativeMemory = WebAssembly.Memory
-WebAssembly.Memory = function (descriptor: WebAssembly.MemoryDescriptor) {
-  const memory = new NativeMemory(descriptor)
-  wasmMemories.push(memory)
-  return memory
-} as unknown as typeof WebAssembly.Memory
 
 /** Tolerance for hidden states: max |wasm - ref| over max |ref|. Both are fp32; they differ only in summation order. */
 const HIDDEN_TOLERANCE = 1e-5
@@ -141,7 +133,7 @@ describe('wasm engine (onnxruntime-web)', () => {
     const engine = await createWasmEngine(await loadStories())
     const options = { maxTokens: 200, temperature: 0.9, topP: 0.9, seed: 3 }
     expect((await collect(engine, [1], options)).length).toBe(200) // warm-up: the arena grows to its largest cache prefix
-    const heap = wasmMemories.find((m) => m.buffer.byteLength > 0)!
+    const heap = watchedWasmMemories().find((m) => m.buffer.byteLength > 0)!
     const wasmBefore = heap.buffer.byteLength
     gc()
     const jsBefore = process.memoryUsage().heapUsed

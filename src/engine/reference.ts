@@ -1,5 +1,6 @@
 import { TabmeshError } from '../errors.ts'
 import { getTensor, layerTensorName, ropeInverseFrequencies, type ModelConfig, type ModelSlice, type SliceSpec } from '../model/model.ts'
+import { quantizedMatvec, type QuantizedTensor } from '../model/quant.ts'
 import type { Engine } from './engine.ts'
 
 /**
@@ -8,16 +9,19 @@ import type { Engine } from './engine.ts'
  * allocated once when the engine is made, nothing per token.
  */
 
+/** A weight matrix (out, in): fp32 values, or Q8_0 / Q4_0 blocks when the slice keeps it quantized. */
+type Matrix = Float32Array | QuantizedTensor
+
 interface LayerWeights {
   attentionNorm: Float32Array // (dim)
-  wq: Float32Array // (dim, dim)
-  wk: Float32Array // (kv_dim, dim)
-  wv: Float32Array // (kv_dim, dim)
-  wo: Float32Array // (dim, dim)
+  wq: Matrix // (dim, dim)
+  wk: Matrix // (kv_dim, dim)
+  wv: Matrix // (kv_dim, dim)
+  wo: Matrix // (dim, dim)
   ffnNorm: Float32Array // (dim)
-  w1: Float32Array // (hidden_dim, dim)
-  w2: Float32Array // (dim, hidden_dim)
-  w3: Float32Array // (hidden_dim, dim)
+  w1: Matrix // (hidden_dim, dim)
+  w2: Matrix // (dim, hidden_dim)
+  w3: Matrix // (hidden_dim, dim)
   bq?: Float32Array // (dim) Qwen2-style attention bias, when config.attentionBias
   bk?: Float32Array // (kv_dim)
   bv?: Float32Array // (kv_dim)
@@ -27,7 +31,7 @@ interface Weights {
   tokenEmbedding?: Float32Array // (vocab, dim)
   layers: LayerWeights[] // index l - spec.layers.start
   finalNorm?: Float32Array // (dim)
-  classifier?: Float32Array // (vocab, dim)
+  classifier?: Matrix // (vocab, dim)
 }
 
 interface RunState {
@@ -55,7 +59,8 @@ function rmsnorm(out: Float32Array, x: Float32Array, xOffset: number, weight: Fl
 }
 
 /** out (d) = W (d, n) @ x (n) */
-function matvec(out: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number): void {
+function matvec(out: Float32Array, x: Float32Array, w: Matrix, n: number, d: number): void {
+  if (!(w instanceof Float32Array)) return quantizedMatvec(out, x, w)
   for (let i = 0; i < d; i++) {
     let sum = 0
     const row = i * n
@@ -92,14 +97,16 @@ function softmax(x: Float32Array, offset: number, size: number): void {
 
 function collectWeights(slice: ModelSlice): Weights {
   const data = (name: string) => getTensor(slice, name).data
+  const matrix = (name: string): Matrix => slice.quantized?.get(name) ?? data(name)
   const { start, end } = slice.spec.layers
   const layers: LayerWeights[] = []
   for (let l = start; l < end; l++) {
     const t = (n: Parameters<typeof layerTensorName>[1]) => data(layerTensorName(l, n))
+    const m = (n: Parameters<typeof layerTensorName>[1]) => matrix(layerTensorName(l, n))
     const bias = (n: string) => (slice.config.attentionBias ? data(`layers.${l}.${n}`) : undefined)
     layers.push({
-      attentionNorm: t('attention_norm'), wq: t('wq'), wk: t('wk'), wv: t('wv'), wo: t('wo'),
-      ffnNorm: t('ffn_norm'), w1: t('w1'), w2: t('w2'), w3: t('w3'),
+      attentionNorm: t('attention_norm'), wq: m('wq'), wk: m('wk'), wv: m('wv'), wo: m('wo'),
+      ffnNorm: t('ffn_norm'), w1: m('w1'), w2: m('w2'), w3: m('w3'),
       bq: bias('bq'), bk: bias('bk'), bv: bias('bv'),
     })
   }
@@ -107,7 +114,7 @@ function collectWeights(slice: ModelSlice): Weights {
     tokenEmbedding: slice.spec.embedding ? data('token_embedding') : undefined,
     layers,
     finalNorm: slice.spec.head ? data('final_norm') : undefined,
-    classifier: slice.spec.head ? data('classifier') : undefined,
+    classifier: slice.spec.head ? matrix('classifier') : undefined,
   }
 }
 

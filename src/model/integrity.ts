@@ -1,11 +1,14 @@
 import { TabmeshError } from '../errors.ts'
-import { LAYER_TENSORS, layerTensorName, type ModelSlice } from './model.ts'
+import { LAYER_BIAS_TENSORS, LAYER_TENSORS, layerTensorName, type ModelSlice } from './model.ts'
+import { dequantizeTensor } from './quant.ts'
 
 /**
  * Integrity of model slices. A contributor downloads only some layers, so a whole-file sha256 can
  * not check them; the registry also lists a sha256 per part ('embedding', 'layer.<l>', 'head'),
- * taken over the part's tensors as loaded (f32 little-endian, in a fixed order). The same function
- * computes them on the server and checks them in the tab, whatever the file format.
+ * taken over the part's tensors as loaded (f32 little-endian, in a fixed order; matrices kept in
+ * Q8_0 / Q4_0 blocks count as their dequantized values, so the hash does not depend on whether a
+ * loader kept them quantized). The same function computes them on the server and checks them in
+ * the tab, whatever the file format.
  */
 export type PartName = 'embedding' | 'head' | `layer.${number}`
 
@@ -13,7 +16,9 @@ function partTensors(slice: ModelSlice, part: PartName): string[] {
   if (part === 'embedding') return ['token_embedding']
   if (part === 'head') return slice.config.sharedClassifier ? ['final_norm'] : ['final_norm', 'classifier']
   const layer = Number(part.slice('layer.'.length))
-  return LAYER_TENSORS.map((t) => layerTensorName(layer, t))
+  const names: string[] = LAYER_TENSORS.map((t) => layerTensorName(layer, t))
+  if (slice.config.attentionBias) for (const b of LAYER_BIAS_TENSORS) names.push(`layers.${layer}.${b}`)
+  return names
 }
 
 /** The parts a slice holds. */
@@ -30,6 +35,8 @@ const hex = (buf: ArrayBuffer) => Array.from(new Uint8Array(buf), (b) => b.toStr
 export async function partSha256(slice: ModelSlice, part: PartName): Promise<string> {
   const tensors = partTensors(slice, part).map((name) => {
     const t = slice.tensors.get(name)
+    const q = t ? undefined : slice.quantized?.get(name)
+    if (q) return dequantizeTensor(q)
     if (!t) throw new TabmeshError('model-mismatch', `part ${part} needs tensor ${name}, which this slice lacks`)
     return t.data
   })

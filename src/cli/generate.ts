@@ -6,15 +6,18 @@ import { loadLlama2c } from '../model/llama2c.ts'
 import { DEFAULT_MODEL_ID } from '../model/registry.ts'
 import { parseLlama2cTokenizer } from '../model/tokenizer.ts'
 import { fileSource } from '../node/file-source.ts'
-import { modelPaths, resolveModelsDir } from '../node/models-dir.ts'
+import { openLocalModel, resolveModelsDir } from '../node/models-dir.ts'
+import { loadEntrySlice, loadEntryTokenizer } from '../model/formats.ts'
+import type { ModelSlice } from '../model/model.ts'
+import type { Tokenizer } from '../model/tokenizer.ts'
 import { numberFlag, parseFlags } from './args.ts'
 import { withHeadlessTab } from './browser.ts'
 import { isBackendName } from '../engine/backends.ts'
 import type { BackendName } from '../engine/engine.ts'
 
 export const GENERATE_USAGE = `tabmesh generate [options]
-  --model <file|id>      llama2.c checkpoint, or a model id in the models directory (default ${DEFAULT_MODEL_ID})
-  --tokenizer <file>     tokenizer.bin (default: the one beside the model)
+  --model <file|id>      a model id in the models directory, any format (default ${DEFAULT_MODEL_ID}), or a llama2.c checkpoint file
+  --tokenizer <file>     with a checkpoint file: its tokenizer.bin
   --models-dir <dir>     where model ids are looked up (default $TABMESH_MODELS or ../shared/models)
   --prompt <text>        (default "")
   --max-tokens N         tokens to generate (default 64)
@@ -59,18 +62,26 @@ export async function generateCommand(argv: string[], out: (line: string) => voi
     out(flags.json ? JSON.stringify(result) : result.text)
     return 0
   }
-  const paths = isFile ? { weights: model, tokenizer: flags.tokenizer } : modelPaths(resolveModelsDir(flags['models-dir']), model)
-  const tokenizerPath = flags.tokenizer ?? paths.tokenizer
-  if (!tokenizerPath) throw new TabmeshError('bad-argument', '--tokenizer <file> is needed when --model is a file path')
-
-  const slice = await loadLlama2c(fileSource(paths.weights))
-  let tokenizerBytes: Uint8Array
-  try {
-    tokenizerBytes = new Uint8Array(await readFile(tokenizerPath))
-  } catch (err) {
-    throw new TabmeshError('model-not-found', `cannot read tokenizer ${tokenizerPath}: ${(err as NodeJS.ErrnoException).code}`)
+  let slice: ModelSlice
+  let tokenizer: Tokenizer
+  if (isFile) {
+    const tokenizerPath = flags.tokenizer
+    if (!tokenizerPath) throw new TabmeshError('bad-argument', '--tokenizer <file> is needed when --model is a file path')
+    slice = await loadLlama2c(fileSource(model))
+    let tokenizerBytes: Uint8Array
+    try {
+      tokenizerBytes = new Uint8Array(await readFile(tokenizerPath))
+    } catch (err) {
+      throw new TabmeshError('model-not-found', `cannot read tokenizer ${tokenizerPath}: ${(err as NodeJS.ErrnoException).code}`)
+    }
+    tokenizer = parseLlama2cTokenizer(tokenizerBytes, slice.config.vocabSize, tokenizerPath)
+  } else {
+    // a model id: any format, through the same registry loaders the tabs use; Q8_0 / Q4_0 stay in blocks
+    if (flags.tokenizer) throw new TabmeshError('bad-argument', '--tokenizer goes with a checkpoint file; a model id brings its own tokenizer')
+    const local = await openLocalModel(resolveModelsDir(flags['models-dir']), model)
+    slice = await loadEntrySlice(local.entry, local.open, undefined, { keepQuantized: true })
+    tokenizer = await loadEntryTokenizer(local.entry, local.open)
   }
-  const tokenizer = parseLlama2cTokenizer(tokenizerBytes, slice.config.vocabSize, tokenizerPath)
   const engine = createReferenceEngine(slice)
   const promptTokens = tokenizer.encode(flags.prompt ?? '')
 

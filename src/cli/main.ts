@@ -1,4 +1,5 @@
 import { isUserError } from '../errors.ts'
+import { CONVERT_USAGE, convertCommand } from './convert.ts'
 import { GENERATE_USAGE, generateCommand } from './generate.ts'
 import { RELAY_USAGE, relayCommand } from './relay.ts'
 import { START_USAGE, startCommand } from './start.ts'
@@ -15,7 +16,9 @@ ${RELAY_USAGE}
 
 ${CONTRIBUTE_USAGE}
 
-${CHAT_USAGE}`
+${CHAT_USAGE}
+
+${CONVERT_USAGE}`
 
 /** Runs one CLI command; returns the exit code. User errors print one line, no stack trace. */
 export async function main(argv: string[], out = (line: string) => console.log(line), err = (line: string) => console.error(line)): Promise<number> {
@@ -32,6 +35,8 @@ export async function main(argv: string[], out = (line: string) => console.log(l
         return await contributeCommand(rest, out)
       case 'chat':
         return await chatCommand(rest, out)
+      case 'convert':
+        return await convertCommand(rest, out)
       case undefined:
       case 'help':
       case '--help':

@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stories260K, syntheticBytes, type SyntheticName } from '../test/models.ts'
 import { memorySource } from './byte-source.ts'
-import { PLAIN_CONTINUATION_TEMPLATE } from './chat-template.ts'
-import { modelToGguf, type LlamaGgufOptions } from './gguf-writer.ts'
+import type { LlamaGgufOptions } from './gguf-writer.ts'
+import { llama2cAsGguf, llama2cAsHfFiles } from './llama2c-export.ts'
 import { loadLlama2c } from './llama2c.ts'
 import type { ModelSlice } from './model.ts'
-import { modelToSafetensors, spmTokenizerJson } from './safetensors-writer.ts'
 import { llama2cVocab } from './spm-vocab.ts'
 
 /**
@@ -21,7 +20,7 @@ export async function llama2cModel(name: 'stories260K' | SyntheticName): Promise
 export const storiesVocab = () => llama2cVocab(stories260K.tokenizer, 'tok512.bin')
 
 export function storiesGguf(options: LlamaGgufOptions = {}): Promise<Uint8Array> {
-  return llama2cModel('stories260K').then((m) => modelToGguf(m, { vocab: storiesVocab(), chatTemplate: PLAIN_CONTINUATION_TEMPLATE, name: 'stories260K', ...options }))
+  return llama2cModel('stories260K').then((m) => llama2cAsGguf(m, storiesVocab(), { name: 'stories260K', ...options }))
 }
 
 /** A folder of files that removes itself. */
@@ -40,13 +39,5 @@ export function tempFolder(prefix = 'tabmesh-formats-') {
 
 /** stories260K as a Hugging Face folder: model.safetensors, config.json, tokenizer.json, tokenizer_config.json. */
 export async function storiesHfFiles(dtype: 'F32' | 'F16' | 'BF16' = 'F32') {
-  const model = await llama2cModel('stories260K')
-  const vocab = storiesVocab()
-  const { safetensors, config } = modelToSafetensors(model, { dtype })
-  return {
-    'model.safetensors': safetensors,
-    'config.json': JSON.stringify(config, null, 2),
-    'tokenizer.json': JSON.stringify(spmTokenizerJson(vocab)),
-    'tokenizer_config.json': JSON.stringify({ bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', chat_template: PLAIN_CONTINUATION_TEMPLATE }),
-  }
+  return llama2cAsHfFiles(await llama2cModel('stories260K'), storiesVocab(), { dtype }) as { 'model.safetensors': Uint8Array; 'config.json': string; 'tokenizer.json': string; 'tokenizer_config.json': string }
 }

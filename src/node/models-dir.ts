@@ -9,6 +9,7 @@ import { integrityParts, partSha256 } from '../model/integrity.ts'
 import { loadLlama2c, readLlama2cConfig } from '../model/llama2c.ts'
 import type { ModelConfig, ModelSlice, SliceSpec } from '../model/model.ts'
 import type { FileRole, ModelEntry, RegistryFile } from '../model/registry.ts'
+import type { ByteSource } from '../model/byte-source.ts'
 import { fileSource } from './file-source.ts'
 
 /** The project's root folder (where package.json is). */
@@ -104,13 +105,24 @@ export async function scanModels(dir: string, warn: (message: string) => void = 
   return entries
 }
 
-/** Paths of a model's checkpoint and tokenizer inside the models directory. */
-export function modelPaths(dir: string, id: string): { weights: string; tokenizer: string } {
+/** The folder of model `id` in `dir`, or an error listing the models that are there. */
+function modelFolder(dir: string, id: string): string {
   const folder = join(dir, id)
-  if (!/^[\w.-]+$/.test(id) || !existsSync(folder)) {
+  if (!/^[\w.-]+$/.test(id) || !existsSync(folder) || !statSync(folder).isDirectory()) {
     const known = readdirSync(dir).filter((n) => statSync(join(dir, n)).isDirectory())
     throw new TabmeshError('model-not-found', `no model "${id}" in ${dir} (there: ${known.join(', ') || 'nothing'}). ${HOW_TO_GET_ONE}`)
   }
+  return folder
+}
+
+/** A model folder in `dir` as a registry entry, with an opener for its files (what the Node CLI loads through). */
+export async function openLocalModel(dir: string, id: string): Promise<{ entry: ModelEntry; open: (f: RegistryFile) => ByteSource }> {
+  const folder = modelFolder(dir, id)
+  return { entry: await describeModel(dir, id), open: (f) => fileSource(join(folder, f.name)) }
+}
+/** Paths of a model's checkpoint and tokenizer inside the models directory. */
+export function modelPaths(dir: string, id: string): { weights: string; tokenizer: string } {
+  const folder = modelFolder(dir, id)
   const names = readdirSync(folder)
   const other = names.find((n) => /\.(gguf|safetensors)$/i.test(n))
   if (other) throw new TabmeshError('model-not-found', `${folder} holds a ${/gguf$/i.test(other) ? 'GGUF' : 'safetensors'} model; this command reads llama2.c checkpoints (load other formats through the registry)`)

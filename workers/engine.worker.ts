@@ -9,7 +9,7 @@ import type { ByteSource } from '../src/model/byte-source.ts'
 import { cachingSource, forgetCached, openModelCache } from '../src/model/cache.ts'
 import { httpOpener, loadEntrySlice } from '../src/model/formats.ts'
 import { verifySlice } from '../src/model/integrity.ts'
-import { sliceWeightBytes } from '../src/model/llama2c.ts'
+import { entrySliceBytes } from '../src/model/registry.ts'
 import { fullSpec, type ModelSlice, type SliceSpec } from '../src/model/model.ts'
 import { withProgress, type LoadProgress } from '../src/model/progress.ts'
 
@@ -70,7 +70,7 @@ const api: EngineWorkerApi = {
     const cache = request.cache !== false && typeof caches !== 'undefined' ? await openModelCache().catch(() => undefined) : undefined
     const network: ByteSource[] = []
     const cached: ReturnType<typeof cachingSource>[] = []
-    const totalBytes = sliceWeightBytes(entry.config, spec)
+    const totalBytes = entrySliceBytes(entry, spec)
     let loadedBytes = 0
     const http = httpOpener(request.baseUrl, entry)
     const open = (file: Parameters<typeof http>[0]): ByteSource => {

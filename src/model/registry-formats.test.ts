@@ -76,6 +76,23 @@ describe('registry of GGUF, safetensors and llama2.c models', () => {
     expect(entry('stories-gguf-q8').parts!['layer.0']).not.toBe(llama2c.parts!['layer.0'])
   })
 
+  it('lists the bytes of each part as stored: fp32 parts alike in every format, Q8_0 layers at their block size', async () => {
+    const llama2c = entry('stories-llama2c')
+    for (const id of ['stories-gguf-f32', 'stories-hf']) expect(entry(id).partBytes).toEqual(llama2c.partBytes)
+    const c = llama2c.config
+    const fp32Layer = 4 * (2 * c.dim + 2 * c.dim * c.dim + 2 * c.kvDim * c.dim + 3 * c.dim * c.hiddenDim)
+    expect(llama2c.partBytes!['layer.0']).toBe(fp32Layer)
+    // Q8_0 matrices: 34 bytes per 32 weights; w2 (172 wide, not whole blocks) and the norms stay F32
+    const q8Layer = 4 * 2 * c.dim + (34 / 32) * (2 * c.dim * c.dim + 2 * c.kvDim * c.dim + 2 * c.dim * c.hiddenDim) + 4 * c.dim * c.hiddenDim
+    const q8 = entry('stories-gguf-q8').partBytes!
+    for (let l = 0; l < c.nLayers; l++) {
+      expect(q8[`layer.${l}`]).toBeGreaterThanOrEqual(q8Layer)
+      expect(q8[`layer.${l}`]).toBeLessThan(q8Layer + 9 * 32) // plus alignment padding between tensors
+    }
+    expect(q8.head).toBe(4 * c.dim) // the final norm; the classifier is the embedding table
+    expect(q8.embedding).toBe((34 / 32) * c.vocabSize * c.dim)
+  })
+
   it.each(['stories-gguf-f32', 'stories-hf', 'stories-llama2c'])('%s over HTTP from the relay: tokenizer, chat template and weights reproduce GOLDEN.md', async (id) => {
     const e = entry(id)
     const open = openHttp(e)

@@ -1,4 +1,5 @@
-import type { ModelConfig } from './model.ts'
+import { sliceWeightBytes } from './llama2c.ts'
+import type { ModelConfig, SliceSpec } from './model.ts'
 
 /**
  * The model registry as served by the relay at GET /models: what each model is, which files it
@@ -28,6 +29,8 @@ export interface ModelEntry {
   files: RegistryFile[]
   /** sha256 of each part's tensors ('embedding', 'layer.<l>', 'head'; see integrity.ts), to check slices. */
   parts?: Record<string, string>
+  /** Bytes each part's tensors take in the weight files (what loading it downloads; quantized parts are smaller). */
+  partBytes?: Record<string, number>
 }
 
 export interface Registry {
@@ -42,4 +45,18 @@ export function fileOfRole(entry: ModelEntry, role: FileRole): RegistryFile {
   const file = entry.files.find((f) => f.role === role)
   if (!file) throw new Error(`model ${entry.id} has no ${role} file`)
   return file
+}
+
+/**
+ * Bytes of weights a slice of `entry` needs: its parts as stored (a head with a shared classifier
+ * also reads the embedding table). Without partBytes, the fp32 size from the config.
+ */
+export function entrySliceBytes(entry: ModelEntry, spec: SliceSpec): number {
+  const p = entry.partBytes
+  if (!p) return sliceWeightBytes(entry.config, spec)
+  let bytes = 0
+  for (let l = spec.layers.start; l < spec.layers.end; l++) bytes += p[`layer.${l}`] ?? 0
+  if (spec.embedding || (spec.head && entry.config.sharedClassifier)) bytes += p.embedding ?? 0
+  if (spec.head) bytes += p.head ?? 0
+  return bytes
 }

@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { TabmeshError } from '../errors.ts'
 import { formatOfWeights, loadEntryChatTemplate, loadEntrySlice, loadEntryTokenizer, readModelConfig, roleOfFileName } from '../model/formats.ts'
-import { integrityParts, partSha256 } from '../model/integrity.ts'
+import { partSha256, type PartName } from '../model/integrity.ts'
 import { loadLlama2c, readLlama2cConfig } from '../model/llama2c.ts'
 import type { ModelConfig, ModelSlice, SliceSpec } from '../model/model.ts'
 import type { FileRole, ModelEntry, RegistryFile } from '../model/registry.ts'
@@ -60,8 +60,11 @@ export async function describeModel(dir: string, id: string): Promise<ModelEntry
   if (format === 'llama2c') {
     if (!files.some((f) => f.role === 'tokenizer')) throw new TabmeshError('model-not-found', `${folder} has no tokenizer (tokenizer.bin or tok*.bin)`)
     const config = await readLlama2cConfig(fileSource(join(folder, weights[0].name)))
-    const parts = await integrityParts(await loadLlama2c(fileSource(join(folder, weights[0].name))))
-    return { id, format: 'llama2c', config, files, parts }
+    const described = await describeParts(config, async (spec) => {
+      const source = fileSource(join(folder, weights[0].name))
+      return { slice: await loadLlama2c(source, spec), bytesRead: source.bytesRead }
+    })
+    return { id, format: 'llama2c', config, files, ...described }
   }
   // GGUF and safetensors: the same loader the tabs use, over local files; the tokenizer is checked
   // against the model here so a mismatched folder is reported, not served
@@ -77,18 +80,35 @@ export async function describeModel(dir: string, id: string): Promise<ModelEntry
   draft.config = await readModelConfig(format, weights.map(open), configFile ? JSON.parse(await readFile(join(folder, configFile.name), 'utf8')) : undefined)
   await loadEntryTokenizer(draft, open)
   await loadEntryChatTemplate(draft, open)
-  draft.parts = await partHashes(draft.config, (spec) => loadEntrySlice(draft, open, spec))
+  Object.assign(draft, await describeParts(draft.config, async (spec) => {
+    // bytes read past what an empty slice reads (the header): the part's tensors as stored
+    const sources: ByteSource[] = []
+    const slice = await loadEntrySlice(draft, (f) => { const s = open(f); sources.push(s); return s }, spec)
+    return { slice, bytesRead: sources.reduce((n, s) => n + s.bytesRead, 0) }
+  }))
   return draft
 }
 
-/** Part hashes computed one part at a time, so a large model never sits in memory whole. */
-async function partHashes(config: ModelConfig, load: (spec: SliceSpec) => Promise<ModelSlice>): Promise<Record<string, string>> {
+const NO_LAYERS = { start: 0, end: 0 }
+/** The slice holding exactly one part (a head with a shared classifier also reads the embedding). */
+const partSpec = (part: string): SliceSpec => part === 'embedding' ? { layers: NO_LAYERS, embedding: true, head: false }
+  : part === 'head' ? { layers: NO_LAYERS, embedding: false, head: true }
+  : { layers: { start: Number(part.slice('layer.'.length)), end: Number(part.slice('layer.'.length)) + 1 }, embedding: false, head: false }
+
+/** Part hashes and sizes, one part loaded at a time, so a large model never sits in memory whole. */
+async function describeParts(config: ModelConfig, load: (spec: SliceSpec) => Promise<{ slice: ModelSlice; bytesRead: number }>) {
   const parts: Record<string, string> = {}
-  const none = { start: 0, end: 0 }
-  parts.embedding = await partSha256(await load({ layers: none, embedding: true, head: false }), 'embedding')
-  for (let l = 0; l < config.nLayers; l++) parts[`layer.${l}`] = await partSha256(await load({ layers: { start: l, end: l + 1 }, embedding: false, head: false }), `layer.${l}`)
-  parts.head = await partSha256(await load({ layers: none, embedding: false, head: true }), 'head')
-  return parts
+  const partBytes: Record<string, number> = {}
+  const header = (await load({ layers: NO_LAYERS, embedding: false, head: false })).bytesRead
+  const names: PartName[] = ['embedding', ...Array.from({ length: config.nLayers }, (_, l) => `layer.${l}` as const), 'head']
+  for (const part of names) {
+    const { slice, bytesRead } = await load(partSpec(part))
+    parts[part] = await partSha256(slice, part)
+    partBytes[part] = bytesRead - header
+  }
+  // a shared classifier is the embedding table: the head part alone is the final norm
+  if (config.sharedClassifier) partBytes.head -= partBytes.embedding
+  return { parts, partBytes }
 }
 
 /** Every model folder in `dir`; folders that are not valid models are reported, not fatal. */

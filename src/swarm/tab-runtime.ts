@@ -1,10 +1,9 @@
 import type { BackendName, Engine } from '../engine/engine.ts'
 import { startEngineWorker, type EngineWorker } from '../engine/worker-engine.ts'
 import { createMeshNode, fetchRelayAddrs, probeCapabilities, type MeshNode } from '../mesh/index.ts'
-import { sliceWeightBytes } from '../model/llama2c.ts'
 import type { LayerRange } from '../model/model.ts'
 import type { LoadProgress } from '../model/progress.ts'
-import { DEFAULT_MODEL_ID, type ModelEntry, type Registry } from '../model/registry.ts'
+import { DEFAULT_MODEL_ID, entrySliceBytes, type ModelEntry, type Registry } from '../model/registry.ts'
 import { fetchRegistry, loadRemoteTokenizer } from '../model/remote.ts'
 import type { Tokenizer } from '../model/tokenizer.ts'
 import { generateText, type GeneratedToken, type GenerateRequest } from './client.ts'
@@ -117,7 +116,7 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
         const served = mesh.table.list().flatMap((e) => e.advert.hosted.filter((h) => h.modelId === entry.id).map((h) => ({
           peerId: e.peerId, layers: h.layers, throughput: e.advert.capabilities.speed.layerTokensPerSecond ?? 1,
         })))
-        const perLayer = sliceWeightBytes(c, { layers: { start: 0, end: 1 }, embedding: false, head: false }) + 2 * c.seqLen * c.kvDim * 4
+        const perLayer = entrySliceBytes(entry, { layers: { start: 0, end: c.nLayers }, embedding: false, head: false }) / c.nLayers + 2 * c.seqLen * c.kvDim * 4
         const budget = o.memoryBudgetBytes ?? mesh.advert().capabilities.memoryBudgetBytes
         layers = chooseLayers(c.nLayers, layersThatFit(budget, perLayer, c.nLayers), served)
       }

@@ -1,7 +1,6 @@
 import { MODEL_CACHE, clearModelCache } from '../model/cache.ts'
-import { sliceWeightBytes } from '../model/llama2c.ts'
 import { fullSpec } from '../model/model.ts'
-import type { ModelEntry } from '../model/registry.ts'
+import { entrySliceBytes, type ModelEntry } from '../model/registry.ts'
 import { SHELL_CACHE } from './pwa.ts'
 
 /**
@@ -20,7 +19,7 @@ export interface ModelCacheStatus {
 }
 
 export async function modelCacheStatus(baseUrl: string, entry: ModelEntry): Promise<ModelCacheStatus> {
-  const modelBytes = sliceWeightBytes(entry.config, fullSpec(entry.config))
+  const modelBytes = entrySliceBytes(entry, fullSpec(entry.config))
   if (typeof caches === 'undefined' || !(await caches.has(MODEL_CACHE))) return { cachedBytes: 0, modelBytes, complete: false }
   const cache = await caches.open(MODEL_CACHE)
   const prefixes = entry.files.map((f) => fileUrl(baseUrl, entry, f))

@@ -123,9 +123,9 @@ describe('reference engine on weights kept quantized', () => {
     expect(await integrityParts(kept)).toEqual(await integrityParts(plain)) // part hashes do not depend on the kept form
     const a = createReferenceEngine(kept)
     const b = createReferenceEngine(plain)
-    const prompt = [1, 403, 407, 261]
-    const la = await a.head(await a.forward(await a.embed(prompt), [0, 1, 2, 3]))
-    const lb = (await b.head(await b.forward(await b.embed(prompt), [0, 1, 2, 3]))).slice()
+    const prompt = Int32Array.from([1, 403, 407, 261])
+    const la = await a.head(await a.forward(await a.embed(prompt), Int32Array.from([0, 1, 2, 3])))
+    const lb = (await b.head(await b.forward(await b.embed(prompt), Int32Array.from([0, 1, 2, 3])))).slice()
     let worst = 0
     for (let i = 0; i < la.length; i++) worst = Math.max(worst, Math.abs(la[i] - lb[i]))
     expect(worst).toBeLessThan(1e-4)

@@ -1,8 +1,9 @@
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-web'
 import { TabmeshError } from '../../errors.ts'
 import { getTensor, type ModelSlice } from '../../model/model.ts'
+import { dequantize, QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, QUANT_GGML_TYPE } from '../../model/quant.ts'
 import type { Engine } from '../engine.ts'
-import { buildHeadGraph, buildLayerGraph, HEAD_GRAPH_INPUT, HEAD_GRAPH_OUTPUT, LAYER_GRAPH_INPUT, LAYER_GRAPH_OUTPUT } from './llama-graph.ts'
+import { buildHeadGraph, buildLayerGraph, HEAD_GRAPH_INPUT, HEAD_GRAPH_OUTPUT, LAYER_GRAPH_INPUT, LAYER_GRAPH_OUTPUT, type GraphOptions } from './llama-graph.ts'
 import type { BuiltModel } from './onnx-graph.ts'
 import { loadOrt, type Ort, type OrtOptions } from './ort.ts'
 
@@ -11,7 +12,7 @@ export { loadOrt, ortThreads } from './ort.ts'
 /** Rows per call, as for the reference engine. */
 export const WASM_MAX_BATCH = 64
 
-export interface WasmEngineOptions extends OrtOptions {
+export interface WasmEngineOptions extends OrtOptions, GraphOptions {
   /**
    * Let onnxruntime's idle threads spin between ops instead of sleeping (default false). Spinning
    * saves a wake-up per op on an idle machine; on a busy one (other tabs, other processes) spinning
@@ -23,6 +24,8 @@ export interface WasmEngineOptions extends OrtOptions {
 
 /** The Engine, plus release(): frees the onnxruntime sessions (their weights live in the wasm heap). */
 export interface WasmEngine extends Engine {
+  /** Bytes of weights handed to onnxruntime (both graphs): quantized matrices count as MatMulNBits codes and fp32 scales. */
+  readonly weightBytes: number
   release(): Promise<void>
 }
 
@@ -42,15 +45,21 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
   const nRange = end - start
   const ort = await loadOrt(options)
   const spinning = options.spinning ?? false
-  const layerSession = nRange > 0 ? await createSession(ort, buildLayerGraph(slice), `layers [${start}, ${end})`, spinning) : undefined
+  let weightBytes = 0
+  const session = async (build: () => BuiltModel, what: string) => {
+    const model = build()
+    weightBytes += model.externalData.reduce((n, d) => n + d.data.byteLength, 0)
+    return createSession(ort, model, what, spinning)
+  }
+  const layerSession = nRange > 0 ? await session(() => buildLayerGraph(slice, options), `layers [${start}, ${end})`) : undefined
   let headSession: InferenceSession | undefined
   try {
-    headSession = spec.head ? await createSession(ort, buildHeadGraph(slice), 'head', spinning) : undefined
+    headSession = spec.head ? await session(() => buildHeadGraph(slice, options), 'head') : undefined
   } catch (err) {
     await layerSession?.release()
     throw err
   }
-  const tokenEmbedding = spec.embedding ? getTensor(slice, 'token_embedding').data : undefined // (vocab, dim)
+  const embeddingRow = spec.embedding ? embeddingRows(slice) : undefined
 
   // state, allocated once
   const embedded = new Float32Array(WASM_MAX_BATCH * c.dim) // (max_batch, dim) embed() output
@@ -85,13 +94,14 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
     backend: 'wasm',
     config: c,
     spec,
+    weightBytes,
     async embed(tokens) {
-      if (!tokenEmbedding) throw new TabmeshError('bad-argument', 'this engine holds no token embedding')
+      if (!embeddingRow) throw new TabmeshError('bad-argument', 'this engine holds no token embedding')
       checkRows(tokens.length, 'embed')
       for (let r = 0; r < tokens.length; r++) {
         const t = tokens[r]
         if (!(t >= 0 && t < c.vocabSize)) throw new TabmeshError('bad-argument', `token id ${t} is outside the vocabulary`)
-        embedded.set(tokenEmbedding.subarray(t * c.dim, (t + 1) * c.dim), r * c.dim)
+        embeddingRow(t, embedded, r * c.dim)
       }
       return embedded.subarray(0, tokens.length * c.dim)
     },
@@ -142,6 +152,20 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
       await headSession?.release()
     },
   }
+}
+
+/** Copies the embedding of token t into out at offset: fp32 rows, or one row of Q8_0 / Q4_0 blocks dequantized. */
+function embeddingRows(slice: ModelSlice): (t: number, out: Float32Array, offset: number) => void {
+  const dim = slice.config.dim
+  const q = slice.quantized?.get('token_embedding')
+  if (!q) {
+    const table = getTensor(slice, 'token_embedding').data // (vocab, dim)
+    return (t, out, offset) => out.set(table.subarray(t * dim, (t + 1) * dim), offset)
+  }
+  if (q.shape[1] !== dim || dim % QUANT_BLOCK_SIZE !== 0) throw new TabmeshError('model-mismatch', `token_embedding: quantized shape (${q.shape.join(', ')}) does not hold rows of ${dim}`)
+  const rowBytes = (dim / QUANT_BLOCK_SIZE) * QUANT_BLOCK_BYTES[q.type]
+  const type = QUANT_GGML_TYPE[q.type]
+  return (t, out, offset) => dequantize(type, q.blocks.subarray(t * rowBytes, (t + 1) * rowBytes), dim, out, offset, 'token_embedding')
 }
 
 async function createSession(ort: Ort, model: BuiltModel, what: string, spinning: boolean): Promise<InferenceSession> {

@@ -9,6 +9,7 @@ const { onnx } = onnxProto
 
 export const FLOAT = onnx.TensorProto.DataType.FLOAT
 export const INT64 = onnx.TensorProto.DataType.INT64
+export const UINT8 = onnx.TensorProto.DataType.UINT8
 
 export type Dim = number | string // a fixed size or a named dynamic one
 export type AttributeValue = number | number[] | { float: number }
@@ -22,8 +23,8 @@ export interface BuiltModel {
 export interface GraphBuilder {
   input(name: string, elemType: number, dims: Dim[]): string
   output(name: string, elemType: number, dims: Dim[]): void
-  /** An fp32 initializer held as external data (no copy); returns its name. */
-  weight(name: string, dims: number[], data: Float32Array): string
+  /** An initializer held as external data (no copy): fp32, or uint8 (packed quantized weights); returns its name. */
+  weight(name: string, dims: number[], data: Float32Array | Uint8Array): string
   /** A small int64 constant stored inline; returns its name. */
   int64(name: string, dims: number[], values: number[]): string
   /** Adds a node; returns its output names (`outputs` names them, or a count makes unique ones). */
@@ -62,7 +63,7 @@ export function createGraphBuilder(): GraphBuilder {
       const path = `w${externalData.length}.bin`
       externalData.push({ path, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) })
       initializers.push({
-        name, dims, dataType: FLOAT,
+        name, dims, dataType: data instanceof Uint8Array ? UINT8 : FLOAT,
         dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
         externalData: [{ key: 'location', value: path }, { key: 'offset', value: '0' }, { key: 'length', value: String(data.byteLength) }],
       })

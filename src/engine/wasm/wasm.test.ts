@@ -1,7 +1,11 @@
 import { watchedWasmMemories } from './heap-watch.ts' // first: before onnxruntime loads
 import { describe, expect, it } from 'vitest'
 import { createRng } from '../../lib/rng.ts'
-import type { ModelSlice, SliceSpec } from '../../model/model.ts'
+import { memorySource } from '../../model/byte-source.ts'
+import { loadLlama2c } from '../../model/llama2c.ts'
+import { ropeInverseFrequencies, type ModelConfig, type ModelSlice, type SliceSpec } from '../../model/model.ts'
+import { dequantizeTensor, quantizeTensor, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
+import { makeSyntheticLlama2c, type SyntheticShape } from '../../model/synthetic.ts'
 import { GOLDEN_IDS, loadStories, loadSynthetic, storiesTokenizer } from '../../test/models.ts'
 import type { Engine } from '../engine.ts'
 import { generateTokens, type GenerateOptions } from '../generate.ts'
@@ -32,7 +36,7 @@ function relativeError(actual: Float32Array, expected: Float32Array): number {
   return diff / scale
 }
 
-const part = (m: ModelSlice, spec: SliceSpec): ModelSlice => ({ config: m.config, spec, tensors: m.tensors })
+const part = (m: ModelSlice, spec: SliceSpec): ModelSlice => ({ ...m, spec })
 
 describe('wasm engine (onnxruntime-web)', () => {
   it('reproduces GOLDEN.md id for id on stories260K', async () => {
@@ -160,5 +164,192 @@ describe('wasm engine (onnxruntime-web)', () => {
     // the engine still works after refusing
     const h = await middle.forward(new Float32Array(64).fill(0.5), Int32Array.of(0))
     expect(h.length).toBe(64)
+  })
+})
+
+// ---- quantized weights, attention bias, scaled RoPE ----
+
+/**
+ * Tolerance against the reference on the dequantized weights, as above: MatMulNBits expands the
+ * blocks to the very fp32 values dequantizeTensor gives (an integer code times the f16 scale is
+ * exact in fp32), so only the summation order differs.
+ */
+const QUANT_TOLERANCE = 1e-5
+
+/** Every dimension a multiple of 32, so every matrix (and the classifier) can be kept as blocks. */
+const BLOCKABLE_SHAPE: SyntheticShape = { dim: 64, hiddenDim: 160, nLayers: 4, nHeads: 4, nKvHeads: 2, vocabSize: 320, seqLen: 64, sharedClassifier: false }
+const loadBlockable = (spec?: SliceSpec) => loadLlama2c(memorySource(makeSyntheticLlama2c(BLOCKABLE_SHAPE, 99)), spec)
+
+const MATRIX_NAME = /^(layers\.\d+\.(wq|wk|wv|wo|w1|w2|w3)|classifier)$/
+
+/** The slice with each weight matrix whose rows fill blocks of 32 (layer matrices, classifier) kept as `type` blocks. */
+function quantizeSlice(m: ModelSlice, type: QuantType): ModelSlice {
+  const tensors = new Map(m.tensors)
+  const quantized = new Map<string, QuantizedTensor>()
+  for (const [name, t] of m.tensors) {
+    if (!MATRIX_NAME.test(name) || t.shape[1] % 32 !== 0) continue
+    quantized.set(name, quantizeTensor(name, [t.shape[0], t.shape[1]], t.data, type))
+    tensors.delete(name)
+  }
+  return { ...m, tensors, quantized }
+}
+
+/** The same numbers in fp32 (each quantized matrix dequantized), for the reference engine. */
+function dequantizedCopy(m: ModelSlice): ModelSlice {
+  const tensors = new Map(m.tensors)
+  for (const [name, q] of m.quantized ?? []) tensors.set(name, { name, shape: [...q.shape], data: dequantizeTensor(q) })
+  return { config: m.config, spec: m.spec, tensors }
+}
+
+function argmax(x: Float32Array): number {
+  let best = 0
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i
+  return best
+}
+
+/**
+ * Largest relative errors of `engine` against `ref` (both full models): a prompt read in one call
+ * (hidden states of every row, logits of the last), then `steps` greedy decode steps (logits of
+ * each), whose ids must agree.
+ */
+async function compareFullModel(engine: Engine, ref: Engine, prompt: number[], steps: number): Promise<{ prefill: number; logits: number }> {
+  await engine.reset()
+  await ref.reset()
+  const tokens = Int32Array.from(prompt)
+  const positions = Int32Array.from(prompt, (_, i) => i)
+  const expected = Float32Array.from(await ref.forward(Float32Array.from(await ref.embed(tokens)), positions))
+  const actual = Float32Array.from(await engine.forward(Float32Array.from(await engine.embed(tokens)), positions))
+  const prefill = relativeError(actual, expected)
+  let refLogits = Float32Array.from(await ref.head(expected))
+  let logits = relativeError(Float32Array.from(await engine.head(actual)), refLogits)
+  for (let step = 0; step < steps; step++) {
+    const next = argmax(refLogits)
+    const position = Int32Array.of(prompt.length + step)
+    const e = await engine.head(await engine.forward(Float32Array.from(await engine.embed(Int32Array.of(next))), position))
+    refLogits = Float32Array.from(await ref.head(await ref.forward(Float32Array.from(await ref.embed(Int32Array.of(next))), position)))
+    logits = Math.max(logits, relativeError(Float32Array.from(e), refLogits))
+    expect(argmax(e)).toBe(argmax(refLogits))
+  }
+  return { prefill, logits }
+}
+
+/** MatMulNBits bytes of a quantized matrix: codes (bits / 8 per weight) plus an fp32 scale per block of 32. */
+const nbitsBytes = (q: QuantizedTensor) => (q.shape[0] * q.shape[1] / 32) * ((q.type === 'q8_0' ? 32 : 16) + 4)
+
+describe('wasm engine on quantized weights (MatMulNBits), attention bias and scaled RoPE', () => {
+  const prompt = [1, 40, 7, 300, 12, 99, 5, 211, 63, 17, 280, 3]
+
+  for (const type of ['q8_0', 'q4_0'] as const) {
+    for (const [name, load, matrices] of [
+      ['the blockable synthetic model', () => loadBlockable(), 4 * 7 + 1],
+      // hidden_dim 172 does not fill blocks: w2 stays fp32 and the shared classifier is quantized while the embedding is not
+      ['stories260K', () => loadStories(), 5 * 6 + 1],
+    ] as const) {
+      it(`${type} on ${name}: prefill rows, logits and decode within ${QUANT_TOLERANCE} of the reference on the dequantized weights, same greedy ids`, async () => {
+        const model = await load()
+        const q = quantizeSlice(model, type)
+        expect(q.quantized!.size).toBe(matrices)
+        expect(q.quantized!.has('classifier')).toBe(true)
+        const wasm = await createWasmEngine(q)
+        const ref = createReferenceEngine(dequantizedCopy(q))
+        const err = await compareFullModel(wasm, ref, prompt.map((t) => t % model.config.vocabSize), 12)
+        expect(err.prefill).toBeLessThan(QUANT_TOLERANCE)
+        expect(err.logits).toBeLessThan(QUANT_TOLERANCE)
+        const options = { maxTokens: 48, ...greedy }
+        const expected = await collect(ref, [1, 5, 9], options)
+        expect(expected.length).toBeGreaterThan(20)
+        expect(await collect(wasm, [1, 5, 9], options)).toEqual(expected)
+        // weights reach onnxruntime at their quantized size: only the quantized matrices shrink, each to its MatMulNBits bytes
+        const f32 = await createWasmEngine(model)
+        const saved = [...q.quantized!.values()].reduce((n, m) => n + 4 * m.shape[0] * m.shape[1] - nbitsBytes(m), 0)
+        expect(f32.weightBytes - wasm.weightBytes).toBe(saved)
+        await Promise.all([wasm.release(), f32.release()])
+      })
+    }
+  }
+
+  it('runs a quantized layer range [1, 3) without head or embedding, and a pipeline of quantized ranges, as the reference does', async () => {
+    const model = quantizeSlice(await loadBlockable(), 'q4_0')
+    const middle = part(model, { layers: { start: 1, end: 3 }, embedding: false, head: false })
+    const wasm = await createWasmEngine(middle)
+    const ref = createReferenceEngine(dequantizedCopy(middle))
+    const rng = createRng(7)
+    let pos = 0
+    for (const n of [9, 1, 1, 5]) {
+      const hidden = Float32Array.from({ length: n * model.config.dim }, () => (rng.nextF32() * 2 - 1) * 3)
+      const positions = Int32Array.from({ length: n }, (_, i) => pos + i)
+      pos += n
+      const expected = Float32Array.from(await ref.forward(hidden.slice(), positions))
+      expect(relativeError(Float32Array.from(await wasm.forward(hidden.slice(), positions)), expected)).toBeLessThan(QUANT_TOLERANCE)
+    }
+    const pipeline = createPipelineEngine([
+      await createWasmEngine(part(model, { layers: { start: 0, end: 1 }, embedding: true, head: false })),
+      wasm,
+      await createWasmEngine(part(model, { layers: { start: 3, end: 4 }, embedding: false, head: true })),
+    ])
+    await wasm.reset()
+    const options = { maxTokens: 40, ...greedy }
+    expect(await collect(pipeline, [1, 77], options)).toEqual(await collect(createReferenceEngine(dequantizedCopy(model)), [1, 77], options))
+  })
+
+  /** The blockable model as a Qwen2-style one: seeded q/k/v biases and llama3 RoPE scaling. */
+  async function loadBiasedScaled(): Promise<ModelSlice> {
+    const model = await loadBlockable()
+    const config: ModelConfig = {
+      ...model.config,
+      attentionBias: true,
+      ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 32 },
+    }
+    const rng = createRng(11)
+    const tensors = new Map(model.tensors)
+    for (let l = 0; l < config.nLayers; l++) {
+      for (const [b, size] of [['bq', config.dim], ['bk', config.kvDim], ['bv', config.kvDim]] as const) {
+        const name = `layers.${l}.${b}`
+        tensors.set(name, { name, shape: [size], data: Float32Array.from({ length: size }, () => (rng.nextF32() * 2 - 1) * 0.5) })
+      }
+    }
+    return { ...model, config, tensors }
+  }
+
+  it('adds the attention bias and scales RoPE (llama3) as the reference does, on fp32 and quantized weights', async () => {
+    const model = await loadBiasedScaled()
+    // the scaling really moves frequencies: some pairs keep theirs, some are divided by 8, one is blended
+    const plain = ropeInverseFrequencies({ ...model.config, ropeScaling: undefined })
+    const scaled = ropeInverseFrequencies(model.config)
+    expect(scaled.filter((f, i) => f !== plain[i]).length).toBeGreaterThanOrEqual(2)
+    expect(scaled[0]).toBe(plain[0])
+    for (const slice of [model, quantizeSlice(model, 'q8_0'), quantizeSlice(model, 'q4_0')]) {
+      const wasm = await createWasmEngine(slice)
+      const ref = createReferenceEngine(dequantizedCopy(slice))
+      const err = await compareFullModel(wasm, ref, prompt, 12)
+      expect(err.prefill).toBeLessThan(QUANT_TOLERANCE)
+      expect(err.logits).toBeLessThan(QUANT_TOLERANCE)
+      const options = { maxTokens: 48, ...greedy }
+      expect(await collect(wasm, [1, 5, 9], options)).toEqual(await collect(ref, [1, 5, 9], options))
+      await wasm.release()
+    }
+  })
+
+  it('with dequantize: true runs the blocks as fp32 Gemm weights, same numbers', async () => {
+    const model = quantizeSlice(await loadBiasedScaled(), 'q4_0')
+    const expanded = await createWasmEngine(model, { dequantize: true })
+    expect(expanded.weightBytes).toBe((await createWasmEngine(dequantizedCopy(model))).weightBytes)
+    const err = await compareFullModel(expanded, createReferenceEngine(dequantizedCopy(model)), prompt, 6)
+    expect(Math.max(err.prefill, err.logits)).toBeLessThan(QUANT_TOLERANCE)
+  })
+
+  it('refuses quantized matrices that do not fit the model with typed errors', async () => {
+    const model = quantizeSlice(await loadBlockable(), 'q8_0')
+    const wrongShape = new Map(model.quantized)
+    const wk = wrongShape.get('layers.0.wk')!
+    wrongShape.set('layers.0.wk', { ...wk, shape: [wk.shape[1], wk.shape[0]] })
+    await expect(createWasmEngine({ ...model, quantized: wrongShape })).rejects.toMatchObject({ code: 'model-mismatch', message: expect.stringMatching(/layers\.0\.wk/) })
+    const truncated = new Map(model.quantized)
+    truncated.set('layers.1.w2', { ...truncated.get('layers.1.w2')!, blocks: new Uint8Array(34) })
+    await expect(createWasmEngine({ ...model, quantized: truncated })).rejects.toMatchObject({ code: 'model-format', message: expect.stringMatching(/layers\.1\.w2/) })
+    const biased = await loadBiasedScaled()
+    const shortBias = new Map(biased.tensors)
+    shortBias.set('layers.2.bk', { name: 'layers.2.bk', shape: [3], data: new Float32Array(3) })
+    await expect(createWasmEngine({ ...biased, tensors: shortBias })).rejects.toMatchObject({ code: 'model-mismatch', message: expect.stringMatching(/layers\.2\.bk/) })
   })
 })

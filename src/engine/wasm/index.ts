@@ -31,9 +31,11 @@ export interface WasmEngine extends Engine {
 
 /**
  * The WASM backend: onnxruntime-web (wasm execution provider, SIMD, threads when cross-origin
- * isolated) running ONNX graphs built from the slice's weights (llama-graph.ts). The KV cache lives
- * here, in JavaScript; each forward feeds the slots [0, last position] in and writes the new rows
- * that come back into it. Embedding is a row copy.
+ * isolated) running ONNX graphs built from the slice's weights (llama-graph.ts): fp32 matrices as
+ * Gemm, Q8_0 / Q4_0 ones (slice.quantized) as MatMulNBits at about their quantized size. The KV
+ * cache lives here, in JavaScript; each forward feeds the slots [0, last position] in and writes
+ * the new rows that come back into it. Embedding is a row copy (a dequantized row when the table
+ * is held in blocks).
  */
 export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOptions = {}): Promise<WasmEngine> {
   const c = slice.config

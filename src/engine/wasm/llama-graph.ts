@@ -60,9 +60,13 @@ export interface GraphOptions {
    * Expand Q8_0 / Q4_0 matrices to fp32 Gemm weights (default false: MatMulNBits on the blocks).
    * onnxruntime-web 1.30's wasm build has no MatMulNBits kernel of its own: it dequantizes the
    * whole matrix into scratch on every call and runs its fp32 GEMM, which keeps weights at their
-   * quantized size but makes products several times slower than Gemm on fp32 weights.
+   * quantized size but makes products several times slower than Gemm on fp32 weights (decode of a
+   * 110M-shaped model, 1 thread: about 6x). Expanding trades that memory (4 bytes a weight, and
+   * onnxruntime's packed copy beside it) for Gemm's speed.
    */
   dequantize?: boolean
+  /** Most weights per MatMulNBits node (default MATMUL_NBITS_MAX_WEIGHTS); smaller splits matrices into more nodes (tests). */
+  matMulNBitsMaxWeights?: number
 }
 
 /** A weight matrix (out, in) as the slice holds it. */
@@ -84,7 +88,7 @@ function sliceMatrix(slice: ModelSlice, name: string, rows: number, cols: number
   }
   if (q.shape[0] !== rows || q.shape[1] !== cols) throw new TabmeshError('model-mismatch', `${name}: quantized shape (${q.shape.join(', ')}) is not (${rows}, ${cols})`)
   if (options.dequantize) return { name, rows, cols, data: dequantizeTensor(q) }
-  if (cols % MATMUL_NBITS_BLOCK !== 0) throw new TabmeshError('model-format', `${name}: ${cols} inputs do not fill Q blocks of ${MATMUL_NBITS_BLOCK}`)
+  if (cols % MATMUL_NBITS_BLOCK !== 0) throw new TabmeshError('model-format', `${name}: ${cols} inputs do not fill blocks of ${MATMUL_NBITS_BLOCK}`)
   return { name, rows, cols, quantized: q }
 }
 
@@ -94,7 +98,7 @@ function sliceMatrix(slice: ModelSlice, name: string, rows: number, cols: number
  * go to one Gemm (bias as its C), quantized rows of one type to MatMulNBits nodes (bias as input 5)
  * of at most MATMUL_NBITS_MAX_WEIGHTS weights each; several products are concatenated.
  */
-function linear(g: GraphBuilder, label: string, x: string, parts: Matrix[], bias?: Float32Array): string {
+function linear(g: GraphBuilder, label: string, x: string, parts: Matrix[], options: GraphOptions, bias?: Float32Array): string {
   const cols = parts[0].cols
   const kindOf = (m: Matrix) => ('quantized' in m ? m.quantized.type : 'f32')
   const outputs: string[] = []
@@ -112,7 +116,7 @@ function linear(g: GraphBuilder, label: string, x: string, parts: Matrix[], bias
     } else {
       const packed = packMatMulNBits(group.map((m) => (m as { quantized: QuantizedTensor }).quantized), cols)
       const blocksPerRow = cols / MATMUL_NBITS_BLOCK
-      const chunkRows = Math.max(1, Math.floor(MATMUL_NBITS_MAX_WEIGHTS / cols))
+      const chunkRows = Math.max(1, Math.floor((options.matMulNBitsMaxWeights ?? MATMUL_NBITS_MAX_WEIGHTS) / cols))
       for (let r = 0; r < rows; r += chunkRows) {
         const n = Math.min(chunkRows, rows - r)
         const codes = g.weight(`${name}.q${r}`, [n, blocksPerRow, packed.blob], packed.codes.subarray(r * blocksPerRow * packed.blob, (r + n) * blocksPerRow * packed.blob))
@@ -174,7 +178,7 @@ export function buildLayerGraph(slice: ModelSlice, options: GraphOptions = {}): 
     // attention
     const xn = g.node('RMSNormalization', [x, g.weight(`l${l}.attention_norm`, [c.dim], w(l, 'attention_norm'))], 1, { axis: -1, epsilon: eps })[0]
     const wqkv = [matrix(l, 'wq', c.dim, c.dim), matrix(l, 'wk', c.kvDim, c.dim), matrix(l, 'wv', c.kvDim, c.dim)]
-    const qkv = linear(g, `l${l}.wqkv`, xn, wqkv, bias(l))
+    const qkv = linear(g, `l${l}.wqkv`, xn, wqkv, options, bias(l))
     const qkv3 = g.node('Unsqueeze', [qkv, axis0], 1)[0]
     const [q, k, v] = g.node('Split', [qkv3, qkvSplit], 3, { axis: 2 })
     const qRot = g.node('RotaryEmbedding', [q, ropeCos, ropeSin, positions], 1, { interleaved: 1, num_heads: c.nHeads })[0]
@@ -184,16 +188,16 @@ export function buildLayerGraph(slice: ModelSlice, options: GraphOptions = {}): 
     const values = g.node('ScatterND', [pastValue, slotIndex, v], 1)[0]
     const att3 = g.node('Attention', [qRot, keys, values, mask], 1, { q_num_heads: c.nHeads, kv_num_heads: c.nKvHeads })[0]
     const att = g.node('Squeeze', [att3, axis0], 1)[0]
-    const o = linear(g, `l${l}.wo`, att, [matrix(l, 'wo', c.dim, c.dim)])
+    const o = linear(g, `l${l}.wo`, att, [matrix(l, 'wo', c.dim, c.dim)], options)
     x = g.node('Add', [x, o], 1)[0]
 
     // feed-forward: w2 (silu(w1 x) * w3 x); QuickGelu with alpha 1 is x * sigmoid(x)
     const xn2 = g.node('RMSNormalization', [x, g.weight(`l${l}.ffn_norm`, [c.dim], w(l, 'ffn_norm'))], 1, { axis: -1, epsilon: eps })[0]
-    const h = linear(g, `l${l}.w13`, xn2, [matrix(l, 'w1', c.hiddenDim, c.dim), matrix(l, 'w3', c.hiddenDim, c.dim)])
+    const h = linear(g, `l${l}.w13`, xn2, [matrix(l, 'w1', c.hiddenDim, c.dim), matrix(l, 'w3', c.hiddenDim, c.dim)], options)
     const [h1, h3] = g.node('Split', [h], 2, { axis: 1, num_outputs: 2 })
     const gate = g.node('QuickGelu', [h1], 1, { alpha: { float: 1 } }, 'com.microsoft')[0]
     const gated = g.node('Mul', [gate, h3], 1)[0]
-    const ffn = linear(g, `l${l}.w2`, gated, [matrix(l, 'w2', c.dim, c.hiddenDim)])
+    const ffn = linear(g, `l${l}.w2`, gated, [matrix(l, 'w2', c.dim, c.hiddenDim)], options)
     x = g.node('Add', [x, ffn], 1)[0]
   }
   g.node('Identity', [x], [LAYER_GRAPH_OUTPUT.hidden])
@@ -208,7 +212,7 @@ export function buildHeadGraph(slice: ModelSlice, options: GraphOptions = {}): B
   const g = createGraphBuilder()
   const x = g.input(HEAD_GRAPH_INPUT, FLOAT, [1, c.dim])
   const xn = g.node('RMSNormalization', [x, g.weight('final_norm', [c.dim], getTensor(slice, 'final_norm').data)], 1, { axis: -1, epsilon: { float: c.normEps } })[0]
-  const logits = linear(g, 'classifier', xn, [sliceMatrix(slice, 'classifier', c.vocabSize, c.dim, options)])
+  const logits = linear(g, 'classifier', xn, [sliceMatrix(slice, 'classifier', c.vocabSize, c.dim, options)], options)
   g.node('Identity', [logits], [HEAD_GRAPH_OUTPUT])
   g.output(HEAD_GRAPH_OUTPUT, FLOAT, [1, c.vocabSize])
   return g.build('llama_head')

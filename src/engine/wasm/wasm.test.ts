@@ -338,6 +338,40 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     expect(Math.max(err.prefill, err.logits)).toBeLessThan(QUANT_TOLERANCE)
   })
 
+  it('splits quantized matrices into row chunks and mixes fp32 and quantized rows in one fused product, with bias', async () => {
+    const model = await loadBiasedScaled()
+    const all = quantizeSlice(model, 'q4_0')
+    // wk and w3 stay fp32: the fused q/k/v product is quantized, fp32, quantized rows; w1/w3 quantized then fp32
+    const tensors = new Map(all.tensors)
+    const quantized = new Map(all.quantized)
+    for (let l = 0; l < model.config.nLayers; l++) {
+      for (const name of [`layers.${l}.wk`, `layers.${l}.w3`]) {
+        quantized.delete(name)
+        tensors.set(name, model.tensors.get(name)!)
+      }
+    }
+    const mixed: ModelSlice = { ...all, tensors, quantized }
+    // 3 rows of 64 inputs per node: every quantized matrix splits into many nodes, the last one short
+    const chunked = await createWasmEngine(mixed, { matMulNBitsMaxWeights: 3 * 64 })
+    const err = await compareFullModel(chunked, createReferenceEngine(dequantizedCopy(mixed)), prompt, 6)
+    expect(Math.max(err.prefill, err.logits)).toBeLessThan(QUANT_TOLERANCE)
+  })
+
+  it('dequantizes rows of a quantized token embedding', async () => {
+    const model = await loadBlockable()
+    const table = model.tensors.get('token_embedding')!
+    for (const type of ['q8_0', 'q4_0'] as const) {
+      const q = quantizeTensor('token_embedding', [table.shape[0], table.shape[1]], table.data, type)
+      const tensors = new Map(model.tensors)
+      tensors.delete('token_embedding')
+      const engine = await createWasmEngine({ ...model, tensors, quantized: new Map([['token_embedding', q]]) })
+      const tokens = Int32Array.of(0, 319, 5, 5)
+      const expected = await createReferenceEngine(dequantizedCopy({ ...model, tensors, quantized: new Map([['token_embedding', q]]) })).embed(tokens)
+      expect(await engine.embed(tokens)).toEqual(expected)
+      expect(relativeError(await engine.embed(tokens), await createReferenceEngine(model).embed(tokens))).toBeGreaterThan(0)
+    }
+  })
+
   it('refuses quantized matrices that do not fit the model with typed errors', async () => {
     const model = quantizeSlice(await loadBlockable(), 'q8_0')
     const wrongShape = new Map(model.quantized)

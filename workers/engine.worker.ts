@@ -10,7 +10,7 @@ import { cachingSource, forgetCached, openModelCache } from '../src/model/cache.
 import { httpOpener, loadEntrySlice } from '../src/model/formats.ts'
 import { verifySlice } from '../src/model/integrity.ts'
 import { entrySliceBytes } from '../src/model/registry.ts'
-import { fullSpec, type ModelSlice, type SliceSpec } from '../src/model/model.ts'
+import { fullSpec, heldWeightBytes, type ModelSlice, type SliceSpec } from '../src/model/model.ts'
 import { withProgress, type LoadProgress } from '../src/model/progress.ts'
 
 /**
@@ -87,7 +87,8 @@ const api: EngineWorkerApi = {
     }
     let loaded: ModelSlice
     try {
-      loaded = await loadEntrySlice(entry, open, spec)
+      // Q8_0 / Q4_0 matrices stay in their blocks: every backend computes on them, so memory stays at the quantized size
+      loaded = await loadEntrySlice(entry, open, spec, { keepQuantized: true })
       if (request.verify !== false) await verifySlice(loaded, entry.parts, entry.id)
     } catch (err) {
       if (cache) for (const source of network) await forgetCached(source.name) // nothing half-loaded or corrupt stays in the cache
@@ -100,7 +101,7 @@ const api: EngineWorkerApi = {
     slice = loaded
     backend = wanted
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
-    return { backend, config: loaded.config, spec, bytesDownloaded: sum(network.map((s) => s.bytesRead)), bytesFromCache: sum(cached.map((s) => s.cachedBytes)), probe: probed }
+    return { backend, config: loaded.config, spec, bytesDownloaded: sum(network.map((s) => s.bytesRead)), bytesFromCache: sum(cached.map((s) => s.cachedBytes)), weightBytes: heldWeightBytes(loaded), probe: probed }
   },
 
   async open(spec?: SliceSpec) {

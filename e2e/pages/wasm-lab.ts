@@ -7,16 +7,18 @@ import { createWasmEngine, loadOrt, ortThreads } from '../../src/engine/wasm/ind
 import { createRng } from '../../src/lib/rng.ts'
 import { memorySource } from '../../src/model/byte-source.ts'
 import { loadLlama2c } from '../../src/model/llama2c.ts'
-import { elementCount, layerTensorShape, LAYER_TENSORS, type ModelConfig, type ModelSlice, type SliceSpec } from '../../src/model/model.ts'
+import { getTensor, layerTensorName, LAYER_TENSORS, type ModelSlice, type SliceSpec } from '../../src/model/model.ts'
+import { quantizeTensor, type QuantizedTensor, type QuantType } from '../../src/model/quant.ts'
 import { fetchRegistry, loadRemoteSlice } from '../../src/model/remote.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES, type SyntheticShape } from '../../src/model/synthetic.ts'
 import { measureStreamRead, type BandwidthResult } from './stream-read.ts'
 
 const ortHeapBytes = () => watchedWasmMemories().find((m) => m.buffer.byteLength > 0 && m !== undefined)?.buffer.byteLength ?? 0
 
-/** Shapes made at bench time, beside the test shapes: one the size of stories110M. */
+/** Shapes made at bench time, beside the test shapes: the sizes of stories110M and stories15M. */
 const BENCH_SHAPES = {
   llama110M: { dim: 768, hiddenDim: 2048, nLayers: 12, nHeads: 12, nKvHeads: 12, vocabSize: 32000, seqLen: 256, sharedClassifier: true },
+  llama15M: { dim: 288, hiddenDim: 768, nLayers: 6, nHeads: 6, nKvHeads: 6, vocabSize: 32000, seqLen: 256, sharedClassifier: true },
 } satisfies Record<string, SyntheticShape>
 const SHAPES: Record<string, SyntheticShape> = { ...SYNTHETIC_SHAPES, ...BENCH_SHAPES }
 
@@ -34,10 +36,29 @@ async function webgpuFactory() {
 const models = new Map<string, Promise<ModelSlice>>()
 const engines = new Map<string, Promise<Engine>>()
 
+/**
+ * `<model>-q8_0` / `<model>-q4_0`: the model with every matrix of whole 32-wide blocks (the
+ * classifier too, the embedding table aside) kept in Q8_0 / Q4_0 blocks, as the engine worker
+ * keeps a quantized GGUF.
+ */
+async function quantizedModel(base: string, type: QuantType): Promise<ModelSlice> {
+  const m = await model(base)
+  const tensors = new Map(m.tensors)
+  const quantized = new Map<string, QuantizedTensor>()
+  for (const [name, t] of m.tensors) {
+    if (t.shape.length !== 2 || t.shape[1] % 32 || name === 'token_embedding') continue
+    quantized.set(name, quantizeTensor(name, [t.shape[0], t.shape[1]], t.data, type))
+    tensors.delete(name)
+  }
+  return { ...m, tensors, quantized }
+}
+
 function model(name: string): Promise<ModelSlice> {
   let m = models.get(name)
   if (!m) {
     m = (async () => {
+      const q = /^(.*)-(q8_0|q4_0)$/.exec(name)
+      if (q) return quantizedModel(q[1], q[2] as QuantType)
       if (SHAPES[name]) return loadLlama2c(memorySource(makeSyntheticLlama2c(SHAPES[name], 1234)))
       const registry = await fetchRegistry(new URL('/', location.href).href)
       const entry = registry.models.find((e) => e.id === name)
@@ -49,7 +70,7 @@ function model(name: string): Promise<ModelSlice> {
   return m
 }
 
-const part = (m: ModelSlice, spec: SliceSpec): ModelSlice => ({ config: m.config, spec, tensors: m.tensors })
+const part = (m: ModelSlice, spec: SliceSpec): ModelSlice => ({ ...m, spec })
 
 async function makeEngine(name: string, backend: LabBackend): Promise<Engine> {
   const m = await model(name)
@@ -93,10 +114,12 @@ function relativeError(actual: Float32Array, expected: Float32Array): number {
   return diff / scale
 }
 
-/** fp32 bytes a decode step streams: every layer's weights, the final norm and the classifier. */
-function weightBytesPerToken(c: ModelConfig): number {
-  const perLayer = LAYER_TENSORS.reduce((n, t) => n + elementCount(layerTensorShape(c, t)), 0)
-  return 4 * (c.nLayers * perLayer + c.dim + c.vocabSize * c.dim)
+/** Bytes a decode step streams: every layer's weights, the final norm and the classifier, as held (fp32 or blocks). */
+function weightBytesPerToken(m: ModelSlice): number {
+  const bytes = (name: string) => m.quantized?.get(name)?.blocks.byteLength ?? getTensor(m, name).data.byteLength
+  let total = bytes('final_norm') + bytes('classifier')
+  for (let l = 0; l < m.config.nLayers; l++) for (const t of LAYER_TENSORS) total += bytes(layerTensorName(l, t))
+  return total
 }
 
 const jsHeap = () => (performance as Performance & { memory?: { usedJSHeapSize: number } }).memory?.usedJSHeapSize ?? NaN
@@ -204,7 +227,8 @@ const lab = {
       hidden = await e.forward(await e.embed(token), position)
     }
     const msPerToken = (performance.now() - t0) / tokens
-    return { backend, model: name, tokens, msPerToken, tokensPerSecond: 1000 / msPerToken, weightBytesPerToken: weightBytesPerToken(c) }
+    const engineWeightBytes = (e as Engine & { weightBytes?: number }).weightBytes // the webgpu engine's GPU weight buffers
+    return { backend, model: name, tokens, msPerToken, tokensPerSecond: 1000 / msPerToken, weightBytesPerToken: weightBytesPerToken(await model(name)), wasmHeapBytes: ortHeapBytes(), engineWeightBytes }
   },
   bandwidth(threads: number, megabytes = 512): Promise<BandwidthResult> {
     return measureStreamRead(threads, megabytes)

@@ -8,7 +8,7 @@ import { parseLlama2cTokenizer } from '../model/tokenizer.ts'
 import { fileSource } from '../node/file-source.ts'
 import { openLocalModel, resolveModelsDir } from '../node/models-dir.ts'
 import { loadEntrySlice, loadEntryTokenizer } from '../model/formats.ts'
-import type { ModelSlice } from '../model/model.ts'
+import { heldWeightBytes, type ModelSlice } from '../model/model.ts'
 import type { Tokenizer } from '../model/tokenizer.ts'
 import { numberFlag, parseFlags } from './args.ts'
 import { withHeadlessTab } from './browser.ts'
@@ -29,6 +29,7 @@ export const GENERATE_USAGE = `tabmesh generate [options]
 
 export interface GenerateResult {
   backend: string
+  weightBytes: number // the model's weights as held in memory (Q8_0 / Q4_0 matrices at their block size)
   promptTokens: number[]
   tokens: number[]
   text: string
@@ -90,7 +91,7 @@ export async function generateCommand(argv: string[], out: (line: string) => voi
   for await (const t of generateTokens(engine, promptTokens, { maxTokens, temperature, topP, seed })) tokens.push(t)
   const seconds = (performance.now() - started) / 1000
   const text = tokenizer.decode(tokens, promptTokens[promptTokens.length - 1])
-  const result: GenerateResult = { backend: engine.backend, promptTokens, tokens, text, tokensPerSecond: seconds > 0 ? tokens.length / seconds : 0 }
+  const result: GenerateResult = { backend: engine.backend, weightBytes: heldWeightBytes(slice), promptTokens, tokens, text, tokensPerSecond: seconds > 0 ? tokens.length / seconds : 0 }
   out(flags.json ? JSON.stringify(result) : text)
   return 0
 }

@@ -20,6 +20,7 @@ export interface LoadedModel {
   spec: SliceSpec
   bytesDownloaded: number
   bytesFromCache: number
+  weightBytes: number // weights held in the worker (quantized matrices at their block size)
   probe?: ProbeResult
 }
 

@@ -46,7 +46,7 @@ async function generate(r: HeadlessGenerateRequest) {
     for await (const t of session.generate({ ...r })) if (t.token >= 0) tokens.push(t.token)
     const seconds = (performance.now() - started) / 1000
     return {
-      backend: session.engine.backend, promptTokens, tokens,
+      backend: session.engine.backend, weightBytes: session.loaded.weightBytes, promptTokens, tokens,
       text: session.tokenizer.decode(tokens, promptTokens[promptTokens.length - 1]),
       tokensPerSecond: seconds > 0 ? tokens.length / seconds : 0,
     }

@@ -133,6 +133,15 @@ export function fullSpec(config: ModelConfig): SliceSpec {
   return { layers: { start: 0, end: config.nLayers }, embedding: true, head: true }
 }
 
+/** Bytes of weights a slice holds in memory: fp32 tensors, and quantized matrices at their block size. */
+export function heldWeightBytes(slice: ModelSlice): number {
+  const seen = new Set<ArrayBufferView>() // a shared classifier is the embedding's own array
+  let bytes = 0
+  for (const t of slice.tensors.values()) if (!seen.has(t.data)) { seen.add(t.data); bytes += t.data.byteLength }
+  for (const q of slice.quantized?.values() ?? []) bytes += q.blocks.byteLength
+  return bytes
+}
+
 export function getTensor(slice: ModelSlice, name: string): Tensor {
   const t = slice.tensors.get(name)
   if (!t) throw new Error(`tensor ${name} is not in this slice (layers [${slice.spec.layers.start}, ${slice.spec.layers.end}), embedding ${slice.spec.embedding}, head ${slice.spec.head})`)

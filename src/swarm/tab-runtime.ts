@@ -1,5 +1,5 @@
 import type { BackendName, Engine } from '../engine/engine.ts'
-import { startEngineWorker, type EngineWorker } from '../engine/worker-engine.ts'
+import { startEngineWorker, type EngineWorker, type LoadedModel } from '../engine/worker-engine.ts'
 import { createMeshNode, fetchRelayAddrs, probeCapabilities, type MeshNode } from '../mesh/index.ts'
 import type { LayerRange } from '../model/model.ts'
 import type { LoadProgress } from '../model/progress.ts'
@@ -54,6 +54,8 @@ export interface ChatSession {
   readonly mode: 'swarm' | 'local'
   readonly tokenizer: Tokenizer
   readonly engine: Engine
+  /** What the local engine worker loaded (the embedding and head only, in swarm mode). */
+  readonly loaded: LoadedModel
   generate(request: GenerateRequest): AsyncGenerator<GeneratedToken>
   close(): void
 }
@@ -188,7 +190,7 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
         engine = swarm = createMeshSwarmEngine({ mesh: mesh!, local, modelId: entry.id, maxLength: c.seqLen, hopTimeoutMs: o.hopTimeoutMs ?? 5000, onEvent: o.onEvent })
       }
       return {
-        modelId: entry.id, mode: mode as 'swarm' | 'local', tokenizer, engine,
+        modelId: entry.id, mode: mode as 'swarm' | 'local', tokenizer, engine, loaded: worker.loaded,
         generate: (request) => generateText(engine, tokenizer, request),
         close() {
           swarm?.close()

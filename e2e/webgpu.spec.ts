@@ -1,4 +1,5 @@
 import { expect, test, type Page } from '@playwright/test'
+import type { RopeScaling } from '../src/model/model.ts'
 import { goldenIds as readGolden } from '../src/test/golden.ts'
 
 /**
@@ -34,6 +35,7 @@ const KERNEL_SHAPES: Record<string, Record<string, number | boolean>[]> = {
   ],
   swiglu: [{ count: 172 }, { count: 6401 }, { count: 64 * 1000 + 3 }],
   residualAdd: [{ count: 64 }, { count: 3001 }],
+  biasAdd: [{ rows: 1, width: 48 }, { rows: 7, width: 100 }, { rows: 64, width: 1028 }],
   embedding: [{ vocab: 512, dim: 64, rows: 1 }, { vocab: 1000, dim: 48, rows: 64, splits: 3 }],
   argmax: [{ count: 3 }, { count: 512 }, { count: 32000, ties: true }],
   copy: [{ count: 4 }, { count: 100004 }],
@@ -116,6 +118,40 @@ test('teacher-forced over the whole context, mixed batch sizes: logits track the
   }
 })
 
+// Llama-family variations on a synthetic model (head size 16, grouped-query 2:1): Qwen2 q/k/v biases
+// and each kind of RoPE scaling, against the reference engine on the same slice. Tolerance 2e-5 of the
+// largest logit / hidden value (measured: about 5e-7; the weights are equal, only fp32 summation order
+// differs). Each run also measures the reference without the bias / the scaling: it must move the
+// logits by over 100 times the tolerance, so an engine that ignored either could not pass.
+const FAMILY_RUNS: { name: string; bias: boolean; scaling: RopeScaling; engine?: { maxBindingBytes: number } }[] = [
+  { name: 'Qwen2 biases and llama3 RoPE scaling', bias: true, scaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 32 } },
+  { name: 'linear RoPE scaling', bias: false, scaling: { type: 'linear', factor: 4 } },
+  { name: 'per-pair RoPE factors and biases, weights split across bindings', bias: true, scaling: { type: 'factors', factors: [1, 1, 2, 3, 5, 8, 8, 8] }, engine: { maxBindingBytes: 4096 } },
+]
+
+for (const run of FAMILY_RUNS) {
+  test(`${run.name}: webgpu logits (prefill and decode) and greedy ids equal the reference`, async ({ page }) => {
+    await openLab(page)
+    const seed = Math.floor(Math.random() * 2 ** 31)
+    const { name: _, ...o } = run
+    const r = await page.evaluate(([o, seed]) => window.webgpuLab.family({ ...o, prefillRows: [13, 7, 2], decodeSteps: 16, greedyTokens: 16, seed }), [o, seed] as const)
+    const tolerance = 2e-5 * Math.max(1, r.prefill.maxLogit, r.decode.maxLogit)
+    const what = `seed ${seed}`
+    expect(r.prefill.maxHiddenDiff, what).toBeLessThanOrEqual(2e-5 * Math.max(1, r.prefill.maxHidden))
+    expect(r.prefill.maxLogitDiff, what).toBeLessThanOrEqual(tolerance)
+    expect(r.decode.maxLogitDiff, what).toBeLessThanOrEqual(tolerance)
+    expect(r.prefill.argmaxMismatches + r.decode.argmaxMismatches, what).toBe(0)
+    expect(r.greedy.webgpu).toHaveLength(16)
+    expect(r.greedy.webgpu, what).toEqual(r.greedy.reference)
+    if (run.bias) {
+      expect(r.withoutBias, what).toBeGreaterThan(100 * tolerance)
+      // the biases are weights: engine.weightBytes counts them
+      expect(r.biasWeightBytes?.counted).toBe(r.biasWeightBytes?.expected)
+    }
+    expect(r.withoutScaling, what).toBeGreaterThan(100 * tolerance)
+  })
+}
+
 test('mixed composition: layers [0, 2) on the reference engine and [2, 5) on webgpu equal the reference', async ({ page }) => {
   await openLab(page)
   const prompt = [1, ...goldenIds.slice(0, 17)]
@@ -157,5 +193,7 @@ test('bad input gets typed errors and the engine keeps working', async ({ page }
   expect(r.wrongWidth?.code).toBe('bad-argument')
   expect(r.pastContext?.code).toBe('context-window')
   expect(r.badChunk?.code).toBe('bad-argument')
+  expect(r.missingBias?.code).toBe('model-format')
+  expect(r.shortRopeFactors?.code).toBe('model-format')
   expect(r.stillWorks).toBe(true)
 })

@@ -1,6 +1,7 @@
 // Rotary position embedding, in place: rotates the pairs (2i, 2i + 1) within each head of every row
 // by the angle of the row's position. cos/sin come from a table computed once on the CPU exactly as
-// the reference engine computes it (f32 frequencies 1 / theta^(2 pair / headSize)).
+// the reference engine computes it (ropeTable: angle f32(pos * inverse frequency), the model's RoPE
+// scaling applied).
 // Dispatch: (ceil(rows * width / 2 / 64)).
 
 struct Params {

@@ -99,7 +99,7 @@ export async function benchKernels(device: GPUDevice, quick: boolean): Promise<K
     const positions = arr(Uint32Array.from({ length: r }, (_, i) => i))
     const x = arr(rand(r * width))
     record('rmsnorm', `(${r}, ${width})`, [k.rmsnorm({ x, weight: arr(rand(width)), out: zeros(r * width), dim: width, eps: 1e-5 })], r, 0, 3 * r * width, (2 * r * width + width) * 4)
-    record('rope', `(${r}, ${width}), head 128`, [k.rope({ positions, cosSin: arr(ropeTable(r, 128, 10000)), v: zeros(r * width), width, headSize: 128 })], r, 0, 3 * r * width, 3 * r * width * 4)
+    record('rope', `(${r}, ${width}), head 128`, [k.rope({ positions, cosSin: arr(ropeTable(r, Float32Array.from({ length: 64 }, (_, i) => 1 / 10000 ** (i / 64)))), v: zeros(r * width), width, headSize: 128 })], r, 0, 3 * r * width, 3 * r * width * 4)
     record('swiglu', `(${r}, ${hidden})`, [k.swiglu({ gate: arr(rand(r * hidden)), up: arr(rand(r * hidden)), width: hidden })], r, 0, 5 * r * hidden, 3 * r * hidden * 4)
     record('residualAdd', `(${r}, ${width})`, [k.residualAdd({ x: zeros(r * width), delta: arr(rand(r * width)), width })], r, 0, r * width, 3 * r * width * 4)
     const vocab = quick ? 4096 : 32000, eDim = 768

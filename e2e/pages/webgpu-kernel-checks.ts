@@ -1,7 +1,7 @@
 import { createRng } from '../../src/lib/rng.ts'
 import { createKernels, encodeDispatches, type KernelDispatch } from '../../src/engine/webgpu/kernels.ts'
 import {
-  argmaxRef, attentionRef, embeddingRef, linearRef, residualAddRef, rmsnormRef, ropeRef, ropeTable, swigluRef,
+  argmaxRef, attentionRef, biasAddRef, embeddingRef, linearRef, residualAddRef, rmsnormRef, ropeRef, ropeTable, swigluRef,
 } from '../../src/engine/webgpu/kernels-reference.ts'
 import { gpuArray, gpuZeros, readFloats, readU32 } from './webgpu-gpu.ts'
 
@@ -105,7 +105,8 @@ export async function checkKernel(device: GPUDevice, kernel: string, shape: Kern
         const rows = num('rows'), width = num('width'), headSize = num('headSize'), seqLen = num('seqLen')
         const positions = Uint32Array.from({ length: rows }, () => randInt(Math.max(0, seqLen - 2 * rows), seqLen))
         positions[0] = seqLen - 1
-        const table = ropeTable(seqLen, headSize, 10000)
+        // any frequencies: the kernel only reads the table (random ones stand for every RoPE scaling)
+        const table = ropeTable(seqLen, rand(headSize / 2, 0, 1))
         const v = rand(rows * width, -1, 1)
         const vb = arr(v)
         await run([k.rope({ positions: arr(positions), cosSin: arr(table), v: vb, width, headSize })], rows, 0)
@@ -121,6 +122,15 @@ export async function checkKernel(device: GPUDevice, kernel: string, shape: Kern
         const ref = gate.slice()
         swigluRef(ref, up, count)
         return result(compare(await readFloats(device, gb, count), ref, count, (i) => Math.max(1, Math.abs(ref[i]))), 1e-5, '|gpu - ref| / max(1, |ref|)')
+      }
+      case 'biasAdd': {
+        const rows = num('rows'), width = num('width')
+        const x = rand(rows * width, -4, 4), bias = rand(width, -4, 4)
+        const xb = arr(x)
+        await run([k.biasAdd({ x: xb, bias: arr(bias), width })], rows, 0)
+        const ref = x.slice()
+        biasAddRef(ref, bias, rows, width)
+        return result(compare(await readFloats(device, xb, rows * width), ref, rows * width, () => 1), 0, 'exact (one f32 addition)')
       }
       case 'residualAdd': {
         const count = num('count')

@@ -13,12 +13,16 @@ import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, dequantizeTensor, quantizeTensor, 
 import { gpuArray, gpuZeros, readFloats } from './webgpu-gpu.ts'
 
 /**
- * matvec_q8_0 / matvec_q4_0 against quant.ts's quantizedMatvec twin: seeded random fp32 weights are
- * quantized, the blocks uploaded as they are (split by rows into several bindings when asked), and
- * the GPU output compared with the twin's on the same blocks and inputs.
+ * matvec_q8_0 / matvec_q4_0 (decode) and matmul_q8_0 / matmul_q4_0 (prefill) against quant.ts's
+ * quantizedMatvec twin applied to every row: seeded random fp32 weights are quantized, the blocks
+ * uploaded as they are (split by rows into several bindings when asked), and the GPU output compared
+ * with the twin's on the same blocks and inputs.
  */
+export type QuantKernelKind = 'matvec' | 'matmul'
+
 export interface QuantKernelCheck {
   type: QuantType
+  kernel: QuantKernelKind
   shape: QuantShape
   seed: number
   maxError: number
@@ -44,7 +48,12 @@ export function gpuBytes(device: GPUDevice, bytes: Uint8Array): GPUBuffer {
   return b
 }
 
-export async function checkQuantKernel(device: GPUDevice, type: QuantType, shape: QuantShape, seed: number): Promise<QuantKernelCheck> {
+const QUANT_KERNELS = {
+  matvec: { q8_0: 'matvecQ8_0', q4_0: 'matvecQ4_0' },
+  matmul: { q8_0: 'matmulQ8_0', q4_0: 'matmulQ4_0' },
+} as const
+
+export async function checkQuantKernel(device: GPUDevice, type: QuantType, shape: QuantShape, seed: number, kernel: QuantKernelKind = 'matvec'): Promise<QuantKernelCheck> {
   const { rows, n, k: kIn } = shape
   const splits = shape.splits ?? 1
   const rng = createRng(seed)
@@ -66,7 +75,7 @@ export async function checkQuantKernel(device: GPUDevice, type: QuantType, shape
       const blocks = w.blocks.subarray(start * rowBytes, (start + count) * rowBytes)
       weightBytes += blocks.byteLength
       const args = { w: keep(gpuBytes(device, blocks)), x: xb, y, n: count, k: kIn, rowOffset: start, yStride: n }
-      dispatches.push(type === 'q8_0' ? kernels.matvecQ8_0(args) : kernels.matvecQ4_0(args))
+      dispatches.push(kernels[QUANT_KERNELS[kernel][type]](args))
     }
     for (const d of dispatches) d.resize(rows, 0)
     kernels.arena.flush()
@@ -77,11 +86,11 @@ export async function checkQuantKernel(device: GPUDevice, type: QuantType, shape
     device.queue.submit([encoder.finish()])
     const gpu = await readFloats(device, y, rows * n)
     const error = await device.popErrorScope()
-    if (error) throw new Error(`WebGPU validation error in matvec ${type}: ${error.message}`)
+    if (error) throw new Error(`WebGPU validation error in ${kernel} ${type}: ${error.message}`)
 
     const ref = new Float32Array(rows * n) // (rows, n)
     for (let m = 0; m < rows; m++) quantizedMatvec(ref.subarray(m * n, (m + 1) * n), x.subarray(m * kIn, (m + 1) * kIn), w)
-    // error relative to sum_j |w_j x_j| of the dequantized weights, as for matvec_f32
+    // error relative to sum_j |w_j x_j| of the dequantized weights, as for matvec_f32 and matmul_f32
     const wf = dequantizeTensor(w)
     let maxError = 0, maxAbsRef = 0
     for (let m = 0; m < rows; m++) {
@@ -95,7 +104,7 @@ export async function checkQuantKernel(device: GPUDevice, type: QuantType, shape
       }
     }
     const tolerance = 1e-5
-    return { type, shape, seed, maxError, tolerance, metric: '|gpu - twin| / sum_j |w_j x_j|', maxAbsRef, weightBytes, ok: maxError <= tolerance }
+    return { type, kernel, shape, seed, maxError, tolerance, metric: '|gpu - twin| / sum_j |w_j x_j|', maxAbsRef, weightBytes, ok: maxError <= tolerance }
   } finally {
     for (const b of buffers) b.destroy()
     kernels.arena.destroy()

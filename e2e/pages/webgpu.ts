@@ -11,9 +11,10 @@ import { loadLlama2c } from '../../src/model/llama2c.ts'
 import type { ModelSlice, SliceSpec } from '../../src/model/model.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES } from '../../src/model/synthetic.ts'
 import { benchKernels } from './webgpu-bench.ts'
+import { runFamily, type FamilyOptions } from './webgpu-family-checks.ts'
 import { checkKernel, type KernelShape } from './webgpu-kernel-checks.ts'
 import { benchQuantKernels } from './webgpu-quant-bench.ts'
-import { checkQuantKernel, runQuantizedEngine, type QuantShape } from './webgpu-quant-checks.ts'
+import { checkQuantKernel, runQuantizedEngine, type QuantKernelKind, type QuantShape } from './webgpu-quant-checks.ts'
 
 /**
  * window.webgpuLab: what e2e/webgpu.spec.ts and bench/kernels.ts drive. Each function builds what it
@@ -53,9 +54,9 @@ const lab = {
     return checkKernel(await device(), kernel, shape, seed)
   },
 
-  /** matvec_q8_0 / matvec_q4_0 against quantizedMatvec (e2e/webgpu-quant.spec.ts). */
-  async checkQuantKernel(type: 'q8_0' | 'q4_0', shape: QuantShape, seed: number) {
-    return checkQuantKernel(await device(), type, shape, seed)
+  /** matvec_q8_0 / matvec_q4_0 / matmul_q8_0 / matmul_q4_0 against quantizedMatvec (e2e/webgpu-quant.spec.ts). */
+  async checkQuantKernel(type: 'q8_0' | 'q4_0', shape: QuantShape, seed: number, kernel?: QuantKernelKind) {
+    return checkQuantKernel(await device(), type, shape, seed, kernel)
   },
 
   /**
@@ -68,6 +69,11 @@ const lab = {
       ? await loadLlama2c(memorySource(makeSyntheticLlama2c({ dim: 64, hiddenDim: 96, nLayers: 3, nHeads: 4, nKvHeads: 2, vocabSize: 512, seqLen: 64, sharedClassifier: false }, 77)))
       : await loadModel(o.model)
     return runQuantizedEngine(requestWebGpuDevice, createWebGpuEngine, f32, o.type, o)
+  },
+
+  /** Biases, RoPE scaling and quantized matrices: the webgpu engine against the reference (e2e/pages/webgpu-family-checks.ts). */
+  async family(o: FamilyOptions) {
+    return runFamily(await device(), createWebGpuEngine, o)
   },
 
   /** Greedy ids of the reference engine and of the webgpu engine on the same model and prompt. */
@@ -248,6 +254,8 @@ const lab = {
       wrongWidth: await attempt(() => engine.forward(new Float32Array(dim + 1), Int32Array.of(0))),
       pastContext: await attempt(() => engine.forward(new Float32Array(dim), Int32Array.of(m.config.seqLen))),
       badChunk: await attempt(() => createWebGpuEngine(m, { device: engine.device, attentionChunk: 1000 })),
+      missingBias: await attempt(() => createWebGpuEngine({ ...m, config: { ...m.config, attentionBias: true } }, { device: engine.device })),
+      shortRopeFactors: await attempt(() => createWebGpuEngine({ ...m, config: { ...m.config, ropeScaling: { type: 'factors', factors: [1, 2] } } }, { device: engine.device })),
       stillWorks: (await engine.forward(new Float32Array(dim).fill(0.1), Int32Array.of(0))).length === dim,
     }
     engine.destroy()

@@ -1,9 +1,9 @@
 import { TabmeshError } from '../../errors.ts'
-import { getTensor, layerTensorName, type LayerTensorName, type ModelConfig, type ModelSlice } from '../../model/model.ts'
+import { getTensor, layerTensorName, ropeInverseFrequencies, type LayerBiasName, type LayerTensorName, type ModelConfig, type ModelSlice } from '../../model/model.ts'
 import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
 import type { Engine } from '../engine.ts'
 import { requestWebGpuDevice, watchDevice, withErrorScopes } from './device.ts'
-import { createKernels, encodeDispatches, KERNEL_LIMITS, type KernelDispatch, type Kernels } from './kernels.ts'
+import { createKernels, encodeDispatches, KERNEL_LIMITS, type KernelDispatch, type Kernels, type LinearKernel } from './kernels.ts'
 import { ropeTable } from './kernels-reference.ts'
 
 /**
@@ -12,8 +12,10 @@ import { ropeTable } from './kernels-reference.ts'
  * uploads its inputs, records every layer into one command encoder, submits it, and reads back only
  * its result (the hidden state, or the logits). One row is decode (matvec, attention_decode); more
  * rows are prefill (matmul, attention_prefill). Matrices the slice holds quantized (slice.quantized,
- * Q8_0 / Q4_0) stay in their blocks on the GPU and run through matvec_q8_0 / matvec_q4_0 for any
- * number of rows; no fp32 copy of them is made.
+ * Q8_0 / Q4_0) stay in their blocks on the GPU and run through matvec_q8_0 / matvec_q4_0 (decode) and
+ * matmul_q8_0 / matmul_q4_0 (prefill); no fp32 copy of them is made. Llama-family variations: RoPE
+ * scaling lives in the cos/sin table (ropeInverseFrequencies, as the reference engine), Qwen2's q/k/v
+ * biases are added by bias_add after their projections, before RoPE.
  */
 
 export const WEBGPU_MAX_BATCH = 64
@@ -57,6 +59,7 @@ interface LayerBuffers {
   w1: MatrixChunk[] // (hidden_dim, dim)
   w2: MatrixChunk[] // (dim, hidden_dim)
   w3: MatrixChunk[] // (hidden_dim, dim)
+  bias?: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer } // (dim), (kv_dim), (kv_dim) when config.attentionBias
   keyCache: GPUBuffer // (seq_len, kv_dim)
   valueCache: GPUBuffer // (seq_len, kv_dim)
 }
@@ -67,14 +70,20 @@ interface LayerPlan {
   afterCache: KernelDispatch[]
 }
 
+const QUANT_KERNELS = {
+  matvec: { q8_0: 'matvecQ8_0', q4_0: 'matvecQ4_0' },
+  matmul: { q8_0: 'matmulQ8_0', q4_0: 'matmulQ4_0' },
+} as const satisfies Record<'matvec' | 'matmul', Record<QuantType, LinearKernel>>
+
+const linearKernel = (mode: 'matvec' | 'matmul', quant: QuantType | undefined): LinearKernel => (quant ? QUANT_KERNELS[mode][quant] : mode)
+
 function checkSupported(slice: ModelSlice, chunk: number): void {
   const c = slice.config
   const unsupported = (why: string) => new TabmeshError('backend', `the webgpu engine cannot run this model: ${why}`)
   if (c.dim % 4 || c.hiddenDim % 4 || c.headSize % 4) throw unsupported(`dim (${c.dim}), hidden_dim (${c.hiddenDim}) and head size (${c.headSize}) must be multiples of 4 (vec4 kernels)`)
   if (c.headSize > KERNEL_LIMITS.maxPrefillHeadSize) throw unsupported(`head size ${c.headSize} is above ${KERNEL_LIMITS.maxPrefillHeadSize}`)
   if (c.nHeads % c.nKvHeads) throw unsupported(`n_heads ${c.nHeads} is not a multiple of n_kv_heads ${c.nKvHeads}`)
-  if ('ropeScaling' in c && c.ropeScaling) throw unsupported('RoPE scaling is not implemented')
-  if ('attentionBias' in c && c.attentionBias) throw unsupported('attention biases are not implemented')
+  if (!ropeInverseFrequencies(c).every(Number.isFinite)) throw new TabmeshError('model-format', `the RoPE scaling ${JSON.stringify(c.ropeScaling)} gives non-finite frequencies for head size ${c.headSize}`)
   for (const [name, q] of slice.quantized ?? []) {
     if (name === 'token_embedding') throw unsupported('a quantized token embedding is not implemented (the embedding kernel reads fp32)')
     if (q.type !== 'q8_0' && q.type !== 'q4_0') throw unsupported(`${name} is ${String(q.type)}; the quantized kernels read Q8_0 and Q4_0`)
@@ -170,7 +179,7 @@ export async function createWebGpuEngine(slice: ModelSlice, options: WebGpuEngin
         partML: buffer('attention partial max/sum', B * nHeads * maxChunks * 2 * 4, S), // (64, n_heads, max_chunks, 2)
         positions: buffer('positions', B * 4, S | GPUBufferUsage.COPY_DST), // (64) u32
         tokens: buffer('tokens', B * 4, S | GPUBufferUsage.COPY_DST), // (64) u32
-        cosSin: upload('rope cos/sin', ropeTable(c.seqLen, headSize, c.ropeTheta)), // (seq_len, head_size / 2, 2)
+        cosSin: upload('rope cos/sin', ropeTable(c.seqLen, ropeInverseFrequencies(c))), // (seq_len, head_size / 2, 2)
         logits: buffer('logits', (spec.head ? c.vocabSize : 1) * 4, S | GPUBufferUsage.COPY_SRC), // (vocab)
         best: buffer('argmax', 4, S | GPUBufferUsage.COPY_SRC), // (1) u32
         readback: buffer('readback', Math.max(B * dim, spec.head ? c.vocabSize : 0) * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
@@ -179,11 +188,18 @@ export async function createWebGpuEngine(slice: ModelSlice, options: WebGpuEngin
       for (let l = spec.layers.start; l < spec.layers.end; l++) {
         const t = (n: LayerTensorName) => getTensor(slice, layerTensorName(l, n)).data
         const m = (n: LayerTensorName, rows: number, cols: number) => uploadMatrix(`layers.${l}.${n}`, matrix(layerTensorName(l, n)), rows, cols)
+        const bias = (n: LayerBiasName, width: number) => {
+          const name = `layers.${l}.${n}`
+          const data = slice.tensors.get(name)?.data
+          if (data?.length !== width) throw new TabmeshError('model-format', `${name} ${data ? `has ${data.length} values` : 'is missing'}; config.attentionBias needs ${width}`)
+          return uploadWeight(name, data)
+        }
         layers.push({
           attentionNorm: uploadWeight(`layers.${l}.attention_norm`, t('attention_norm')),
           wq: m('wq', dim, dim), wk: m('wk', kvDim, dim), wv: m('wv', kvDim, dim), wo: m('wo', dim, dim),
           ffnNorm: uploadWeight(`layers.${l}.ffn_norm`, t('ffn_norm')),
           w1: m('w1', hiddenDim, dim), w2: m('w2', dim, hiddenDim), w3: m('w3', hiddenDim, dim),
+          bias: c.attentionBias ? { q: bias('bq', dim), k: bias('bk', kvDim), v: bias('bv', kvDim) } : undefined,
           keyCache: buffer(`layers.${l}.key_cache`, c.seqLen * kvDim * 4, S | GPUBufferUsage.COPY_DST),
           valueCache: buffer(`layers.${l}.value_cache`, c.seqLen * kvDim * 4, S | GPUBufferUsage.COPY_DST),
         })
@@ -194,9 +210,12 @@ export async function createWebGpuEngine(slice: ModelSlice, options: WebGpuEngin
         : undefined
 
       // dispatch plans, bound once
-      // quantized chunks use their matvec for any number of rows (there is no quantized matmul yet)
+      // each chunk picks the kernel for its format: decode (matvec) or prefill (matmul), fp32 or blocks
       const linear = (mode: 'matvec' | 'matmul', w: MatrixChunk[], x: GPUBuffer, y: GPUBuffer, kIn: number, yStride: number) =>
-        w.map((ch) => k[ch.quant === 'q8_0' ? 'matvecQ8_0' : ch.quant === 'q4_0' ? 'matvecQ4_0' : mode]({ w: ch.buffer, x, y, n: ch.rowCount, k: kIn, rowOffset: ch.rowStart, yStride }))
+        w.map((ch) => k[linearKernel(mode, ch.quant)]({ w: ch.buffer, x, y, n: ch.rowCount, k: kIn, rowOffset: ch.rowStart, yStride }))
+      // the q, k, v projections, each followed by its bias when the model has them
+      const projection = (mode: 'matvec' | 'matmul', w: MatrixChunk[], bias: GPUBuffer | undefined, y: GPUBuffer, width: number) =>
+        [...linear(mode, w, state.xb, y, dim, width), ...(bias ? [k.biasAdd({ x: y, bias, width })] : [])]
       const layerPlan = (lb: LayerBuffers, decode: boolean): LayerPlan => {
         const mode = decode ? 'matvec' : 'matmul'
         const s = state
@@ -204,9 +223,9 @@ export async function createWebGpuEngine(slice: ModelSlice, options: WebGpuEngin
         return {
           beforeCache: [
             k.rmsnorm({ x: s.x, weight: lb.attentionNorm, out: s.xb, dim, eps: c.normEps }),
-            ...linear(mode, lb.wq, s.xb, s.q, dim, dim),
-            ...linear(mode, lb.wk, s.xb, s.k, dim, kvDim),
-            ...linear(mode, lb.wv, s.xb, s.v, dim, kvDim),
+            ...projection(mode, lb.wq, lb.bias?.q, s.q, dim),
+            ...projection(mode, lb.wk, lb.bias?.k, s.k, kvDim),
+            ...projection(mode, lb.wv, lb.bias?.v, s.v, kvDim),
             k.rope({ positions: s.positions, cosSin: s.cosSin, v: s.q, width: dim, headSize }),
             k.rope({ positions: s.positions, cosSin: s.cosSin, v: s.k, width: kvDim, headSize }),
           ],

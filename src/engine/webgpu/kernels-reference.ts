@@ -26,16 +26,16 @@ export function rmsnormRef(out: Float32Array, x: Float32Array, weight: Float32Ar
 }
 
 /**
- * cos and sin of every (position, pair) as the reference engine computes them: frequency
- * f32(1 / theta^(2 pair / headSize)), angle f32(pos * freq). Layout (seqLen, headSize / 2, 2).
+ * cos and sin of every (position, pair) as the reference engine computes them: angle
+ * f32(pos * inverseFrequency[pair]), with the inverse frequencies of ropeInverseFrequencies (the
+ * model's RoPE scaling applied). Layout (seqLen, headSize / 2, 2).
  */
-export function ropeTable(seqLen: number, headSize: number, theta: number): Float32Array {
-  const half = headSize / 2
+export function ropeTable(seqLen: number, inverseFrequency: Float32Array): Float32Array {
+  const half = inverseFrequency.length
   const table = new Float32Array(seqLen * half * 2) // (seqLen, half, cos|sin)
   for (let pos = 0; pos < seqLen; pos++) {
     for (let pair = 0; pair < half; pair++) {
-      const freq = Math.fround(1 / Math.pow(theta, (2 * pair) / headSize))
-      const angle = Math.fround(pos * freq)
+      const angle = Math.fround(pos * inverseFrequency[pair])
       table[(pos * half + pair) * 2] = Math.cos(angle)
       table[(pos * half + pair) * 2 + 1] = Math.sin(angle)
     }
@@ -66,6 +66,11 @@ export function swigluRef(gate: Float32Array, up: Float32Array, count: number): 
     const g = gate[i]
     gate[i] = (g / (1 + Math.exp(-g))) * up[i]
   }
+}
+
+/** Twin of bias_add_f32: x[r, i] += bias[i] for every row r of x (rows, width). */
+export function biasAddRef(x: Float32Array, bias: Float32Array, rows: number, width: number): void {
+  for (let r = 0; r < rows; r++) for (let i = 0; i < width; i++) x[r * width + i] += bias[i]
 }
 
 /** Twin of residual_add_f32: x += delta. */

@@ -86,6 +86,14 @@ export interface Kernels {
   matvecQ4_0(a: LinearArgs): KernelDispatch
   /** Same contract as matvec, register-tiled for many rows. */
   matmul(a: LinearArgs): KernelDispatch
+  /**
+   * matmul with W in Q8_0 / Q4_0 blocks (layout as matvecQ8_0), dequantized while the W tile is
+   * staged in workgroup memory. k % 32 == 0. Twin: quantizedMatvec per row.
+   */
+  matmulQ8_0(a: LinearArgs): KernelDispatch
+  matmulQ4_0(a: LinearArgs): KernelDispatch
+  /** x[r, :] += bias for every row r of x (rows, width). */
+  biasAdd(a: { x: Binding; bias: Binding; width: number }): KernelDispatch
   rmsnorm(a: { x: Binding; weight: Binding; out: Binding; dim: number; eps: number }): KernelDispatch
   rope(a: { positions: Binding; cosSin: Binding; v: Binding; width: number; headSize: number }): KernelDispatch
   swiglu(a: { gate: Binding; up: Binding; width: number }): KernelDispatch
@@ -99,6 +107,9 @@ export interface Kernels {
   /** Copies `count` floats (count % 4 == 0); ignores `rows`. */
   copy(a: { src: Binding; dst: Binding; count: number }): KernelDispatch
 }
+
+/** The kernels with the LinearArgs contract. */
+export type LinearKernel = 'matvec' | 'matmul' | 'matvecQ8_0' | 'matvecQ4_0' | 'matmulQ8_0' | 'matmulQ4_0'
 
 export interface LinearArgs {
   w: Binding
@@ -163,13 +174,14 @@ export function createKernels(device: GPUDevice): Kernels {
     }
   }
 
-  const linear = (kernel: 'matvec' | 'matmul' | 'matvecQ8_0' | 'matvecQ4_0', a: LinearArgs) => {
-    const perGroup = kernel === 'matmul' ? KERNEL_LIMITS.matmulTile : KERNEL_LIMITS.matvecOutputsPerWorkgroup
+  const linear = (kernel: LinearKernel, a: LinearArgs) => {
+    const tiled = kernel === 'matmul' || kernel === 'matmulQ8_0' || kernel === 'matmulQ4_0'
+    const perGroup = tiled ? KERNEL_LIMITS.matmulTile : KERNEL_LIMITS.matvecOutputsPerWorkgroup
     const width = kernel === 'matvec' || kernel === 'matmul' ? a.k / 4 : a.k / 32 // vec4s or blocks per row
     return make(kernel, [a.w, a.x, a.y], [0, a.n, width, a.rowOffset, a.yStride], [], (rows, _, params, groups) => {
       params[0] = rows
       groups[0] = ceilDiv(a.n, perGroup)
-      groups[1] = kernel === 'matmul' ? ceilDiv(rows, KERNEL_LIMITS.matmulTile) : rows
+      groups[1] = tiled ? ceilDiv(rows, KERNEL_LIMITS.matmulTile) : rows
     })
   }
 
@@ -189,6 +201,12 @@ export function createKernels(device: GPUDevice): Kernels {
     matmul: (a) => linear('matmul', a),
     matvecQ8_0: (a) => linear('matvecQ8_0', a),
     matvecQ4_0: (a) => linear('matvecQ4_0', a),
+    matmulQ8_0: (a) => linear('matmulQ8_0', a),
+    matmulQ4_0: (a) => linear('matmulQ4_0', a),
+    biasAdd: (a) => make('biasAdd', [a.x, a.bias], [0, a.width], [], (rows, _, params, groups) => {
+      params[0] = rows * a.width
+      groups[0] = ceilDiv(rows * a.width, 256)
+    }),
     rmsnorm: (a) => make('rmsnorm', [a.x, a.weight, a.out], [0, a.dim, a.eps], [2], (rows, _, params, groups) => {
       params[0] = rows
       groups[0] = rows

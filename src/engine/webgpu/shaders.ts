@@ -3,9 +3,12 @@ import argmax from '../../../shaders/argmax_f32.wgsl?raw'
 import attentionDecode from '../../../shaders/attention_decode_f32.wgsl?raw'
 import attentionMerge from '../../../shaders/attention_merge_f32.wgsl?raw'
 import attentionPrefill from '../../../shaders/attention_prefill_f32.wgsl?raw'
+import biasAdd from '../../../shaders/bias_add_f32.wgsl?raw'
 import copy from '../../../shaders/copy_f32.wgsl?raw'
 import embedding from '../../../shaders/embedding_f32.wgsl?raw'
 import matmul from '../../../shaders/matmul_f32.wgsl?raw'
+import matmulQ4_0 from '../../../shaders/matmul_q4_0.wgsl?raw'
+import matmulQ8_0 from '../../../shaders/matmul_q8_0.wgsl?raw'
 import matvec from '../../../shaders/matvec_f32.wgsl?raw'
 import matvecQ4_0 from '../../../shaders/matvec_q4_0.wgsl?raw'
 import matvecQ8_0 from '../../../shaders/matvec_q8_0.wgsl?raw'
@@ -15,7 +18,7 @@ import rope from '../../../shaders/rope_f32.wgsl?raw'
 import swiglu from '../../../shaders/swiglu_f32.wgsl?raw'
 
 export const SHADERS = {
-  argmax, attentionDecode, attentionMerge, attentionPrefill, copy, embedding, matmul, matvec, matvecQ4_0, matvecQ8_0, residualAdd, rmsnorm, rope, swiglu,
+  argmax, attentionDecode, attentionMerge, attentionPrefill, biasAdd, copy, embedding, matmul, matmulQ4_0, matmulQ8_0, matvec, matvecQ4_0, matvecQ8_0, residualAdd, rmsnorm, rope, swiglu,
 } as const
 
 export type KernelName = keyof typeof SHADERS

@@ -9,7 +9,9 @@ import { gpuBytes } from './webgpu-quant-checks.ts'
  * matrices of a llama2.c 110M-shaped model: dim 768, hidden 2048, 12 layers, vocab 32000), timed as
  * e2e/pages/webgpu-bench.ts times kernels (one submission of many repetitions after a warm-up, best
  * of interleaved rounds). Per kernel: GB/s of bytes actually read (blocks or floats, x, y); per
- * model: weight bytes per decoded token and the matvec time per token.
+ * model: weight bytes per decoded token and the matvec time per token. Prefill: the layer matrices
+ * times 64 rows through matmul_f32, matmul_q8_0 / q4_0, and matvec_q8_0 / q4_0 (what quantized
+ * prefill ran on before the quantized matmul), in GFLOP/s.
  */
 export type MatvecFormat = 'f32' | 'q8_0' | 'q4_0'
 
@@ -31,17 +33,31 @@ export interface QuantBenchModelRow {
   speedupVsF32: number
 }
 
+export type PrefillKernel = 'matmul_f32' | 'matmul_q8_0' | 'matmul_q4_0' | 'matvec_q8_0' | 'matvec_q4_0'
+
+export interface QuantPrefillRow {
+  kernel: PrefillKernel
+  matrix: string // name and (out, in)
+  rows: number // input rows per call
+  msPerCall: number
+  gflops: number // 2 * rows * out * in / time
+  speedupVsF32: number // matmul_f32 time / this time, same matrix
+}
+
 export interface QuantBenchResult {
   adapter: Awaited<ReturnType<typeof probeWebGpu>>
   model: { dim: number; hiddenDim: number; nLayers: number; vocabSize: number }
   rounds: number
   rows: QuantBenchRow[]
   model_rows: QuantBenchModelRow[]
+  prefill_rows: QuantPrefillRow[]
 }
 
 const TARGET_MS = 300
 const ROUNDS = 3
 const FORMATS: MatvecFormat[] = ['f32', 'q8_0', 'q4_0']
+const PREFILL_ROWS = 64
+const PREFILL_KERNELS: PrefillKernel[] = ['matmul_f32', 'matmul_q8_0', 'matmul_q4_0', 'matvec_q8_0', 'matvec_q4_0']
 
 export async function benchQuantKernels(device: GPUDevice, quick: boolean): Promise<QuantBenchResult> {
   const model = quick ? { dim: 256, hiddenDim: 768, nLayers: 4, vocabSize: 4096 } : { dim: 768, hiddenDim: 2048, nLayers: 12, vocabSize: 32000 }
@@ -71,6 +87,8 @@ export async function benchQuantKernels(device: GPUDevice, quick: boolean): Prom
 
   interface Case { format: MatvecFormat; matrix: (typeof matrices)[number]; dispatch: KernelDispatch; weightBytes: number; iterations: number; best: number }
   const cases: Case[] = []
+  interface PrefillCase { kernel: PrefillKernel; matrix: (typeof matrices)[number]; dispatch: KernelDispatch; iterations: number; best: number }
+  const prefill: PrefillCase[] = []
   try {
     for (const m of matrices) {
       const w = rand(m.n * m.k)
@@ -83,8 +101,23 @@ export async function benchQuantKernels(device: GPUDevice, quick: boolean): Prom
         cases.push({ format, matrix: m, dispatch, weightBytes: bytes.byteLength, iterations: 0, best: Infinity })
       }
     }
+    // prefill: the layer matrices (the classifier only ever sees the last row) times 64 rows
+    for (const m of matrices.filter((m) => m.name !== 'classifier')) {
+      const w = rand(m.n * m.k)
+      const x = keep(gpuArray(device, rand(PREFILL_ROWS * m.k))), y = keep(gpuZeros(device, PREFILL_ROWS * m.n))
+      const f32 = keep(gpuBytes(device, new Uint8Array(w.buffer))), q8 = keep(gpuBytes(device, quantizeQ8_0(w))), q4 = keep(gpuBytes(device, quantizeQ4_0(w)))
+      const args = (weights: GPUBuffer) => ({ w: weights, x, y, n: m.n, k: m.k, rowOffset: 0, yStride: m.n })
+      const dispatches: Record<PrefillKernel, KernelDispatch> = {
+        matmul_f32: k.matmul(args(f32)), matmul_q8_0: k.matmulQ8_0(args(q8)), matmul_q4_0: k.matmulQ4_0(args(q4)),
+        matvec_q8_0: k.matvecQ8_0(args(q8)), matvec_q4_0: k.matvecQ4_0(args(q4)),
+      }
+      for (const kernel of PREFILL_KERNELS) {
+        dispatches[kernel].resize(PREFILL_ROWS, 0)
+        prefill.push({ kernel, matrix: m, dispatch: dispatches[kernel], iterations: 0, best: Infinity })
+      }
+    }
     k.arena.flush()
-    for (const c of cases) {
+    for (const c of [...cases, ...prefill]) {
       await submitRepeated(c.dispatch, 1) // pipeline compilation, first touch of memory
       const once = await submitRepeated(c.dispatch, 1)
       c.iterations = Math.max(quick ? 1 : 3, Math.min(200, Math.ceil((quick ? TARGET_MS / 8 : TARGET_MS) / Math.max(once, 0.01))))
@@ -92,7 +125,7 @@ export async function benchQuantKernels(device: GPUDevice, quick: boolean): Prom
     const rounds = quick ? 1 : ROUNDS
     // interleaved rounds so load elsewhere on the machine hits every format alike; each keeps its best
     for (let round = 0; round < rounds; round++) {
-      for (const c of cases) c.best = Math.min(c.best, (await submitRepeated(c.dispatch, c.iterations)) / c.iterations)
+      for (const c of [...cases, ...prefill]) c.best = Math.min(c.best, (await submitRepeated(c.dispatch, c.iterations)) / c.iterations)
     }
     const f32Case = (m: (typeof matrices)[number]) => cases.find((c) => c.matrix === m && c.format === 'f32')!
     const rows: QuantBenchRow[] = cases.map((c) => ({
@@ -113,7 +146,16 @@ export async function benchQuantKernels(device: GPUDevice, quick: boolean): Prom
       const t = perToken(format)
       return { format, weightBytesPerToken: t.bytes, matvecMsPerToken: t.ms, matvecTokensPerSecond: 1000 / t.ms, bytesVsF32: t.bytes / f32.bytes, speedupVsF32: f32.ms / t.ms }
     })
-    return { adapter: await probeWebGpu(), model, rounds, rows, model_rows }
+    const prefillF32 = (m: (typeof matrices)[number]) => prefill.find((c) => c.matrix === m && c.kernel === 'matmul_f32')!
+    const prefill_rows: QuantPrefillRow[] = prefill.map((c) => ({
+      kernel: c.kernel,
+      matrix: `${c.matrix.name} (${c.matrix.n}, ${c.matrix.k})`,
+      rows: PREFILL_ROWS,
+      msPerCall: c.best,
+      gflops: (2 * PREFILL_ROWS * c.matrix.n * c.matrix.k) / c.best / 1e6,
+      speedupVsF32: prefillF32(c.matrix).best / c.best,
+    }))
+    return { adapter: await probeWebGpu(), model, rounds, rows, model_rows, prefill_rows }
   } finally {
     for (const b of buffers) b.destroy()
     k.arena.destroy()

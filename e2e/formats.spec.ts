@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect, test } from '@playwright/test'
@@ -60,3 +60,24 @@ for (const [model, bytesVsF32] of [['stories260K-q8_0', 0.55], ['stories260K-q4_
     }
   })
 }
+
+test('a registry entry whose files live on another host (public URLs) loads from there, checked part by part', async () => {
+  // the "public host": another tabmesh server on its own origin, serving the converted models with CORS
+  const host = spawn(process.execPath, ['src/cli/bin.mjs', 'start', '--port', '0', '--models-dir', modelsDir, '--contributors', '0', ...(siteDir ? ['--site-dir', siteDir] : [])], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const remoteDir = mkdtempSync(join(tmpdir(), 'tabmesh-e2e-remote-'))
+  try {
+    const hostUrl = await new Promise<string>((ok, fail) => {
+      host.once('exit', (code) => fail(new Error(`tabmesh start exited with ${code}`)))
+      host.stdout!.on('data', (d: Buffer) => { const m = /open (\S+)/.exec(String(d)); if (m) ok(m[1]) })
+    })
+    const base = new URL('models/stories260K-q8_0/', hostUrl).href
+    expect(tabmesh(['describe', '--model', 'stories260K-q8_0', '--models-dir', modelsDir, '--base-url', base, '--out', remoteDir])).toMatch(/wrote .*model\.json: 1 files from/)
+    expect(readdirSync(join(remoteDir, 'stories260K-q8_0'))).toEqual(['model.json']) // no weights beside the entry
+    const reference = generate('stories260K-q8_0', 'ref').ids
+    const out = JSON.parse(tabmesh(['generate', '--model', 'stories260K-q8_0', '--models-dir', remoteDir, '--backend', 'wasm', '--prompt', '', '--max-tokens', '64', '--temperature', '0', '--json']))
+    expect([...out.promptTokens, ...out.tokens]).toEqual(reference)
+  } finally {
+    host.kill()
+    if (existsSync(remoteDir)) rmSync(remoteDir, { recursive: true, force: true })
+  }
+})

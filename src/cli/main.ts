@@ -1,5 +1,6 @@
 import { isUserError } from '../errors.ts'
 import { CONVERT_USAGE, convertCommand } from './convert.ts'
+import { DESCRIBE_USAGE, describeCommand } from './describe.ts'
 import { GENERATE_USAGE, generateCommand } from './generate.ts'
 import { RELAY_USAGE, relayCommand } from './relay.ts'
 import { START_USAGE, startCommand } from './start.ts'
@@ -18,7 +19,9 @@ ${CONTRIBUTE_USAGE}
 
 ${CHAT_USAGE}
 
-${CONVERT_USAGE}`
+${CONVERT_USAGE}
+
+${DESCRIBE_USAGE}`
 
 /** Runs one CLI command; returns the exit code. User errors print one line, no stack trace. */
 export async function main(argv: string[], out = (line: string) => console.log(line), err = (line: string) => console.error(line)): Promise<number> {
@@ -37,6 +40,8 @@ export async function main(argv: string[], out = (line: string) => console.log(l
         return await chatCommand(rest, out)
       case 'convert':
         return await convertCommand(rest, out)
+      case 'describe':
+        return await describeCommand(rest, out)
       case undefined:
       case 'help':
       case '--help':

@@ -7,7 +7,7 @@ import { hfChatTemplate, parseHfTokenizer } from './hf-tokenizer.ts'
 import type { LoadOptions } from './llama-family.ts'
 import { loadLlama2c, readLlama2cConfig } from './llama2c.ts'
 import type { ModelConfig, ModelSlice, SliceSpec } from './model.ts'
-import { filesOfRole, fileOfRole, type FileRole, type ModelEntry, type ModelFormat, type RegistryFile } from './registry.ts'
+import { filesOfRole, fileOfRole, modelFileUrl, type FileRole, type ModelEntry, type ModelFormat, type RegistryFile } from './registry.ts'
 import { loadSafetensors, openSafetensors } from './safetensors.ts'
 import { parseLlama2cTokenizer, type Tokenizer } from './tokenizer.ts'
 import { verifiedSource } from './verify-file.ts'
@@ -21,8 +21,7 @@ import { verifiedSource } from './verify-file.ts'
 export type OpenFile = (file: RegistryFile) => ByteSource
 
 /** Opens a registry model's files over HTTP: the file's public URL when the registry gives one, else the relay's /models/<id>/<name>. */
-export const httpOpener = (baseUrl: string, entry: ModelEntry): OpenFile => (file) =>
-  httpSource(file.url ?? new URL(`models/${encodeURIComponent(entry.id)}/${encodeURIComponent(file.name)}`, baseUrl).href, { size: file.size })
+export const httpOpener = (baseUrl: string, entry: ModelEntry): OpenFile => (file) => httpSource(modelFileUrl(baseUrl, entry, file), { size: file.size })
 
 /** The role a file plays, from its name (models-dir uses it to build registry entries). */
 export function roleOfFileName(name: string): FileRole {

@@ -12,7 +12,7 @@ import { memorySource, type ByteSource } from './byte-source.ts'
 import { llama2cModel, storiesGguf, storiesHfFiles, storiesVocab, tempFolder } from './format-fixtures.ts'
 import { httpOpener, loadEntryChatTemplate, loadEntrySlice, loadEntryTokenizer, type OpenFile } from './formats.ts'
 import { modelToGguf } from './gguf-writer.ts'
-import type { ModelEntry, Registry } from './registry.ts'
+import { parseRegistry, type ModelEntry, type Registry } from './registry.ts'
 import { checkSha256, sha256Hex, verifiedSource } from './verify-file.ts'
 
 /**
@@ -42,6 +42,11 @@ beforeAll(async () => {
   const hf = await storiesHfFiles('F32')
   put('broken-hf', 'model.safetensors', hf['model.safetensors'])
   put('broken-hf', 'config.json', hf['config.json'])
+  // remote entries (model.json): one with a file that has no url, one whose id is not its folder's
+  const remote = (id: string, file: Record<string, unknown>) => JSON.stringify({ id, format: 'gguf', config: { ...small.config }, files: [{ name: 'm.gguf', role: 'weights', size: 10, sha256: 'ab'.repeat(32), ...file }], parts: {} })
+  put('broken-remote', 'model.json', remote('broken-remote', {}))
+  put('misnamed-remote', 'model.json', remote('another-id', { url: 'https://example.org/m.gguf' }))
+  put('invalid-remote', 'model.json', remote('invalid-remote', { url: 'file:///etc/passwd' }))
   registry = { models: await scanModels(folder.dir, (m) => warnings.push(m)) }
   ;({ server, url: base } = await startHttpServer({ host: '127.0.0.1', port: 0, siteDir: '/nonexistent', modelsDir: folder.dir, registry }))
 })
@@ -65,6 +70,12 @@ describe('registry of GGUF, safetensors and llama2.c models', () => {
     }
     expect(warnings.find((w) => w.includes('broken-gguf'))).toMatch(/the tokenizer has 513 tokens but the model's embedding has 512 rows/)
     expect(warnings.find((w) => w.includes('broken-hf'))).toMatch(/has safetensors weights but no tokenizer.json/)
+    expect(warnings.find((w) => w.includes('broken-remote'))).toMatch(/broken-remote\/model\.json: file m\.gguf has no url/)
+    expect(warnings.find((w) => w.includes('misnamed-remote'))).toMatch(/id "another-id" is not its folder's name "misnamed-remote"/)
+    expect(warnings.find((w) => w.includes('invalid-remote'))).toMatch(/invalid-remote\/model\.json: files\.0\.url: /)
+    // what the relay serves passes the schema the tabs check it with
+    expect(parseRegistry(JSON.parse(JSON.stringify(registry)), 'test').models.map((m) => m.id)).toEqual(registry.models.map((m) => m.id))
+    expect(() => parseRegistry({ models: [{ ...registry.models[0], files: [{ ...registry.models[0].files[0], sha256: 'x' }] }] }, 'GET /models')).toThrow(/GET \/models: models\.0\.files\.0\.sha256/)
   })
 
   it('describes the same model the same way in every format (config and per-part hashes of the F32 weights)', () => {

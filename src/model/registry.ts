@@ -1,3 +1,5 @@
+import { z } from 'zod'
+import { TabmeshError } from '../errors.ts'
 import { sliceWeightBytes } from './llama2c.ts'
 import type { ModelConfig, SliceSpec } from './model.ts'
 
@@ -59,4 +61,56 @@ export function entrySliceBytes(entry: ModelEntry, spec: SliceSpec): number {
   if (spec.embedding || (spec.head && entry.config.sharedClassifier)) bytes += p.embedding ?? 0
   if (spec.head) bytes += p.head ?? 0
   return bytes
+}
+
+/** Where a file of `entry` is fetched: its public URL when the registry gives one, else the relay's /models/<id>/<name>. */
+export const modelFileUrl = (baseUrl: string, entry: ModelEntry, file: RegistryFile): string =>
+  file.url ?? new URL(`models/${encodeURIComponent(entry.id)}/${encodeURIComponent(file.name)}`, baseUrl).href
+
+// ---- validation: registries come over HTTP, and entries from JSON files an operator writes ----
+
+const count = z.number().int().min(0).max(2 ** 53)
+const dimension = z.number().int().min(1).max(1 << 20)
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/)
+const configSchema = z.object({
+  architecture: z.literal('llama'), dim: dimension, hiddenDim: dimension, nLayers: z.number().int().min(1).max(4096),
+  nHeads: dimension, nKvHeads: dimension, headSize: dimension, kvDim: dimension, vocabSize: dimension, seqLen: dimension,
+  sharedClassifier: z.boolean(), ropeTheta: z.number().positive(), normEps: z.number().positive().max(1), bosId: z.number().int(), eosId: z.number().int(),
+  eosIds: z.array(z.number().int()).max(64).optional(),
+  ropeScaling: z.union([
+    z.object({ type: z.literal('linear'), factor: z.number().positive() }),
+    z.object({ type: z.literal('llama3'), factor: z.number().positive(), lowFreqFactor: z.number().positive(), highFreqFactor: z.number().positive(), originalContext: z.number().positive() }),
+    z.object({ type: z.literal('factors'), factors: z.array(z.number().positive()).max(4096) }),
+  ]).optional(),
+  attentionBias: z.boolean().optional(),
+})
+const fileSchema = z.object({
+  name: z.string().min(1).max(255).regex(/^[^/\\]+$/),
+  role: z.enum(['weights', 'tokenizer', 'config', 'tokenizer-config', 'license', 'other']),
+  size: count,
+  sha256,
+  url: z.string().max(2048).regex(/^https?:\/\//).optional(),
+})
+export const modelEntrySchema = z.object({
+  id: z.string().min(1).max(64).regex(/^[\w.-]+$/),
+  format: z.enum(['llama2c', 'gguf', 'safetensors']),
+  config: configSchema,
+  files: z.array(fileSchema).min(1).max(1024),
+  parts: z.record(z.string().max(32), sha256).optional(),
+  partBytes: z.record(z.string().max(32), count).optional(),
+})
+export const registrySchema = z.object({ models: z.array(modelEntrySchema).max(1024) })
+
+/** `json` as a registry (or one entry), or an error naming `where` and the first bad field. */
+export function parseRegistry(json: unknown, where: string): Registry {
+  return parseWith(registrySchema, json, where) as Registry
+}
+export function parseModelEntry(json: unknown, where: string): ModelEntry {
+  return parseWith(modelEntrySchema, json, where) as ModelEntry
+}
+function parseWith(schema: z.ZodType, json: unknown, where: string): unknown {
+  const r = schema.safeParse(json)
+  if (r.success) return r.data
+  const issue = r.error.issues[0]
+  throw new TabmeshError('model-format', `${where}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`)
 }

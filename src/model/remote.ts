@@ -1,11 +1,10 @@
 import { TabmeshError } from '../errors.ts'
-import { httpSource } from './byte-source.ts'
 import { cachingSource, openModelCache } from './cache.ts'
-import { loadLlama2c } from './llama2c.ts'
+import { httpOpener, loadEntrySlice, loadEntryTokenizer } from './formats.ts'
+import type { LoadOptions } from './llama-family.ts'
 import type { ModelSlice, SliceSpec } from './model.ts'
-import { fileOfRole, type ModelEntry, type Registry } from './registry.ts'
+import { parseRegistry, type ModelEntry, type Registry } from './registry.ts'
 import type { Tokenizer } from './tokenizer.ts'
-import { httpOpener, loadEntryTokenizer } from './formats.ts'
 
 /** Loading models from a registry served over HTTP (the relay, or any static host). */
 export async function fetchRegistry(baseUrl: string): Promise<Registry> {
@@ -17,15 +16,18 @@ export async function fetchRegistry(baseUrl: string): Promise<Registry> {
     throw new TabmeshError('fetch', `cannot reach the model registry at ${url}: ${(err as Error).message}`)
   }
   if (!res.ok) throw new TabmeshError('fetch', `the model registry at ${url} answered ${res.status}`)
-  return (await res.json()) as Registry
+  let json: unknown
+  try {
+    json = await res.json()
+  } catch (err) {
+    throw new TabmeshError('model-format', `the model registry at ${url} is not JSON: ${(err as Error).message}`)
+  }
+  return parseRegistry(json, `the model registry at ${url}`)
 }
 
-export const modelFileUrl = (baseUrl: string, entry: ModelEntry, name: string) => new URL(`models/${encodeURIComponent(entry.id)}/${encodeURIComponent(name)}`, baseUrl).href
-
-/** Loads the parts of a registry model that `spec` asks for, by Range requests. */
-export function loadRemoteSlice(baseUrl: string, entry: ModelEntry, spec?: SliceSpec): Promise<ModelSlice> {
-  const weights = fileOfRole(entry, 'weights')
-  return loadLlama2c(httpSource(modelFileUrl(baseUrl, entry, weights.name), { size: weights.size }), spec)
+/** Loads the parts of a registry model that `spec` asks for, by Range requests, in any format. */
+export function loadRemoteSlice(baseUrl: string, entry: ModelEntry, spec?: SliceSpec, options: LoadOptions = {}): Promise<ModelSlice> {
+  return loadEntrySlice(entry, httpOpener(baseUrl, entry), spec, options)
 }
 
 /**

@@ -8,8 +8,8 @@ import { formatOfWeights, loadEntryChatTemplate, loadEntrySlice, loadEntryTokeni
 import { partSha256, type PartName } from '../model/integrity.ts'
 import { loadLlama2c, readLlama2cConfig } from '../model/llama2c.ts'
 import type { ModelConfig, ModelSlice, SliceSpec } from '../model/model.ts'
-import type { FileRole, ModelEntry, RegistryFile } from '../model/registry.ts'
-import type { ByteSource } from '../model/byte-source.ts'
+import { parseModelEntry, type FileRole, type ModelEntry, type RegistryFile } from '../model/registry.ts'
+import { httpSource, type ByteSource } from '../model/byte-source.ts'
 import { fileSource } from './file-source.ts'
 
 /** The project's root folder (where package.json is). */
@@ -47,6 +47,7 @@ export async function sha256File(path: string): Promise<string> {
 /** One model folder as a registry entry (sizes and sha256 of every file; config from the header). */
 export async function describeModel(dir: string, id: string): Promise<ModelEntry> {
   const folder = join(dir, id)
+  if (existsSync(join(folder, REMOTE_ENTRY_FILE))) return readRemoteEntry(folder, id)
   const files: RegistryFile[] = []
   for (const name of readdirSync(folder).sort()) {
     const path = join(folder, name)
@@ -95,6 +96,29 @@ const partSpec = (part: string): SliceSpec => part === 'embedding' ? { layers: N
   : part === 'head' ? { layers: NO_LAYERS, embedding: false, head: true }
   : { layers: { start: Number(part.slice('layer.'.length)), end: Number(part.slice('layer.'.length)) + 1 }, embedding: false, head: false }
 
+/**
+ * A folder holding only `model.json`: a registry entry whose files live elsewhere (each with a
+ * public url, e.g. Hugging Face resolve URLs), written by `tabmesh describe --base-url`. Served as
+ * is; tabs fetch the bytes from the urls and check them against its sha256s and part hashes.
+ */
+export const REMOTE_ENTRY_FILE = 'model.json'
+
+async function readRemoteEntry(folder: string, id: string): Promise<ModelEntry> {
+  const where = join(folder, REMOTE_ENTRY_FILE)
+  let json: unknown
+  try {
+    json = JSON.parse(await readFile(where, 'utf8'))
+  } catch (err) {
+    throw new TabmeshError('model-format', `${where}: not valid JSON (${(err as Error).message})`)
+  }
+  const entry = parseModelEntry(json, where)
+  if (entry.id !== id) throw new TabmeshError('model-format', `${where}: id "${entry.id}" is not its folder's name "${id}"`)
+  const local = entry.files.find((f) => !f.url)
+  if (local) throw new TabmeshError('model-format', `${where}: file ${local.name} has no url (a remote entry fetches every file from its url)`)
+  if (!entry.parts) throw new TabmeshError('model-format', `${where}: no part hashes (parts); tabs refuse weights they cannot verify`)
+  return entry
+}
+
 /** Part hashes and sizes, one part loaded at a time, so a large model never sits in memory whole. */
 async function describeParts(config: ModelConfig, load: (spec: SliceSpec) => Promise<{ slice: ModelSlice; bytesRead: number }>) {
   const parts: Record<string, string> = {}
@@ -138,7 +162,8 @@ function modelFolder(dir: string, id: string): string {
 /** A model folder in `dir` as a registry entry, with an opener for its files (what the Node CLI loads through). */
 export async function openLocalModel(dir: string, id: string): Promise<{ entry: ModelEntry; open: (f: RegistryFile) => ByteSource }> {
   const folder = modelFolder(dir, id)
-  return { entry: await describeModel(dir, id), open: (f) => fileSource(join(folder, f.name)) }
+  // files of a remote entry (model.json) come from their urls, the others from the folder
+  return { entry: await describeModel(dir, id), open: (f) => (f.url ? httpSource(f.url, { size: f.size }) : fileSource(join(folder, f.name))) }
 }
 /** Paths of a model's checkpoint and tokenizer inside the models directory. */
 export function modelPaths(dir: string, id: string): { weights: string; tokenizer: string } {

@@ -41,7 +41,8 @@ export function createHttpHandler(options: Omit<HttpServerOptions, 'host' | 'por
   const registryJson = JSON.stringify(registry)
   const site = existsSync(options.siteDir) ? sirv(options.siteDir, { single: true, etag: true }) : undefined
   const models = sirv(options.modelsDir, { dev: true, etag: true })
-  const served = new Set(registry.models.flatMap((m) => m.files.map((f) => `/models/${m.id}/${f.name}`)))
+  // files with a public url are not on this server (their folder holds only model.json)
+  const served = new Set(registry.models.flatMap((m) => m.files.filter((f) => !f.url).map((f) => `/models/${m.id}/${f.name}`)))
 
   return (req: IncomingMessage, res: ServerResponse) => {
     for (const [k, v] of Object.entries(ISOLATION_HEADERS)) res.setHeader(k, v)

@@ -1,6 +1,6 @@
 import { MODEL_CACHE, clearModelCache } from '../model/cache.ts'
 import { fullSpec } from '../model/model.ts'
-import { entrySliceBytes, type ModelEntry } from '../model/registry.ts'
+import { entrySliceBytes, modelFileUrl, type ModelEntry } from '../model/registry.ts'
 import { SHELL_CACHE } from './pwa.ts'
 
 /**
@@ -8,8 +8,6 @@ import { SHELL_CACHE } from './pwa.ts'
  * keys them by file URL and range), and a marker written once the whole model loaded, which is what
  * "works offline" means. Clearing the model cache drops both.
  */
-const fileUrl = (baseUrl: string, entry: ModelEntry, file: ModelEntry['files'][number]) =>
-  file.url ?? new URL(`models/${encodeURIComponent(entry.id)}/${encodeURIComponent(file.name)}`, baseUrl).href
 const completeKey = (baseUrl: string, entry: ModelEntry) => new URL(`tabmesh-complete/${encodeURIComponent(entry.id)}?parts=${encodeURIComponent(JSON.stringify(entry.parts ?? entry.files.map((f) => f.sha256)))}`, baseUrl).href
 
 export interface ModelCacheStatus {
@@ -22,7 +20,7 @@ export async function modelCacheStatus(baseUrl: string, entry: ModelEntry): Prom
   const modelBytes = entrySliceBytes(entry, fullSpec(entry.config))
   if (typeof caches === 'undefined' || !(await caches.has(MODEL_CACHE))) return { cachedBytes: 0, modelBytes, complete: false }
   const cache = await caches.open(MODEL_CACHE)
-  const prefixes = entry.files.map((f) => fileUrl(baseUrl, entry, f))
+  const prefixes = entry.files.map((f) => modelFileUrl(baseUrl, entry, f))
   let cachedBytes = 0
   for (const req of await cache.keys()) {
     if (!prefixes.some((p) => req.url.startsWith(p))) continue

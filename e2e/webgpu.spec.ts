@@ -195,5 +195,6 @@ test('bad input gets typed errors and the engine keeps working', async ({ page }
   expect(r.badChunk?.code).toBe('bad-argument')
   expect(r.missingBias?.code).toBe('model-format')
   expect(r.shortRopeFactors?.code).toBe('model-format')
+  expect(r.partialBlocks?.code).toBe('model-format')
   expect(r.stillWorks).toBe(true)
 })

@@ -9,6 +9,7 @@ import { createRng } from '../../src/lib/rng.ts'
 import { memorySource } from '../../src/model/byte-source.ts'
 import { loadLlama2c } from '../../src/model/llama2c.ts'
 import type { ModelSlice, SliceSpec } from '../../src/model/model.ts'
+import { quantizeTensor } from '../../src/model/quant.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES } from '../../src/model/synthetic.ts'
 import { benchKernels } from './webgpu-bench.ts'
 import { runFamily, type FamilyOptions } from './webgpu-family-checks.ts'
@@ -256,6 +257,8 @@ const lab = {
       badChunk: await attempt(() => createWebGpuEngine(m, { device: engine.device, attentionChunk: 1000 })),
       missingBias: await attempt(() => createWebGpuEngine({ ...m, config: { ...m.config, attentionBias: true } }, { device: engine.device })),
       shortRopeFactors: await attempt(() => createWebGpuEngine({ ...m, config: { ...m.config, ropeScaling: { type: 'factors', factors: [1, 2] } } }, { device: engine.device })),
+      // w2's rows of hidden_dim 172 inputs are not whole blocks of 32 (the matrix as a whole is)
+      partialBlocks: await attempt(() => createWebGpuEngine({ ...m, quantized: new Map([['layers.1.w2', quantizeTensor('layers.1.w2', [dim, m.config.hiddenDim], m.tensors.get('layers.1.w2')!.data, 'q8_0')]]) }, { device: engine.device })),
       stillWorks: (await engine.forward(new Float32Array(dim).fill(0.1), Int32Array.of(0))).length === dim,
     }
     engine.destroy()

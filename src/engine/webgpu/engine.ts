@@ -87,6 +87,7 @@ function checkSupported(slice: ModelSlice, chunk: number): void {
   for (const [name, q] of slice.quantized ?? []) {
     if (name === 'token_embedding') throw unsupported('a quantized token embedding is not implemented (the embedding kernel reads fp32)')
     if (q.type !== 'q8_0' && q.type !== 'q4_0') throw unsupported(`${name} is ${String(q.type)}; the quantized kernels read Q8_0 and Q4_0`)
+    if (q.shape[1] % QUANT_BLOCK_SIZE) throw new TabmeshError('model-format', `${name}: rows of ${q.shape[1]} inputs are not whole blocks of ${QUANT_BLOCK_SIZE}`)
   }
   if (!Number.isInteger(chunk) || chunk < 1 || chunk > KERNEL_LIMITS.maxAttentionChunk) throw new TabmeshError('bad-argument', `attentionChunk must be 1..${KERNEL_LIMITS.maxAttentionChunk}, got ${chunk}`)
 }

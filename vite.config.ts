@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import react from '@vitejs/plugin-react'
 import { defineConfig } from 'vitest/config'
+import { assemblyScriptWasmBytes } from './src/engine/wasm/kernels/vite-plugin-asc.ts'
 
 const isolation = {
   'Cross-Origin-Opener-Policy': 'same-origin',
@@ -17,8 +18,8 @@ const labPages = Object.fromEntries(
 )
 
 export default defineConfig({
-  plugins: [react()],
-  worker: { format: 'es' },
+  plugins: [react(), assemblyScriptWasmBytes()],
+  worker: { format: 'es', plugins: () => [assemblyScriptWasmBytes()] },
   server: { host: '127.0.0.1', headers: isolation },
   preview: { host: '127.0.0.1', headers: isolation },
   build: {

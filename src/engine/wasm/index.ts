@@ -1,11 +1,12 @@
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-web'
 import { TabmeshError } from '../../errors.ts'
-import { getTensor, type ModelSlice } from '../../model/model.ts'
-import { dequantize, QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, QUANT_GGML_TYPE } from '../../model/quant.ts'
+import type { ModelSlice } from '../../model/model.ts'
 import type { Engine } from '../engine.ts'
+import { embeddingRows } from './embedding-rows.ts'
 import { buildHeadGraph, buildLayerGraph, HEAD_GRAPH_INPUT, HEAD_GRAPH_OUTPUT, LAYER_GRAPH_INPUT, LAYER_GRAPH_OUTPUT, type GraphOptions } from './llama-graph.ts'
 import type { BuiltModel } from './onnx-graph.ts'
 import { loadOrt, type Ort, type OrtOptions } from './ort.ts'
+import { createWasmQuantEngine } from './quant-engine.ts'
 
 export { loadOrt, ortThreads } from './ort.ts'
 
@@ -20,6 +21,14 @@ export interface WasmEngineOptions extends OrtOptions, GraphOptions {
    * the 110M-shaped model took 2-3x longer with spinning.
    */
   spinning?: boolean
+  /**
+   * How a slice's Q8_0 / Q4_0 matrices run (when it keeps any, and `dequantize` is not set):
+   * 'simd' (default): the reference forward pass with this project's WASM SIMD kernels reading the
+   * blocks (quant-engine.ts); 'matmulnbits': the onnxruntime graphs with MatMulNBits nodes, which
+   * onnxruntime-web's wasm build dequantizes in full on every call (several times slower; kept for
+   * comparison).
+   */
+  quantized?: 'simd' | 'matmulnbits'
 }
 
 /** The Engine, plus release(): frees the onnxruntime sessions (their weights live in the wasm heap). */
@@ -35,9 +44,11 @@ export interface WasmEngine extends Engine {
  * Gemm, Q8_0 / Q4_0 ones (slice.quantized) as MatMulNBits at about their quantized size. The KV
  * cache lives here, in JavaScript; each forward feeds the slots [0, last position] in and writes
  * the new rows that come back into it. Embedding is a row copy (a dequantized row when the table
- * is held in blocks).
+ * is held in blocks). Slices with Q8_0 / Q4_0 matrices run on the SIMD kernels instead (options.quantized).
  */
 export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOptions = {}): Promise<WasmEngine> {
+  const quantizedMatrices = [...(slice.quantized?.keys() ?? [])].some((name) => name !== 'token_embedding')
+  if (quantizedMatrices && !options.dequantize && (options.quantized ?? 'simd') === 'simd') return createWasmQuantEngine(slice)
   const c = slice.config
   const spec = slice.spec
   const { start, end } = spec.layers
@@ -154,20 +165,6 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
       await headSession?.release()
     },
   }
-}
-
-/** Copies the embedding of token t into out at offset: fp32 rows, or one row of Q8_0 / Q4_0 blocks dequantized. */
-function embeddingRows(slice: ModelSlice): (t: number, out: Float32Array, offset: number) => void {
-  const dim = slice.config.dim
-  const q = slice.quantized?.get('token_embedding')
-  if (!q) {
-    const table = getTensor(slice, 'token_embedding').data // (vocab, dim)
-    return (t, out, offset) => out.set(table.subarray(t * dim, (t + 1) * dim), offset)
-  }
-  if (q.shape[1] !== dim || dim % QUANT_BLOCK_SIZE !== 0) throw new TabmeshError('model-mismatch', `token_embedding: quantized shape (${q.shape.join(', ')}) does not hold rows of ${dim}`)
-  const rowBytes = (dim / QUANT_BLOCK_SIZE) * QUANT_BLOCK_BYTES[q.type]
-  const type = QUANT_GGML_TYPE[q.type]
-  return (t, out, offset) => dequantize(type, q.blocks.subarray(t * rowBytes, (t + 1) * rowBytes), dim, out, offset, 'token_embedding')
 }
 
 async function createSession(ort: Ort, model: BuiltModel, what: string, spinning: boolean): Promise<InferenceSession> {

@@ -28,7 +28,7 @@ function quantizeMatrices(m: ModelSlice, type: QuantType): ModelSlice {
 
 const heapBytes = () => Math.max(...watchedWasmMemories().map((m) => m.buffer.byteLength))
 
-it('keeps Q4_0 and Q8_0 weights at about their quantized size in the wasm heap, through decoding', async () => {
+it('keeps Q4_0 and Q8_0 weights at about their quantized size in the onnxruntime heap (MatMulNBits), through decoding', async () => {
   // onnxruntime started with a tiny model: the heap it has before any big weights
   const tiny = await createWasmEngine(await loadStories())
   await tiny.forward(new Float32Array(64), Int32Array.of(0))
@@ -40,7 +40,7 @@ it('keeps Q4_0 and Q8_0 weights at about their quantized size in the wasm heap, 
   expect(f32MatrixBytes).toBeGreaterThan(100 << 20)
   const growth: Record<string, number> = {}
   for (const type of ['q4_0', 'q8_0'] as const) {
-    const engine = await createWasmEngine(quantizeMatrices(model, type))
+    const engine = await createWasmEngine(quantizeMatrices(model, type), { quantized: 'matmulnbits' })
     let hidden = await engine.forward(Float32Array.from(await engine.embed(Int32Array.of(1, 7, 9))), Int32Array.of(0, 1, 2))
     for (let pos = 3; pos < 11; pos++) {
       await engine.head(hidden)

@@ -237,6 +237,8 @@ async function compareFullModel(engine: Engine, ref: Engine, prompt: number[], s
 const nbitsBytes = (q: QuantizedTensor) => (q.shape[0] * q.shape[1] / 32) * ((q.type === 'q8_0' ? 32 : 16) + 4)
 
 describe('wasm engine on quantized weights (MatMulNBits), attention bias and scaled RoPE', () => {
+  // onnxruntime's graphs: quantized slices run on the SIMD kernels unless asked (quant-engine.test.ts tests those)
+  const NBITS = { quantized: 'matmulnbits' } as const
   const prompt = [1, 40, 7, 300, 12, 99, 5, 211, 63, 17, 280, 3]
 
   for (const type of ['q8_0', 'q4_0'] as const) {
@@ -250,7 +252,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
         const q = quantizeSlice(model, type)
         expect(q.quantized!.size).toBe(matrices)
         expect(q.quantized!.has('classifier')).toBe(true)
-        const wasm = await createWasmEngine(q)
+        const wasm = await createWasmEngine(q, NBITS)
         const ref = createReferenceEngine(dequantizedCopy(q))
         const err = await compareFullModel(wasm, ref, prompt.map((t) => t % model.config.vocabSize), 12)
         expect(err.prefill).toBeLessThan(QUANT_TOLERANCE)
@@ -271,7 +273,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
   it('runs a quantized layer range [1, 3) without head or embedding, and a pipeline of quantized ranges, as the reference does', async () => {
     const model = quantizeSlice(await loadBlockable(), 'q4_0')
     const middle = part(model, { layers: { start: 1, end: 3 }, embedding: false, head: false })
-    const wasm = await createWasmEngine(middle)
+    const wasm = await createWasmEngine(middle, NBITS)
     const ref = createReferenceEngine(dequantizedCopy(middle))
     const rng = createRng(7)
     let pos = 0
@@ -283,9 +285,9 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
       expect(relativeError(Float32Array.from(await wasm.forward(hidden.slice(), positions)), expected)).toBeLessThan(QUANT_TOLERANCE)
     }
     const pipeline = createPipelineEngine([
-      await createWasmEngine(part(model, { layers: { start: 0, end: 1 }, embedding: true, head: false })),
+      await createWasmEngine(part(model, { layers: { start: 0, end: 1 }, embedding: true, head: false }), NBITS),
       wasm,
-      await createWasmEngine(part(model, { layers: { start: 3, end: 4 }, embedding: false, head: true })),
+      await createWasmEngine(part(model, { layers: { start: 3, end: 4 }, embedding: false, head: true }), NBITS),
     ])
     await wasm.reset()
     const options = { maxTokens: 40, ...greedy }
@@ -319,7 +321,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     expect(scaled.filter((f, i) => f !== plain[i]).length).toBeGreaterThanOrEqual(2)
     expect(scaled[0]).toBe(plain[0])
     for (const slice of [model, quantizeSlice(model, 'q8_0'), quantizeSlice(model, 'q4_0')]) {
-      const wasm = await createWasmEngine(slice)
+      const wasm = await createWasmEngine(slice, NBITS)
       const ref = createReferenceEngine(dequantizedCopy(slice))
       const err = await compareFullModel(wasm, ref, prompt, 12)
       expect(err.prefill).toBeLessThan(QUANT_TOLERANCE)
@@ -352,7 +354,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     }
     const mixed: ModelSlice = { ...all, tensors, quantized }
     // 3 rows of 64 inputs per node: every quantized matrix splits into many nodes, the last one short
-    const chunked = await createWasmEngine(mixed, { matMulNBitsMaxWeights: 3 * 64 })
+    const chunked = await createWasmEngine(mixed, { ...NBITS, matMulNBitsMaxWeights: 3 * 64 })
     const err = await compareFullModel(chunked, createReferenceEngine(dequantizedCopy(mixed)), prompt, 6)
     expect(Math.max(err.prefill, err.logits)).toBeLessThan(QUANT_TOLERANCE)
   })
@@ -377,10 +379,12 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     const wrongShape = new Map(model.quantized)
     const wk = wrongShape.get('layers.0.wk')!
     wrongShape.set('layers.0.wk', { ...wk, shape: [wk.shape[1], wk.shape[0]] })
-    await expect(createWasmEngine({ ...model, quantized: wrongShape })).rejects.toMatchObject({ code: 'model-mismatch', message: expect.stringMatching(/layers\.0\.wk/) })
     const truncated = new Map(model.quantized)
     truncated.set('layers.1.w2', { ...truncated.get('layers.1.w2')!, blocks: new Uint8Array(34) })
-    await expect(createWasmEngine({ ...model, quantized: truncated })).rejects.toMatchObject({ code: 'model-format', message: expect.stringMatching(/layers\.1\.w2/) })
+    for (const quantized of ['simd', 'matmulnbits'] as const) {
+      await expect(createWasmEngine({ ...model, quantized: wrongShape }, { quantized })).rejects.toMatchObject({ code: 'model-mismatch', message: expect.stringMatching(/layers\.0\.wk/) })
+      await expect(createWasmEngine({ ...model, quantized: truncated }, { quantized })).rejects.toMatchObject({ code: 'model-format', message: expect.stringMatching(/layers\.1\.w2/) })
+    }
     const biased = await loadBiasedScaled()
     const shortBias = new Map(biased.tensors)
     shortBias.set('layers.2.bk', { name: 'layers.2.bk', shape: [3], data: new Float32Array(3) })

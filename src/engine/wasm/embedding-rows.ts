@@ -1,0 +1,17 @@
+import { TabmeshError } from '../../errors.ts'
+import { getTensor, type ModelSlice } from '../../model/model.ts'
+import { dequantize, QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, QUANT_GGML_TYPE } from '../../model/quant.ts'
+
+/** Copies the embedding of token t into out at offset: fp32 rows, or one row of Q8_0 / Q4_0 blocks dequantized. */
+export function embeddingRows(slice: ModelSlice): (t: number, out: Float32Array, offset: number) => void {
+  const dim = slice.config.dim
+  const q = slice.quantized?.get('token_embedding')
+  if (!q) {
+    const table = getTensor(slice, 'token_embedding').data // (vocab, dim)
+    return (t, out, offset) => out.set(table.subarray(t * dim, (t + 1) * dim), offset)
+  }
+  if (q.shape[1] !== dim || dim % QUANT_BLOCK_SIZE !== 0) throw new TabmeshError('model-mismatch', `token_embedding: quantized shape (${q.shape.join(', ')}) does not hold rows of ${dim}`)
+  const rowBytes = (dim / QUANT_BLOCK_SIZE) * QUANT_BLOCK_BYTES[q.type]
+  const type = QUANT_GGML_TYPE[q.type]
+  return (t, out, offset) => dequantize(type, q.blocks.subarray(t * rowBytes, (t + 1) * rowBytes), dim, out, offset, 'token_embedding')
+}

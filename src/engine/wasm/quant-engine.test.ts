@@ -1,0 +1,245 @@
+import { describe, expect, it } from 'vitest'
+import { createRng } from '../../lib/rng.ts'
+import { memorySource } from '../../model/byte-source.ts'
+import { loadLlama2c } from '../../model/llama2c.ts'
+import { heldWeightBytes, type ModelConfig, type ModelSlice, type SliceSpec } from '../../model/model.ts'
+import { dequantizeTensor, quantizeTensor, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
+import { makeSyntheticLlama2c, type SyntheticShape } from '../../model/synthetic.ts'
+import { loadStories } from '../../test/models.ts'
+import type { Engine } from '../engine.ts'
+import { generateTokens, type GenerateOptions } from '../generate.ts'
+import { createPipelineEngine } from '../pipeline.ts'
+import { createReferenceEngine } from '../reference.ts'
+import { createWasmEngine } from './index.ts'
+import { loadQuantKernels } from './quant-kernels.ts'
+
+/**
+ * Tolerance against the reference engine on the same quantized slice (its products are
+ * quantizedMatvec, the kernels' twin), as max |wasm - ref| over max |ref| of hidden states and
+ * logits: the same numbers summed in float32 lanes instead of float64, through every layer.
+ */
+const TOLERANCE = 1e-5
+
+/** Every dimension a multiple of 32, so every matrix (and the classifier) can be kept as blocks. */
+const BLOCKABLE_SHAPE: SyntheticShape = { dim: 64, hiddenDim: 160, nLayers: 4, nHeads: 4, nKvHeads: 2, vocabSize: 320, seqLen: 64, sharedClassifier: false }
+const loadBlockable = () => loadLlama2c(memorySource(makeSyntheticLlama2c(BLOCKABLE_SHAPE, 99)))
+
+const MATRIX_NAME = /^(layers\.\d+\.(wq|wk|wv|wo|w1|w2|w3)|classifier)$/
+
+/** The slice with each weight matrix whose rows fill blocks of 32 kept as `type` blocks. */
+function quantizeSlice(m: ModelSlice, type: QuantType): ModelSlice {
+  const tensors = new Map(m.tensors)
+  const quantized = new Map<string, QuantizedTensor>()
+  for (const [name, t] of m.tensors) {
+    if (!MATRIX_NAME.test(name) || t.shape[1] % 32 !== 0) continue
+    quantized.set(name, quantizeTensor(name, [t.shape[0], t.shape[1]], t.data, type))
+    tensors.delete(name)
+  }
+  return { ...m, tensors, quantized }
+}
+
+const part = (m: ModelSlice, spec: SliceSpec): ModelSlice => ({ ...m, spec })
+const greedy = { temperature: 0, topP: 0.9, seed: 1 }
+
+async function collect(engine: Engine, prompt: number[], options: GenerateOptions): Promise<number[]> {
+  const out: number[] = []
+  for await (const t of generateTokens(engine, prompt, options)) out.push(t)
+  return out
+}
+
+function relativeError(actual: Float32Array, expected: Float32Array): number {
+  expect(actual.length).toBe(expected.length)
+  let diff = 0
+  let scale = 0
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]))
+    scale = Math.max(scale, Math.abs(expected[i]))
+  }
+  return diff / scale
+}
+
+function argmax(x: Float32Array): number {
+  let best = 0
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i
+  return best
+}
+
+/**
+ * Largest relative errors of `engine` against `ref`: a prompt read in one call (hidden states of
+ * every row, logits of the last), then `steps` greedy decode steps whose ids must agree.
+ */
+async function compareFullModel(engine: Engine, ref: Engine, prompt: number[], steps: number): Promise<number> {
+  await engine.reset()
+  await ref.reset()
+  const tokens = Int32Array.from(prompt)
+  const positions = Int32Array.from(prompt, (_, i) => i)
+  const expected = Float32Array.from(await ref.forward(Float32Array.from(await ref.embed(tokens)), positions))
+  const actual = Float32Array.from(await engine.forward(Float32Array.from(await engine.embed(tokens)), positions))
+  let err = relativeError(actual, expected)
+  let refLogits = Float32Array.from(await ref.head(expected))
+  err = Math.max(err, relativeError(Float32Array.from(await engine.head(actual)), refLogits))
+  for (let step = 0; step < steps; step++) {
+    const next = argmax(refLogits)
+    const position = Int32Array.of(prompt.length + step)
+    const logits = await engine.head(await engine.forward(Float32Array.from(await engine.embed(Int32Array.of(next))), position))
+    refLogits = Float32Array.from(await ref.head(await ref.forward(Float32Array.from(await ref.embed(Int32Array.of(next))), position)))
+    err = Math.max(err, relativeError(Float32Array.from(logits), refLogits))
+    expect(argmax(logits)).toBe(argmax(refLogits))
+  }
+  return err
+}
+
+describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
+  const prompt = [1, 40, 7, 300, 12, 99, 5, 211, 63, 17, 280, 3]
+
+  for (const type of ['q8_0', 'q4_0'] as const) {
+    for (const [name, load, matrices] of [
+      ['the blockable synthetic model', loadBlockable, 4 * 7 + 1],
+      // hidden_dim 172 does not fill blocks: w2 stays fp32 (computed as the reference does) and the shared classifier is quantized
+      ['stories260K', loadStories, 5 * 6 + 1],
+    ] as const) {
+      it(`${type} on ${name}: prefill rows, logits and decode within ${TOLERANCE} of the reference on the same blocks, same greedy ids over 48 tokens`, async () => {
+        const model = await load()
+        const q = quantizeSlice(model, type)
+        expect(q.quantized!.size).toBe(matrices)
+        const kernels = await loadQuantKernels()
+        const held = kernels.weightBytes
+        const wasm = await createWasmEngine(q)
+        expect(wasm.backend).toBe('wasm')
+        // the blocks went to the kernels (this file's first engine on these tensors), once
+        const blockBytes = [...q.quantized!.values()].reduce((n, m) => n + m.blocks.byteLength, 0)
+        expect(kernels.weightBytes - held).toBe(blockBytes)
+        // weightBytes: what it computes with (blocks as blocks): all the slice holds but the fp32 embedding table
+        expect(wasm.weightBytes).toBe(heldWeightBytes(q) - 4 * model.config.vocabSize * model.config.dim)
+        const ref = createReferenceEngine(q)
+        expect(await compareFullModel(wasm, ref, prompt.map((t) => t % model.config.vocabSize), 12)).toBeLessThan(TOLERANCE)
+        const options = { maxTokens: 48, ...greedy }
+        const expected = await collect(ref, [1, 5, 9], options)
+        expect(expected.length).toBe(48)
+        expect(await collect(wasm, [1, 5, 9], options)).toEqual(expected)
+        // a second engine on the same tensors (another session of the engine worker) shares the blocks
+        const before = kernels.weightBytes
+        await createWasmEngine(q)
+        expect(kernels.weightBytes).toBe(before)
+      })
+    }
+  }
+
+  it('reads a prompt in one batch as it does one position at a time, and random hidden states of any row count as the reference does', async () => {
+    const model = quantizeSlice(await loadStories(), 'q4_0')
+    const engine = await createWasmEngine(model)
+    const ref = createReferenceEngine(model)
+    const rng = createRng(42)
+    let pos = 0
+    for (const n of [64, 1, 17, 3]) {
+      const hidden = Float32Array.from({ length: n * model.config.dim }, () => (rng.nextF32() * 2 - 1) * 3)
+      const positions = Int32Array.from({ length: n }, (_, i) => pos + i)
+      pos += n
+      const expected = Float32Array.from(await ref.forward(hidden.slice(), positions))
+      const actual = Float32Array.from(await engine.forward(hidden.slice(), positions))
+      expect(relativeError(actual, expected)).toBeLessThan(TOLERANCE)
+      expect(relativeError(Float32Array.from(await engine.head(actual)), await ref.head(expected))).toBeLessThan(TOLERANCE)
+    }
+    const tokens = Int32Array.from({ length: 40 }, (_, i) => (i * 37 + 5) % 512)
+    const positions = Int32Array.from(tokens, (_, i) => i)
+    await engine.reset()
+    const batched = Float32Array.from(await engine.forward(Float32Array.from(await engine.embed(tokens)), positions))
+    await engine.reset()
+    const stepwise = new Float32Array(batched.length)
+    for (let i = 0; i < tokens.length; i++) {
+      stepwise.set(await engine.forward(Float32Array.from(await engine.embed(tokens.subarray(i, i + 1))), positions.subarray(i, i + 1)), i * model.config.dim)
+    }
+    expect(relativeError(batched, stepwise)).toBeLessThan(TOLERANCE)
+  })
+
+  it('runs a quantized layer range [1, 3) without head or embedding, and a pipeline of quantized ranges, as the reference does', async () => {
+    const model = quantizeSlice(await loadBlockable(), 'q8_0')
+    const middle = part(model, { layers: { start: 1, end: 3 }, embedding: false, head: false })
+    const wasm = await createWasmEngine(middle)
+    const ref = createReferenceEngine(middle)
+    const rng = createRng(7)
+    let pos = 0
+    for (const n of [9, 1, 1, 5]) {
+      const hidden = Float32Array.from({ length: n * model.config.dim }, () => (rng.nextF32() * 2 - 1) * 3)
+      const positions = Int32Array.from({ length: n }, (_, i) => pos + i)
+      pos += n
+      const expected = Float32Array.from(await ref.forward(hidden.slice(), positions))
+      expect(relativeError(Float32Array.from(await wasm.forward(hidden.slice(), positions)), expected)).toBeLessThan(TOLERANCE)
+    }
+    const pipeline = createPipelineEngine([
+      await createWasmEngine(part(model, { layers: { start: 0, end: 1 }, embedding: true, head: false })),
+      wasm,
+      await createWasmEngine(part(model, { layers: { start: 3, end: 4 }, embedding: false, head: true })),
+    ])
+    await wasm.reset()
+    const options = { maxTokens: 40, ...greedy }
+    expect(await collect(pipeline, [1, 77], options)).toEqual(await collect(createReferenceEngine(model), [1, 77], options))
+  })
+
+  it('adds the attention bias and scales RoPE (llama3) as the reference does, and reads a quantized token embedding', async () => {
+    const base = await loadBlockable()
+    const config: ModelConfig = {
+      ...base.config,
+      attentionBias: true,
+      ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 32 },
+    }
+    const rng = createRng(11)
+    const tensors = new Map(base.tensors)
+    for (let l = 0; l < config.nLayers; l++) {
+      for (const [b, size] of [['bq', config.dim], ['bk', config.kvDim], ['bv', config.kvDim]] as const) {
+        const name = `layers.${l}.${b}`
+        tensors.set(name, { name, shape: [size], data: Float32Array.from({ length: size }, () => (rng.nextF32() * 2 - 1) * 0.5) })
+      }
+    }
+    const model = quantizeSlice({ ...base, config, tensors }, 'q4_0')
+    const wasm = await createWasmEngine(model)
+    const ref = createReferenceEngine(model)
+    expect(await compareFullModel(wasm, ref, prompt, 12)).toBeLessThan(TOLERANCE)
+    const options = { maxTokens: 48, ...greedy }
+    expect(await collect(wasm, [1, 5, 9], options)).toEqual(await collect(ref, [1, 5, 9], options))
+    // the embedding table as Q8_0 blocks: rows dequantized one at a time
+    const table = model.tensors.get('token_embedding')!
+    const embedding = quantizeTensor('token_embedding', [table.shape[0], table.shape[1]], table.data, 'q8_0')
+    const withoutTable = new Map(model.tensors)
+    withoutTable.delete('token_embedding')
+    const blockEmbedding = await createWasmEngine({ ...model, tensors: withoutTable, quantized: new Map([...model.quantized!, ['token_embedding', embedding]]) })
+    const tokens = Int32Array.of(0, 319, 5, 5)
+    const rows = await blockEmbedding.embed(tokens)
+    const dequantized = createReferenceEngine({ ...model, tensors: new Map([...model.tensors, ['token_embedding', { name: 'token_embedding', shape: table.shape, data: dequantizeTensor(embedding) }]]) })
+    expect(rows).toEqual(await dequantized.embed(tokens))
+  })
+
+  it('allocates nothing per token: kernel memory and the JS heap stay flat over 200 tokens', async () => {
+    const { setFlagsFromString } = await import('node:v8')
+    const { runInNewContext } = await import('node:vm')
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const engine = await createWasmEngine(quantizeSlice(await loadStories(), 'q8_0'))
+    const options = { maxTokens: 200, temperature: 0.9, topP: 0.9, seed: 3 }
+    expect((await collect(engine, [1], options)).length).toBe(200) // warm-up: scratch grows to its largest call
+    const memory = (await loadQuantKernels()).memory
+    const before = memory.buffer.byteLength
+    gc()
+    const jsBefore = process.memoryUsage().heapUsed
+    await collect(engine, [1], options)
+    gc()
+    expect(memory.buffer.byteLength).toBe(before)
+    expect(process.memoryUsage().heapUsed - jsBefore).toBeLessThan(1 << 20)
+  })
+
+  it('refuses calls it cannot serve with typed errors', async () => {
+    const m = quantizeSlice(await loadBlockable(), 'q8_0')
+    const middle = await createWasmEngine(part(m, { layers: { start: 1, end: 3 }, embedding: false, head: false }))
+    await expect(middle.embed(Int32Array.of(1))).rejects.toMatchObject({ code: 'bad-argument', message: expect.stringMatching(/no token embedding/) })
+    await expect(middle.head(new Float32Array(64))).rejects.toMatchObject({ code: 'bad-argument', message: expect.stringMatching(/no classifier/) })
+    await expect(middle.forward(new Float32Array(63), Int32Array.of(0))).rejects.toThrow(/expected 1 x 64/)
+    await expect(middle.forward(new Float32Array(64), Int32Array.of(64))).rejects.toMatchObject({ code: 'context-window' })
+    await expect(middle.forward(new Float32Array(65 * 64), Int32Array.from({ length: 65 }, (_, i) => i))).rejects.toThrow(/between 1 and 64/)
+    await expect(middle.forward(new Float32Array(128), Int32Array.of(3, 3))).rejects.toThrow(/must increase/)
+    await expect(createWasmEngine(part(m, { layers: { start: 3, end: 9 }, embedding: false, head: false }))).rejects.toMatchObject({ code: 'bad-argument' })
+    const noBias = await createWasmEngine(m) // a model without attention bias needs none
+    expect(noBias.backend).toBe('wasm')
+    const h = await middle.forward(new Float32Array(64).fill(0.5), Int32Array.of(0))
+    expect(h.length).toBe(64)
+  })
+})

@@ -1,0 +1,121 @@
+import { TabmeshError } from '../../errors.ts'
+import { getTensor, layerTensorName, type LayerTensorName, type ModelSlice } from '../../model/model.ts'
+import type { QuantizedTensor } from '../../model/quant.ts'
+import type { Engine } from '../engine.ts'
+import { createReferenceEngine, REFERENCE_MAX_BATCH, type QuantizedMatvec } from '../reference.ts'
+import { embeddingRows } from './embedding-rows.ts'
+import { loadQuantKernels, type QuantMatrix } from './quant-kernels.ts'
+
+/** The Engine of the SIMD path: weightBytes are the blocks and fp32 tensors it computes with. */
+export interface WasmQuantEngine extends Engine {
+  readonly weightBytes: number
+  release(): Promise<void>
+}
+
+/**
+ * The WASM backend for slices that keep Q8_0 / Q4_0 matrices: the reference forward pass
+ * (reference.ts: RMSNorm, RoPE, attention, SwiGLU in TypeScript) with every product on a quantized
+ * matrix run by the SIMD kernels (quant-kernels.ts) straight from its blocks, and products on fp32
+ * matrices as the reference computes them. Weights stay at their quantized size: the blocks are
+ * copied once into the kernels' memory, which every engine of the realm shares. A quantized token
+ * embedding is read a row at a time.
+ */
+export async function createWasmQuantEngine(slice: ModelSlice): Promise<WasmQuantEngine> {
+  const c = slice.config
+  const spec = slice.spec
+  const { start, end } = spec.layers
+  if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= c.nLayers)) {
+    throw new TabmeshError('bad-argument', `layer range [${start}, ${end}) is not within the model's ${c.nLayers} layers`)
+  }
+  const weightBytes = checkWeights(slice)
+  const kernels = await loadQuantKernels()
+  const matrices = new Map<QuantizedTensor, QuantMatrix>()
+  for (const [name, q] of slice.quantized ?? []) if (name !== 'token_embedding') matrices.set(q, kernels.upload(q))
+  const quantizedMatvec: QuantizedMatvec = (out, x, w) => kernels.matvec(matrices.get(w) ?? kernels.upload(w), x, 1, out)
+
+  // the reference holds no embedding table: a quantized one is not its to read
+  const ref = createReferenceEngine({ ...slice, spec: { ...spec, embedding: false } }, { quantizedMatvec })
+  const embeddingRow = spec.embedding ? embeddingRows(slice) : undefined
+  const embedded = new Float32Array(REFERENCE_MAX_BATCH * c.dim) // (max_batch, dim) embed() output
+
+  const checkRows = (n: number, what: string) => {
+    if (!Number.isInteger(n) || n < 1 || n > REFERENCE_MAX_BATCH) throw new TabmeshError('bad-argument', `${what}: ${n} rows; between 1 and ${REFERENCE_MAX_BATCH} per call`)
+  }
+
+  return {
+    backend: 'wasm',
+    config: c,
+    spec,
+    weightBytes,
+    async embed(tokens) {
+      if (!embeddingRow) throw new TabmeshError('bad-argument', 'this engine holds no token embedding')
+      checkRows(tokens.length, 'embed')
+      for (let r = 0; r < tokens.length; r++) {
+        const t = tokens[r]
+        if (!(t >= 0 && t < c.vocabSize)) throw new TabmeshError('bad-argument', `token id ${t} is outside the vocabulary`)
+        embeddingRow(t, embedded, r * c.dim)
+      }
+      return embedded.subarray(0, tokens.length * c.dim)
+    },
+    async forward(hidden, positions) {
+      // as the onnxruntime path: rows of one call take rising cache slots
+      for (let r = 1; r < positions.length; r++) {
+        if (positions[r] <= positions[r - 1]) throw new TabmeshError('bad-argument', `forward: positions must increase within a call (${positions[r - 1]} then ${positions[r]})`)
+      }
+      return ref.forward(hidden, positions)
+    },
+    head: (hidden) => ref.head(hidden),
+    reset: () => ref.reset(),
+    async release() {
+      // the blocks stay in the realm's kernel memory while the slice's tensors live (other engines may share them)
+      matrices.clear()
+    },
+  }
+}
+
+const LAYER_MATRICES = ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const satisfies readonly LayerTensorName[]
+
+/**
+ * Checks the shape of every matrix and bias the slice computes with (the reference does not), and
+ * returns their bytes as held: blocks for quantized matrices, 4 per value for fp32 ones.
+ */
+function checkWeights(slice: ModelSlice): number {
+  const c = slice.config
+  const { start, end } = slice.spec.layers
+  const shapes: Record<(typeof LAYER_MATRICES)[number], [number, number]> = {
+    wq: [c.dim, c.dim], wk: [c.kvDim, c.dim], wv: [c.kvDim, c.dim], wo: [c.dim, c.dim],
+    w1: [c.hiddenDim, c.dim], w2: [c.dim, c.hiddenDim], w3: [c.hiddenDim, c.dim],
+  }
+  let bytes = 0
+  const matrix = (name: string, [rows, cols]: [number, number]) => {
+    const q = slice.quantized?.get(name)
+    if (q) {
+      if (q.shape[0] !== rows || q.shape[1] !== cols) throw new TabmeshError('model-mismatch', `${name}: quantized shape (${q.shape.join(', ')}) is not (${rows}, ${cols})`)
+      bytes += q.blocks.byteLength
+      return
+    }
+    const data = getTensor(slice, name).data
+    if (data.length !== rows * cols) throw new TabmeshError('model-mismatch', `${name}: ${data.length} values, expected (${rows}, ${cols})`)
+    bytes += data.byteLength
+  }
+  const vector = (name: string, size: number) => {
+    const data = getTensor(slice, name).data
+    if (data.length !== size) throw new TabmeshError('model-mismatch', `${name}: ${data.length} values, expected ${size}`)
+    bytes += data.byteLength
+  }
+  for (let l = start; l < end; l++) {
+    vector(layerTensorName(l, 'attention_norm'), c.dim)
+    vector(layerTensorName(l, 'ffn_norm'), c.dim)
+    for (const m of LAYER_MATRICES) matrix(layerTensorName(l, m), shapes[m])
+    if (c.attentionBias) for (const [b, size] of [['bq', c.dim], ['bk', c.kvDim], ['bv', c.kvDim]] as const) vector(`layers.${l}.${b}`, size)
+  }
+  if (slice.spec.head) {
+    vector('final_norm', c.dim)
+    matrix('classifier', [c.vocabSize, c.dim])
+  }
+  if (slice.spec.embedding && !slice.quantized?.has('token_embedding')) {
+    const table = getTensor(slice, 'token_embedding').data
+    if (table.length !== c.vocabSize * c.dim) throw new TabmeshError('model-mismatch', `token_embedding: ${table.length} values, expected (${c.vocabSize}, ${c.dim})`)
+  }
+  return bytes
+}

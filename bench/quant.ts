@@ -47,6 +47,9 @@ table(['matrix', 'format', 'weight MiB', 'ms/call', 'GB/s', 'x f32 speed'],
 console.log('\nper decoded token (every layer matrix and the classifier, read once):')
 table(['format', 'weight MiB/token', 'x f32 bytes', 'matvec ms/token', 'matvec tokens/s', 'x f32 speed'],
   result.model_rows.map((r) => [r.format, mib(r.weightBytesPerToken), r.bytesVsF32.toFixed(3), r.matvecMsPerToken.toFixed(2), r.matvecTokensPerSecond.toFixed(2), r.speedupVsF32.toFixed(2)]), 1)
+console.log(`\nprefill: ${result.prefill_rows[0]?.rows ?? 0} rows per call (matmul kernels, and the matvec kernels they replace):`)
+table(['matrix', 'kernel', 'ms/call', 'GFLOP/s', 'x matmul_f32 speed'],
+  result.prefill_rows.map((r) => [r.matrix, r.kernel, r.msPerCall.toFixed(3), r.gflops.toFixed(2), r.speedupVsF32.toFixed(2)]), 2)
 if (a.isFallbackAdapter) console.log('\nnote: a software adapter; these numbers prove the kernels run, not how fast a GPU runs them')
 
 // ---- engines: decode on F32 / Q8_0 / Q4_0 weights ----

@@ -34,6 +34,7 @@ export interface QuantMatrix {
 }
 
 interface KernelExports {
+  init(f16Table: number): void
   matvecQ8_0(w: number, x: number, out: number, rows: number, outDim: number, inDim: number, scratch: number): void
   matvecQ4_0(w: number, x: number, out: number, rows: number, outDim: number, inDim: number, scratch: number): void
 }
@@ -41,6 +42,7 @@ interface KernelExports {
 const PAGE = 65536
 const MAX_PAGES = 65536 // 4 GiB: wasm32's limit
 const ALIGN = 16
+const F16_TABLE_BYTES = 65536 * 4 // (65536) f32: every block scale's value
 
 let kernels: Promise<QuantKernels> | undefined
 
@@ -58,6 +60,7 @@ async function instantiate(): Promise<QuantKernels> {
   const instance = await WebAssembly.instantiate(await WebAssembly.compile(kernelWasm), { env: { memory } })
   const k = instance.exports as unknown as KernelExports
   const arena = createArena(memory)
+  k.init(arena.alloc(F16_TABLE_BYTES))
   let heap = new Float32Array(memory.buffer) // (memory bytes / 4) views the memory; remade when it grows
   let heapBytes = new Uint8Array(memory.buffer)
   const views = () => {

@@ -72,6 +72,17 @@ test(`hidden states and logits stay within ${HIDDEN_TOLERANCE} (relative) of the
   }
 })
 
+test(`Q8_0 / Q4_0 weights run on the SIMD kernels: greedy ids equal the reference on the same blocks, hidden states within ${HIDDEN_TOLERANCE}`, async () => {
+  for (const name of ['stories260K-q8_0', 'multiHead-q4_0']) {
+    const ref = await page.evaluate((n) => window.wasmLab.generate(n, 'ref', [1, 5, 9], 48), name)
+    expect(ref).toHaveLength(48)
+    expect(await page.evaluate((n) => window.wasmLab.generate(n, 'wasm', [1, 5, 9], 48), name)).toEqual(ref)
+    const err = await page.evaluate((n) => window.wasmLab.hiddenError(n, 2, 9), name)
+    expect(err.hidden).toBeLessThan(HIDDEN_TOLERANCE)
+    expect(err.logits).toBeLessThan(HIDDEN_TOLERANCE)
+  }
+})
+
 test('a prompt read in one batch matches one position at a time', async () => {
   const prompt = Array.from({ length: 48 }, (_, i) => (i * 37 + 5) % 512)
   expect(await page.evaluate((p) => window.wasmLab.batchedVsStepwise('stories260K', p), prompt)).toBeLessThan(HIDDEN_TOLERANCE)

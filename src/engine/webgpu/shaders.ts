@@ -1,4 +1,5 @@
-// The WGSL kernels of shaders/, bundled as text by Vite's ?raw suffix.
+// The WGSL kernels of shaders/, bundled as text by Vite's ?raw suffix. The matmul kernels are their
+// format's loads followed by the shared tiling (WGSL has no includes).
 import argmax from '../../../shaders/argmax_f32.wgsl?raw'
 import attentionDecode from '../../../shaders/attention_decode_f32.wgsl?raw'
 import attentionMerge from '../../../shaders/attention_merge_f32.wgsl?raw'
@@ -6,9 +7,10 @@ import attentionPrefill from '../../../shaders/attention_prefill_f32.wgsl?raw'
 import biasAdd from '../../../shaders/bias_add_f32.wgsl?raw'
 import copy from '../../../shaders/copy_f32.wgsl?raw'
 import embedding from '../../../shaders/embedding_f32.wgsl?raw'
-import matmul from '../../../shaders/matmul_f32.wgsl?raw'
-import matmulQ4_0 from '../../../shaders/matmul_q4_0.wgsl?raw'
-import matmulQ8_0 from '../../../shaders/matmul_q8_0.wgsl?raw'
+import matmulF32Loads from '../../../shaders/matmul_f32.wgsl?raw'
+import matmulQ4_0Loads from '../../../shaders/matmul_q4_0.wgsl?raw'
+import matmulQ8_0Loads from '../../../shaders/matmul_q8_0.wgsl?raw'
+import matmulTiles from '../../../shaders/matmul_tiles.wgsl?raw'
 import matvec from '../../../shaders/matvec_f32.wgsl?raw'
 import matvecQ4_0 from '../../../shaders/matvec_q4_0.wgsl?raw'
 import matvecQ8_0 from '../../../shaders/matvec_q8_0.wgsl?raw'
@@ -16,6 +18,10 @@ import residualAdd from '../../../shaders/residual_add_f32.wgsl?raw'
 import rmsnorm from '../../../shaders/rmsnorm_f32.wgsl?raw'
 import rope from '../../../shaders/rope_f32.wgsl?raw'
 import swiglu from '../../../shaders/swiglu_f32.wgsl?raw'
+
+const matmul = `${matmulF32Loads}\n${matmulTiles}`
+const matmulQ4_0 = `${matmulQ4_0Loads}\n${matmulTiles}`
+const matmulQ8_0 = `${matmulQ8_0Loads}\n${matmulTiles}`
 
 export const SHADERS = {
   argmax, attentionDecode, attentionMerge, attentionPrefill, biasAdd, copy, embedding, matmul, matmulQ4_0, matmulQ8_0, matvec, matvecQ4_0, matvecQ8_0, residualAdd, rmsnorm, rope, swiglu,

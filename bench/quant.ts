@@ -56,7 +56,7 @@ if (a.isFallbackAdapter) console.log('\nnote: a software adapter; these numbers 
 const base = quick ? 'llama15M' : 'llama110M'
 const FORMATS = [['f32', base], ['q8_0', `${base}-q8_0`], ['q4_0', `${base}-q4_0`]] as const
 interface EngineRow {
-  backend: 'wasm' | 'webgpu'
+  backend: 'wasm' | 'wasm-matmulnbits' | 'webgpu' // wasm-matmulnbits: Q8_0 / Q4_0 through onnxruntime's MatMulNBits, for comparison
   format: (typeof FORMATS)[number][0]
   tokens: number
   tokensPerSecond: number
@@ -65,7 +65,7 @@ interface EngineRow {
   speedupVsF32: number
   rooflineTokensPerSecond: number // bandwidth / weight bytes per token
   rooflineFraction: number
-  weightMemoryBytes: number // wasm: onnxruntime's whole heap after loading (weights, arena, code); webgpu: the engine's weight buffers
+  weightMemoryBytes: number // wasm: the worker's wasm heap after loading (onnxruntime's: weights, arena, code; for Q8_0 / Q4_0 the SIMD kernels' memory); webgpu: the engine's weight buffers
 }
 const engines = await openLabPage('wasm')
 const engineRows: EngineRow[] = []
@@ -81,11 +81,12 @@ try {
   }
   await measureBandwidth()
   await page.evaluate(() => window.wasmLab.closeWorker('probe'))
-  for (const backend of hasWebGpu ? ['wasm', 'webgpu'] as const : ['wasm'] as const) {
+  for (const backend of hasWebGpu ? ['wasm', 'wasm-matmulnbits', 'webgpu'] as const : ['wasm', 'wasm-matmulnbits'] as const) {
     for (const [format, model] of FORMATS) {
+      if (backend === 'wasm-matmulnbits' && format === 'f32') continue // the same engine as wasm f32
       // a fresh worker per engine: its wasm heap then holds this model's weights only
       const key = `${backend}-${format}`
-      const tokens = backend === 'wasm' ? (quick ? 64 : 32) : (quick ? 16 : 6)
+      const tokens = backend === 'webgpu' ? (quick ? 16 : 6) : backend === 'wasm' ? (quick ? 64 : 32) : (quick ? 16 : 8)
       console.error(`${model} on ${backend}: ${tokens} tokens ...`)
       await page.evaluate(([k, m, b]) => window.wasmLab.inWorker(k).decode(m, b, 1, 1), [key, model, backend] as const) // make model and engine
       if (backend === 'wasm' && format === 'f32') await measureBandwidth() // again, beside a loaded model (the machine may be shared)
@@ -93,7 +94,7 @@ try {
       await page.evaluate((k) => window.wasmLab.closeWorker(k), key)
       engineRows.push({
         backend, format, tokens, tokensPerSecond: r.tokensPerSecond, weightBytesPerToken: r.weightBytesPerToken, bytesVsF32: 1, speedupVsF32: 1,
-        rooflineTokensPerSecond: 0, rooflineFraction: 0, weightMemoryBytes: backend === 'wasm' ? r.wasmHeapBytes : r.engineWeightBytes ?? NaN,
+        rooflineTokensPerSecond: 0, rooflineFraction: 0, weightMemoryBytes: backend === 'webgpu' ? r.engineWeightBytes ?? NaN : r.wasmHeapBytes,
       })
     }
   }
@@ -101,7 +102,7 @@ try {
   await engines.close()
 }
 for (const r of engineRows) {
-  const f32 = engineRows.find((x) => x.backend === r.backend && x.format === 'f32')!
+  const f32 = engineRows.find((x) => x.backend === (r.backend === 'wasm-matmulnbits' ? 'wasm' : r.backend) && x.format === 'f32')!
   r.bytesVsF32 = r.weightBytesPerToken / f32.weightBytesPerToken
   r.speedupVsF32 = r.tokensPerSecond / f32.tokensPerSecond
   r.rooflineTokensPerSecond = (bandwidthGBps * 1e9) / r.weightBytesPerToken

@@ -10,7 +10,7 @@ import type { Engine } from './engine.ts'
  */
 
 /** A weight matrix (out, in): fp32 values, or Q8_0 / Q4_0 blocks when the slice keeps it quantized. */
-type Matrix = Float32Array | QuantizedTensor
+export type Matrix = Float32Array | QuantizedTensor
 
 interface LayerWeights {
   attentionNorm: Float32Array // (dim)
@@ -58,17 +58,17 @@ function rmsnorm(out: Float32Array, x: Float32Array, xOffset: number, weight: Fl
   for (let j = 0; j < size; j++) out[j] = weight[j] * (scale * x[xOffset + j])
 }
 
-/** out (d) = W (d, n) @ x (n) for a matrix kept in Q8_0 / Q4_0 blocks. */
-export type QuantizedMatvec = (out: Float32Array, x: Float32Array, w: QuantizedTensor) => void
+/** out (d) = W (d, n) @ x (n) */
+export type Matvec = (out: Float32Array, x: Float32Array, w: Matrix, n: number, d: number) => void
 
 export interface ReferenceEngineOptions {
-  /** Products with quantized matrices (default quantizedMatvec, the TypeScript twin): where another backend plugs in its kernels. */
-  quantizedMatvec?: QuantizedMatvec
+  /** Every weight-matrix product (default: matvec below, fp32 loops and quantizedMatvec): where another backend plugs in its kernels. */
+  matvec?: Matvec
 }
 
 /** out (d) = W (d, n) @ x (n) */
-function matvec(out: Float32Array, x: Float32Array, w: Matrix, n: number, d: number, qmv: QuantizedMatvec): void {
-  if (!(w instanceof Float32Array)) return qmv(out, x, w)
+function matvec(out: Float32Array, x: Float32Array, w: Matrix, n: number, d: number): void {
+  if (!(w instanceof Float32Array)) return quantizedMatvec(out, x, w)
   for (let i = 0; i < d; i++) {
     let sum = 0
     const row = i * n
@@ -155,7 +155,7 @@ function createRunState(c: ModelConfig, spec: SliceSpec): RunState {
 }
 
 /** One transformer layer (index `li` within the range) for the row of s.x at `row`, position `pos`. */
-function layerStep(c: ModelConfig, w: LayerWeights, li: number, s: RunState, row: number, pos: number, qmv: QuantizedMatvec): void {
+function layerStep(c: ModelConfig, w: LayerWeights, li: number, s: RunState, row: number, pos: number, mv: Matvec): void {
   const { dim, kvDim, headSize, hiddenDim, seqLen } = c
   const x = s.x
   const xo = row * dim
@@ -164,12 +164,12 @@ function layerStep(c: ModelConfig, w: LayerWeights, li: number, s: RunState, row
 
   // attention: q, k, v for this position; k and v go straight into the cache
   rmsnorm(s.xb, x, xo, w.attentionNorm, dim, c.normEps)
-  matvec(s.q, s.xb, w.wq, dim, dim, qmv)
+  mv(s.q, s.xb, w.wq, dim, dim)
   if (w.bq) for (let i = 0; i < dim; i++) s.q[i] += w.bq[i]
-  matvec(s.xb2, s.xb, w.wk, dim, kvDim, qmv)
+  mv(s.xb2, s.xb, w.wk, dim, kvDim)
   if (w.bk) for (let i = 0; i < kvDim; i++) s.xb2[i] += w.bk[i]
   s.keyCache.set(s.xb2.subarray(0, kvDim), cacheOffset)
-  matvec(s.xb2, s.xb, w.wv, dim, kvDim, qmv)
+  mv(s.xb2, s.xb, w.wv, dim, kvDim)
   if (w.bv) for (let i = 0; i < kvDim; i++) s.xb2[i] += w.bv[i]
   s.valueCache.set(s.xb2.subarray(0, kvDim), cacheOffset)
   rope(s.q, 0, dim, headSize, pos, s)
@@ -195,24 +195,24 @@ function layerStep(c: ModelConfig, w: LayerWeights, li: number, s: RunState, row
       for (let i = 0; i < headSize; i++) s.xb[out + i] += a * s.valueCache[v + i]
     }
   }
-  matvec(s.xb2, s.xb, w.wo, dim, dim, qmv)
+  mv(s.xb2, s.xb, w.wo, dim, dim)
   for (let i = 0; i < dim; i++) x[xo + i] += s.xb2[i]
 
   // feed-forward: w2 (silu(w1 x) * w3 x)
   rmsnorm(s.xb, x, xo, w.ffnNorm, dim, c.normEps)
-  matvec(s.hb, s.xb, w.w1, dim, hiddenDim, qmv)
-  matvec(s.hb2, s.xb, w.w3, dim, hiddenDim, qmv)
+  mv(s.hb, s.xb, w.w1, dim, hiddenDim)
+  mv(s.hb2, s.xb, w.w3, dim, hiddenDim)
   for (let i = 0; i < hiddenDim; i++) {
     const v = s.hb[i]
     s.hb[i] = (v / (1 + Math.exp(-v))) * s.hb2[i]
   }
-  matvec(s.xb2, s.hb, w.w2, hiddenDim, dim, qmv)
+  mv(s.xb2, s.hb, w.w2, hiddenDim, dim)
   for (let i = 0; i < dim; i++) x[xo + i] += s.xb2[i]
 }
 
 export function createReferenceEngine(slice: ModelSlice, options: ReferenceEngineOptions = {}): Engine {
   const c = slice.config
-  const qmv = options.quantizedMatvec ?? quantizedMatvec
+  const mv = options.matvec ?? matvec
   const spec = slice.spec
   const w = collectWeights(slice)
   const s = createRunState(c, spec)
@@ -245,7 +245,7 @@ export function createReferenceEngine(slice: ModelSlice, options: ReferenceEngin
       if (hidden.buffer !== s.x.buffer || hidden.byteOffset !== 0) s.x.set(hidden)
       // layer by layer over all rows: each row writes its own cache slot before later rows read it
       for (let li = 0; li < w.layers.length; li++) {
-        for (let r = 0; r < n; r++) layerStep(c, w.layers[li], li, s, r, positions[r], qmv)
+        for (let r = 0; r < n; r++) layerStep(c, w.layers[li], li, s, r, positions[r], mv)
       }
       return s.x.subarray(0, n * c.dim)
     },
@@ -253,7 +253,7 @@ export function createReferenceEngine(slice: ModelSlice, options: ReferenceEngin
       if (!w.finalNorm || !w.classifier) throw new TabmeshError('bad-argument', 'this engine holds no classifier')
       if (hidden.length === 0 || hidden.length % c.dim !== 0) throw new TabmeshError('bad-argument', `head: hidden has ${hidden.length} values, not a multiple of ${c.dim}`)
       rmsnorm(s.xb, hidden, hidden.length - c.dim, w.finalNorm, c.dim, c.normEps)
-      matvec(s.logits, s.xb, w.classifier, c.dim, c.vocabSize, qmv)
+      mv(s.logits, s.xb, w.classifier, c.dim, c.vocabSize)
       return s.logits
     },
     async reset() {

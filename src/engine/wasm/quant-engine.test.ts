@@ -106,9 +106,11 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
         const held = kernels.weightBytes
         const wasm = await createWasmEngine(q)
         expect(wasm.backend).toBe('wasm')
-        // the blocks went to the kernels (this file's first engine on these tensors), once
+        // the blocks (and fp32 matrices: w2 of stories260K) went to the kernels (this file's first engine on these tensors), once
         const blockBytes = [...q.quantized!.values()].reduce((n, m) => n + m.blocks.byteLength, 0)
-        expect(kernels.weightBytes - held).toBe(blockBytes)
+        const f32MatrixBytes = [...q.tensors].reduce((n, [name, t]) => n + (MATRIX_NAME.test(name) ? t.data.byteLength : 0), 0)
+        expect(f32MatrixBytes).toBe(name === 'stories260K' ? 5 * 4 * 64 * 172 : 0)
+        expect(kernels.weightBytes - held).toBe(blockBytes + f32MatrixBytes)
         // weightBytes: what it computes with (blocks as blocks): all the slice holds but the fp32 embedding table
         expect(wasm.weightBytes).toBe(heldWeightBytes(q) - 4 * model.config.vocabSize * model.config.dim)
         const ref = createReferenceEngine(q)
@@ -124,6 +126,21 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
       })
     }
   }
+
+  it('runs an fp32 classifier tied to the embedding table (as the GGUF loader keeps one) on the fp32 kernel, as the reference does', async () => {
+    const model = await loadStories()
+    expect(model.config.sharedClassifier).toBe(true)
+    const q = quantizeSlice(model, 'q8_0')
+    const quantized = new Map(q.quantized)
+    quantized.delete('classifier')
+    const tied: ModelSlice = { ...q, quantized, tensors: new Map([...q.tensors, ['classifier', model.tensors.get('classifier')!]]) }
+    expect(tied.tensors.get('classifier')!.data).toBe(tied.tensors.get('token_embedding')!.data)
+    const wasm = await createWasmEngine(tied)
+    const ref = createReferenceEngine(tied)
+    expect(await compareFullModel(wasm, ref, prompt, 12)).toBeLessThan(TOLERANCE)
+    const options = { maxTokens: 48, ...greedy }
+    expect(await collect(wasm, [1, 5, 9], options)).toEqual(await collect(ref, [1, 5, 9], options))
+  })
 
   it('reads a prompt in one batch as it does one position at a time, and random hidden states of any row count as the reference does', async () => {
     const model = quantizeSlice(await loadStories(), 'q4_0')

@@ -1,10 +1,9 @@
 import { TabmeshError } from '../../errors.ts'
 import { getTensor, layerTensorName, type LayerTensorName, type ModelSlice } from '../../model/model.ts'
-import type { QuantizedTensor } from '../../model/quant.ts'
 import type { Engine } from '../engine.ts'
-import { createReferenceEngine, REFERENCE_MAX_BATCH, type QuantizedMatvec } from '../reference.ts'
+import { createReferenceEngine, REFERENCE_MAX_BATCH, type Matrix, type Matvec } from '../reference.ts'
 import { embeddingRows } from './embedding-rows.ts'
-import { loadQuantKernels, type QuantMatrix } from './quant-kernels.ts'
+import { loadQuantKernels, type KernelMatrix } from './quant-kernels.ts'
 
 /** The Engine of the SIMD path: weightBytes are the blocks and fp32 tensors it computes with. */
 export interface WasmQuantEngine extends Engine {
@@ -14,11 +13,12 @@ export interface WasmQuantEngine extends Engine {
 
 /**
  * The WASM backend for slices that keep Q8_0 / Q4_0 matrices: the reference forward pass
- * (reference.ts: RMSNorm, RoPE, attention, SwiGLU in TypeScript) with every product on a quantized
- * matrix run by the SIMD kernels (quant-kernels.ts) straight from its blocks, and products on fp32
- * matrices as the reference computes them. Weights stay at their quantized size: the blocks are
- * copied once into the kernels' memory, which every engine of the realm shares. A quantized token
- * embedding is read a row at a time.
+ * (reference.ts: RMSNorm, RoPE, attention, SwiGLU in TypeScript) with every weight-matrix product
+ * run by the SIMD kernels (quant-kernels.ts): quantized matrices straight from their blocks, fp32
+ * ones (a classifier tied to the embedding table, rows that do not fill blocks) by the fp32
+ * kernel. Weights stay at their quantized size: each matrix is copied once into the kernels'
+ * memory, which every engine of the realm shares. A quantized token embedding is read a row at a
+ * time.
  */
 export async function createWasmQuantEngine(slice: ModelSlice): Promise<WasmQuantEngine> {
   const c = slice.config
@@ -27,14 +27,16 @@ export async function createWasmQuantEngine(slice: ModelSlice): Promise<WasmQuan
   if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= c.nLayers)) {
     throw new TabmeshError('bad-argument', `layer range [${start}, ${end}) is not within the model's ${c.nLayers} layers`)
   }
-  const weightBytes = checkWeights(slice)
+  const { weights, bytes: weightBytes } = checkWeights(slice)
   const kernels = await loadQuantKernels()
-  const matrices = new Map<QuantizedTensor, QuantMatrix>()
-  for (const [name, q] of slice.quantized ?? []) if (name !== 'token_embedding') matrices.set(q, kernels.upload(q))
-  const quantizedMatvec: QuantizedMatvec = (out, x, w) => kernels.matvec(matrices.get(w) ?? kernels.upload(w), x, 1, out)
+  const matrices = new Map<Matrix, KernelMatrix>() // the reference's matrix objects -> their copies in kernel memory
+  for (const m of weights) {
+    matrices.set(m.matrix, m.matrix instanceof Float32Array ? kernels.uploadF32(m.name, m.matrix, m.rows, m.cols) : kernels.upload(m.matrix))
+  }
+  const matvec: Matvec = (out, x, w) => kernels.matvec(matrices.get(w)!, x, 1, out)
 
   // the reference holds no embedding table: a quantized one is not its to read
-  const ref = createReferenceEngine({ ...slice, spec: { ...spec, embedding: false } }, { quantizedMatvec })
+  const ref = createReferenceEngine({ ...slice, spec: { ...spec, embedding: false } }, { matvec })
   const embeddingRow = spec.embedding ? embeddingRows(slice) : undefined
   const embedded = new Float32Array(REFERENCE_MAX_BATCH * c.dim) // (max_batch, dim) embed() output
 
@@ -77,9 +79,10 @@ const LAYER_MATRICES = ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const satis
 
 /**
  * Checks the shape of every matrix and bias the slice computes with (the reference does not), and
- * returns their bytes as held: blocks for quantized matrices, 4 per value for fp32 ones.
+ * returns the matrices with their bytes as held: blocks for quantized matrices, 4 per value for
+ * fp32 ones.
  */
-function checkWeights(slice: ModelSlice): number {
+function checkWeights(slice: ModelSlice): { weights: { name: string; rows: number; cols: number; matrix: Matrix }[]; bytes: number } {
   const c = slice.config
   const { start, end } = slice.spec.layers
   const shapes: Record<(typeof LAYER_MATRICES)[number], [number, number]> = {
@@ -87,16 +90,19 @@ function checkWeights(slice: ModelSlice): number {
     w1: [c.hiddenDim, c.dim], w2: [c.dim, c.hiddenDim], w3: [c.hiddenDim, c.dim],
   }
   let bytes = 0
+  const weights: { name: string; rows: number; cols: number; matrix: Matrix }[] = []
   const matrix = (name: string, [rows, cols]: [number, number]) => {
     const q = slice.quantized?.get(name)
     if (q) {
       if (q.shape[0] !== rows || q.shape[1] !== cols) throw new TabmeshError('model-mismatch', `${name}: quantized shape (${q.shape.join(', ')}) is not (${rows}, ${cols})`)
       bytes += q.blocks.byteLength
+      weights.push({ name, rows, cols, matrix: q })
       return
     }
     const data = getTensor(slice, name).data
     if (data.length !== rows * cols) throw new TabmeshError('model-mismatch', `${name}: ${data.length} values, expected (${rows}, ${cols})`)
     bytes += data.byteLength
+    weights.push({ name, rows, cols, matrix: data })
   }
   const vector = (name: string, size: number) => {
     const data = getTensor(slice, name).data
@@ -117,5 +123,5 @@ function checkWeights(slice: ModelSlice): number {
     const table = getTensor(slice, 'token_embedding').data
     if (table.length !== c.vocabSize * c.dim) throw new TabmeshError('model-mismatch', `token_embedding: ${table.length} values, expected (${c.vocabSize}, ${c.dim})`)
   }
-  return bytes
+  return { weights, bytes }
 }

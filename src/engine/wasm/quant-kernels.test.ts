@@ -46,7 +46,7 @@ function randomBlocks(rng: Rng, type: QuantType, shape: [number, number], scales
   return { name: `random ${type}`, shape, type, blocks }
 }
 
-describe('Q8_0 / Q4_0 SIMD kernels (AssemblyScript) against quantizedMatvec', () => {
+describe('Q8_0 / Q4_0 / f32 SIMD kernels (AssemblyScript) against quantizedMatvec and plain loops', () => {
   for (const type of ['q8_0', 'q4_0'] as const) {
     it(`${type}: ${SHAPES.length} shapes x rows 1, 3, 64 on fresh random weights and inputs, within ${TOLERANCE}; a row gives the same bits alone or among others`, async () => {
       const k = await loadQuantKernels()
@@ -92,6 +92,36 @@ describe('Q8_0 / Q4_0 SIMD kernels (AssemblyScript) against quantizedMatvec', ()
       }
     })
   }
+
+  it(`f32: odd widths x rows 1, 3, 64 against a float64 loop, within ${TOLERANCE}; a row gives the same bits alone or among others`, async () => {
+    const k = await loadQuantKernels()
+    const rng = createRng(32)
+    for (const [d, n] of [[1, 1], [5, 7], [64, 172], [33, 100], [300, 288], [9, 1027]] as [number, number][]) {
+      const w = randoms(rng, d * n)
+      const m = k.uploadF32(`w ${d}x${n}`, w, d, n)
+      expect(k.uploadF32('again', w, d, n)).toBe(m)
+      for (const rows of [1, 3, 64]) {
+        const x = randoms(rng, rows * n, 2)
+        const out = new Float32Array(rows * d).fill(NaN)
+        k.matvec(m, x, rows, out)
+        const expected = new Float32Array(rows * d)
+        for (let r = 0; r < rows; r++) {
+          for (let i = 0; i < d; i++) {
+            let sum = 0
+            for (let j = 0; j < n; j++) sum += w[i * n + j] * x[r * n + j]
+            expected[r * d + i] = sum
+          }
+        }
+        expect(relativeError(out, expected), `${d}x${n}, ${rows} rows`).toBeLessThan(TOLERANCE)
+        const one = new Float32Array(d)
+        for (let r = 0; r < rows; r++) {
+          k.matvec(m, x.subarray(r * n, (r + 1) * n), 1, one)
+          expect(one).toEqual(out.subarray(r * d, (r + 1) * d))
+        }
+      }
+    }
+    expect(() => k.uploadF32('short', new Float32Array(10), 3, 4)).toThrow(expect.objectContaining({ code: 'model-mismatch' }))
+  })
 
   it('keeps a matrix as its blocks: kernel memory grows by the block bytes, not 4 bytes a weight', async () => {
     const k = await loadQuantKernels()

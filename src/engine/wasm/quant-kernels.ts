@@ -7,27 +7,31 @@ import kernelWasm from './kernels/quant-matvec.as.ts?wasm-bytes'
  * realm (page or worker). Each quantized matrix's GGML blocks are copied into the kernels' memory
  * once, the first time it is used, and stay there as blocks (no fp32 copy), shared by every engine
  * of the realm that holds the same QuantizedTensor; a matrix nobody references any more gives its
- * bytes back. Inputs and outputs pass through one scratch region that grows to the largest call
- * seen, so a call allocates nothing.
+ * bytes back. The fp32 matrices a quantized model keeps (a classifier tied to the embedding table,
+ * rows that do not fill blocks) are copied likewise, keyed by their Float32Array, for the fp32
+ * kernel. Inputs and outputs pass through one scratch region that grows to the largest call seen,
+ * so a call allocates nothing.
  */
 export interface QuantKernels {
   /** The kernels' memory: blocks of every uploaded matrix plus scratch (it only grows). */
   readonly memory: WebAssembly.Memory
-  /** Bytes of blocks held for the realm's matrices. */
+  /** Bytes of weights held for the realm's matrices (blocks, and fp32 values of fp32 matrices). */
   readonly weightBytes: number
   /** The matrix's blocks in kernel memory, copied on first use. Throws on blocks that do not match its shape. */
-  upload(w: QuantizedTensor): QuantMatrix
+  upload(w: QuantizedTensor): KernelMatrix
+  /** An fp32 matrix (rows, cols) in kernel memory, copied on first use of `data`. */
+  uploadF32(name: string, data: Float32Array, rows: number, cols: number): KernelMatrix
   /**
    * out (rows, w.rows) = x (rows, w.cols) @ W^T; x and out may be longer than that (the first
    * values are used). Multi-row calls read the weights once for all rows.
    */
-  matvec(w: QuantMatrix, x: Float32Array, rows: number, out: Float32Array): void
+  matvec(w: KernelMatrix, x: Float32Array, rows: number, out: Float32Array): void
 }
 
-/** A quantized matrix (out = rows, in = cols) living in kernel memory. */
-export interface QuantMatrix {
+/** A weight matrix (out = rows, in = cols) living in kernel memory. */
+export interface KernelMatrix {
   readonly name: string
-  readonly type: QuantizedTensor['type']
+  readonly type: QuantizedTensor['type'] | 'f32'
   readonly rows: number
   readonly cols: number
   readonly at: number // byte offset of its blocks in kernel memory
@@ -37,6 +41,7 @@ interface KernelExports {
   init(f16Table: number): void
   matvecQ8_0(w: number, x: number, out: number, rows: number, outDim: number, inDim: number, scratch: number): void
   matvecQ4_0(w: number, x: number, out: number, rows: number, outDim: number, inDim: number, scratch: number): void
+  matvecF32(w: number, x: number, out: number, rows: number, outDim: number, inDim: number): void
 }
 
 const PAGE = 65536
@@ -70,9 +75,9 @@ async function instantiate(): Promise<QuantKernels> {
     }
   }
 
-  const uploaded = new WeakMap<QuantizedTensor, QuantMatrix>()
+  const uploaded = new WeakMap<QuantizedTensor | Float32Array, KernelMatrix>()
   let weightBytes = 0
-  // a matrix garbage-collected with its QuantizedTensor frees its blocks
+  // a matrix garbage-collected with its QuantizedTensor (or Float32Array) frees its bytes
   const forget = new FinalizationRegistry<{ at: number; bytes: number }>(({ at, bytes }) => {
     arena.free(at, bytes)
     weightBytes -= bytes
@@ -84,6 +89,13 @@ async function instantiate(): Promise<QuantKernels> {
     if (bytes <= scratch.bytes) return
     if (scratch.bytes) arena.free(scratch.at, scratch.bytes)
     scratch = { at: arena.alloc(bytes), bytes }
+  }
+
+  const keep = (key: QuantizedTensor | Float32Array, m: KernelMatrix, bytes: number): KernelMatrix => {
+    weightBytes += bytes
+    uploaded.set(key, m)
+    forget.register(key, { at: m.at, bytes })
+    return m
   }
 
   return {
@@ -102,11 +114,18 @@ async function instantiate(): Promise<QuantKernels> {
       const at = arena.alloc(bytes)
       views()
       heapBytes.set(w.blocks, at)
-      weightBytes += bytes
-      const m: QuantMatrix = { name: w.name, type: w.type, rows, cols, at }
-      uploaded.set(w, m)
-      forget.register(w, { at, bytes })
-      return m
+      return keep(w, { name: w.name, type: w.type, rows, cols, at }, bytes)
+    },
+    uploadF32(name, data, rows, cols) {
+      const known = uploaded.get(data)
+      if (known) return known
+      if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(cols) && cols > 0 && data.length === rows * cols)) {
+        throw new TabmeshError('model-mismatch', `${name}: ${data.length} values, expected (${rows}, ${cols})`)
+      }
+      const at = arena.alloc(data.byteLength)
+      views()
+      heap.set(data, at >> 2)
+      return keep(data, { name, type: 'f32', rows, cols, at }, data.byteLength)
     },
     matvec(w, x, rows, out) {
       const { rows: d, cols: n } = w
@@ -115,14 +134,14 @@ async function instantiate(): Promise<QuantKernels> {
       }
       const xCount = rows * n
       const outCount = rows * d
-      ensureScratch(4 * (xCount + outCount + (rows > 1 ? n + n / QUANT_BLOCK_SIZE : 0)))
+      ensureScratch(4 * (xCount + outCount + (rows > 1 && w.type !== 'f32' ? n + n / QUANT_BLOCK_SIZE : 0)))
       views()
       const xAt = scratch.at >> 2
       const outAt = xAt + xCount
       if (x.length === xCount) heap.set(x, xAt)
       else for (let i = 0; i < xCount; i++) heap[xAt + i] = x[i]
-      const kernel = w.type === 'q8_0' ? k.matvecQ8_0 : k.matvecQ4_0
-      kernel(w.at, xAt << 2, outAt << 2, rows, d, n, (outAt + outCount) << 2)
+      if (w.type === 'f32') k.matvecF32(w.at, xAt << 2, outAt << 2, rows, d, n)
+      else (w.type === 'q8_0' ? k.matvecQ8_0 : k.matvecQ4_0)(w.at, xAt << 2, outAt << 2, rows, d, n, (outAt + outCount) << 2)
       for (let i = 0; i < outCount; i++) out[i] = heap[outAt + i]
     },
   }

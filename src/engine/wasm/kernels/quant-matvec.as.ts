@@ -1,5 +1,6 @@
 // AssemblyScript (compiled to WebAssembly by vite-plugin-asc.ts, not by tsc): products of Q8_0 /
-// Q4_0 weight matrices kept in their GGML blocks with fp32 inputs, in 128-bit SIMD.
+// Q4_0 weight matrices kept in their GGML blocks with fp32 inputs, in 128-bit SIMD (and of the
+// fp32 matrices a quantized model keeps beside them, matvecF32).
 //
 //   out (rows, outDim) = x (rows, inDim) @ W^T, W (outDim, inDim) in blocks of 32 inputs
 //   out[r, i] = sum_b d_b * sum_j q_bj * x[r, 32 b + j]
@@ -202,6 +203,32 @@ export function matvecQ4_0(w: usize, x: usize, out: usize, rows: i32, outDim: i3
         v128.store32_lane(scales + (<usize>b << 2), scaleOf(at), 0)
       }
       rowsFromScratch(scratch, x, out, rows, outDim, inDim, i)
+    }
+  }
+}
+
+/**
+ * out (rows, outDim) = x (rows, inDim) @ W^T for fp32 W (outDim, inDim) at w: four lane sums of
+ * 16 inputs per step, then the inDim % 16 left over one by one. Each weight row is read once
+ * from memory and then from cache for every input row.
+ */
+export function matvecF32(w: usize, x: usize, out: usize, rows: i32, outDim: i32, inDim: i32): void {
+  const rowBytes = <usize>inDim << 2
+  const vectorEnd = <usize>(inDim & ~15) << 2
+  for (let i = 0; i < outDim; i++) {
+    const wr = w + <usize>i * rowBytes
+    for (let r = 0; r < rows; r++) {
+      const xr = x + <usize>r * rowBytes
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0)
+      for (let p: usize = 0; p < vectorEnd; p += 64) {
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(wr + p), v128.load(xr + p)))
+        a1 = f32x4.add(a1, f32x4.mul(v128.load(wr + p, 16), v128.load(xr + p, 16)))
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(wr + p, 32), v128.load(xr + p, 32)))
+        a3 = f32x4.add(a3, f32x4.mul(v128.load(wr + p, 48), v128.load(xr + p, 48)))
+      }
+      let sum = laneSum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)))
+      for (let p = vectorEnd; p < rowBytes; p += 4) sum += load<f32>(wr + p) * load<f32>(xr + p)
+      store<f32>(out + (<usize>(r * outDim + i) << 2), sum)
     }
   }
 }

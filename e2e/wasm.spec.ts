@@ -83,6 +83,18 @@ test(`Q8_0 / Q4_0 weights run on the SIMD kernels: greedy ids equal the referenc
   }
 })
 
+test('in a worker, the SIMD kernels split large products over helper threads and give the bits one thread gives', async () => {
+  for (const name of ['llama15M-q8_0', 'llama15M-q4_0']) {
+    const r = await page.evaluate((n) => window.wasmLab.inWorker('kernel-threads').kernelThreads(n, 8), name)
+    console.log(`${name}: ${r.threads} threads, ${r.msPerToken.all.toFixed(1)} ms/token; 1 thread ${r.msPerToken.one.toFixed(1)} ms/token`)
+    expect(r.threads).toBe(Math.min(4, r.hardwareConcurrency))
+    expect(r.threads).toBeGreaterThan(1)
+    expect(r.ids).toHaveLength(8)
+    expect(r.identical).toBe(true)
+  }
+  await page.evaluate(() => window.wasmLab.closeWorker('kernel-threads'))
+})
+
 test('a prompt read in one batch matches one position at a time', async () => {
   const prompt = Array.from({ length: 48 }, (_, i) => (i * 37 + 5) % 512)
   expect(await page.evaluate((p) => window.wasmLab.batchedVsStepwise('stories260K', p), prompt)).toBeLessThan(HIDDEN_TOLERANCE)

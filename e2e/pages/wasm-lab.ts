@@ -4,6 +4,7 @@ import { generateTokens } from '../../src/engine/generate.ts'
 import { createPipelineEngine } from '../../src/engine/pipeline.ts'
 import { createReferenceEngine } from '../../src/engine/reference.ts'
 import { createWasmEngine, loadOrt, ortThreads } from '../../src/engine/wasm/index.ts'
+import { loadQuantKernels } from '../../src/engine/wasm/quant-kernels.ts'
 import { createRng } from '../../src/lib/rng.ts'
 import { memorySource } from '../../src/model/byte-source.ts'
 import { loadLlama2c } from '../../src/model/llama2c.ts'
@@ -230,6 +231,35 @@ const lab = {
     const msPerToken = (performance.now() - t0) / tokens
     const engineWeightBytes = (e as Engine & { weightBytes?: number }).weightBytes // the webgpu engine's GPU weight buffers
     return { backend, model: name, tokens, msPerToken, tokensPerSecond: 1000 / msPerToken, weightBytesPerToken: weightBytesPerToken(await model(name)), wasmHeapBytes: ortHeapBytes(), engineWeightBytes }
+  },
+  /**
+   * The SIMD kernels' threads here, and greedy decode of `tokens` steps on the wasm engine with
+   * products split over all of them and on one thread: the logits of every step, compared bit for bit.
+   */
+  async kernelThreads(name: string, tokens: number) {
+    const kernels = await loadQuantKernels()
+    const e = await engine(name, 'wasm')
+    const threads = kernels.threads
+    const decode = async (n: number) => {
+      kernels.setThreads(n)
+      await e.reset()
+      const logits: number[] = []
+      const ids: number[] = []
+      let hidden = await e.forward(await e.embed(Int32Array.of(e.config.bosId)), Int32Array.of(0))
+      const t0 = performance.now()
+      for (let step = 1; step <= tokens; step++) {
+        const l = await e.head(hidden)
+        logits.push(...l)
+        ids.push(argmax(l))
+        hidden = await e.forward(await e.embed(Int32Array.of(ids[ids.length - 1])), Int32Array.of(step))
+      }
+      return { logits, ids, msPerToken: (performance.now() - t0) / tokens }
+    }
+    const all = await decode(threads)
+    const one = await decode(1)
+    kernels.setThreads(threads)
+    const identical = all.logits.length === one.logits.length && all.logits.every((v, i) => Object.is(v, one.logits[i]))
+    return { threads, hardwareConcurrency: navigator.hardwareConcurrency, identical, ids: all.ids, msPerToken: { all: all.msPerToken, one: one.msPerToken } }
   },
   bandwidth(threads: number, megabytes = 512): Promise<BandwidthResult> {
     return measureStreamRead(threads, megabytes)

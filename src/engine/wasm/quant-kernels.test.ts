@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createRng, type Rng } from '../../lib/rng.ts'
 import { dequantizeTensor, QUANT_BLOCK_BYTES, quantizedMatvec, quantizeTensor, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
-import { loadQuantKernels } from './quant-kernels.ts'
+import { createQuantKernels, loadQuantKernels } from './quant-kernels.ts'
 
 /**
  * Tolerance against quantizedMatvec (the TypeScript twin), as max |kernel - twin| over max |twin|
@@ -121,6 +121,27 @@ describe('Q8_0 / Q4_0 / f32 SIMD kernels (AssemblyScript) against quantizedMatve
       }
     }
     expect(() => k.uploadF32('short', new Float32Array(10), 3, 4)).toThrow(expect.objectContaining({ code: 'model-mismatch' }))
+  })
+
+  it('the shared-memory build (the one helper threads run) gives the same bits as the plain one', async () => {
+    const plain = await loadQuantKernels()
+    const shared = await createQuantKernels({ shared: true, helpers: 0 })
+    expect(shared.memory.buffer).toBeInstanceOf(SharedArrayBuffer)
+    expect(plain.memory.buffer).toBeInstanceOf(ArrayBuffer)
+    expect(shared.threads).toBe(1)
+    const rng = createRng(77)
+    for (const type of ['q8_0', 'q4_0', 'f32'] as const) {
+      const [d, n] = [96, 320]
+      const values = randoms(rng, d * n)
+      const w = type === 'f32' ? undefined : quantizeTensor(type, [d, n], values, type)
+      for (const rows of [1, 5]) {
+        const x = randoms(rng, rows * n)
+        const a = new Float32Array(rows * d), b = new Float32Array(rows * d)
+        plain.matvec(w ? plain.upload(w) : plain.uploadF32('f32', values, d, n), x, rows, a)
+        shared.matvec(w ? shared.upload(w) : shared.uploadF32('f32', values, d, n), x, rows, b)
+        expect(b).toEqual(a)
+      }
+    }
   })
 
   it('keeps a matrix as its blocks: kernel memory grows by the block bytes, not 4 bytes a weight', async () => {

@@ -1,6 +1,7 @@
 import { TabmeshError } from '../../errors.ts'
 import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor } from '../../model/quant.ts'
-import kernelWasm from './kernels/quant-matvec.as.ts?wasm-bytes'
+import kernelWasm, { shared as sharedKernelWasm } from './kernels/quant-matvec.as.ts?wasm-bytes'
+import { CONTROL, CONTROL_LENGTH, KERNEL, SPIN_MS, type KernelExports } from './kernels/thread-control.ts'
 
 /**
  * The Q8_0 / Q4_0 SIMD kernels (kernels/quant-matvec.as.ts) with their memory: one instance per
@@ -10,13 +11,19 @@ import kernelWasm from './kernels/quant-matvec.as.ts?wasm-bytes'
  * bytes back. The fp32 matrices a quantized model keeps (a classifier tied to the embedding table,
  * rows that do not fill blocks) are copied likewise, keyed by their Float32Array, for the fp32
  * kernel. Inputs and outputs pass through one scratch region that grows to the largest call seen,
- * so a call allocates nothing.
+ * so a call allocates nothing. In a cross-origin isolated worker, helper threads
+ * (kernels/kernel-thread.worker.ts) on a shared memory take a share of each large product's weight
+ * rows; rows are computed alike on any thread, so the results do not depend on the split.
  */
 export interface QuantKernels {
   /** The kernels' memory: blocks of every uploaded matrix plus scratch (it only grows). */
   readonly memory: WebAssembly.Memory
   /** Bytes of weights held for the realm's matrices (blocks, and fp32 values of fp32 matrices). */
   readonly weightBytes: number
+  /** Threads a large product is split over (this one and helper threads), by weight rows. */
+  readonly threads: number
+  /** Uses at most n threads per product (tests, benchmarks); the helpers stay. */
+  setThreads(n: number): void
   /** The matrix's blocks in kernel memory, copied on first use. Throws on blocks that do not match its shape. */
   upload(w: QuantizedTensor): KernelMatrix
   /** An fp32 matrix (rows, cols) in kernel memory, copied on first use of `data`. */
@@ -37,41 +44,72 @@ export interface KernelMatrix {
   readonly at: number // byte offset of its blocks in kernel memory
 }
 
-interface KernelExports {
-  init(f16Table: number): void
-  matvecQ8_0(w: number, x: number, out: number, rows: number, outDim: number, inDim: number, scratch: number): void
-  matvecQ4_0(w: number, x: number, out: number, rows: number, outDim: number, inDim: number, scratch: number): void
-  matvecF32(w: number, x: number, out: number, rows: number, outDim: number, inDim: number): void
-}
-
 const PAGE = 65536
 const MAX_PAGES = 65536 // 4 GiB: wasm32's limit
 const ALIGN = 16
 const F16_TABLE_BYTES = 65536 * 4 // (65536) f32: every block scale's value
+/** Threads one product may use (the owner and its helpers), at most. */
+const MAX_THREADS = 4
+/** Products smaller than this many weights stay on one thread: waking a helper costs tens of microseconds. */
+const SPLIT_MIN_WEIGHTS = 1 << 17
+const HELPER_START_MS = 10_000
+const HELPER_ANSWER_MS = 30_000
+
+export interface QuantKernelOptions {
+  /** Helper threads besides the caller's (default: up to MAX_THREADS - 1 when this realm can block on Atomics.wait: a cross-origin isolated worker). */
+  helpers?: number
+  /** Build on a shared memory even without helpers (default: when helpers are used). */
+  shared?: boolean
+}
 
 let kernels: Promise<QuantKernels> | undefined
 
-/** The realm's kernels, instantiated on first call. */
+/** The realm's kernels, instantiated on first call, with helper threads where the realm allows them. */
 export function loadQuantKernels(): Promise<QuantKernels> {
-  kernels ??= instantiate().catch((err: unknown) => {
+  kernels ??= createQuantKernels().catch((err: unknown) => {
     kernels = undefined
-    throw new TabmeshError('backend', `the WASM SIMD kernels could not start (WebAssembly SIMD needed): ${(err as Error).message}`)
+    throw err
   })
   return kernels
 }
 
-async function instantiate(): Promise<QuantKernels> {
-  const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES })
-  const instance = await WebAssembly.instantiate(await WebAssembly.compile(kernelWasm), { env: { memory } })
-  const k = instance.exports as unknown as KernelExports
+/**
+ * Helper threads need a worker (only a worker may block in Atomics.wait while they run),
+ * SharedArrayBuffer (cross-origin isolation) and more than one core.
+ */
+function helperThreadsHere(): number {
+  const g = globalThis as { WorkerGlobalScope?: unknown; crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number } }
+  if (g.WorkerGlobalScope === undefined || g.crossOriginIsolated !== true || typeof Worker === 'undefined' || typeof SharedArrayBuffer === 'undefined') return 0
+  return Math.max(0, Math.min(MAX_THREADS, g.navigator?.hardwareConcurrency ?? 1) - 1)
+}
+
+/** New kernels with their own memory (loadQuantKernels keeps one per realm; tests make others). */
+export async function createQuantKernels(options: QuantKernelOptions = {}): Promise<QuantKernels> {
+  const wantHelpers = options.helpers ?? helperThreadsHere()
+  const shared = options.shared ?? wantHelpers > 0
+  let memory: WebAssembly.Memory
+  let module: WebAssembly.Module
+  let k: KernelExports
+  try {
+    memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared })
+    module = await WebAssembly.compile(shared ? sharedKernelWasm : kernelWasm)
+    k = (await WebAssembly.instantiate(module, { env: { memory } })).exports as unknown as KernelExports
+  } catch (err) {
+    throw new TabmeshError('backend', `the WASM SIMD kernels could not start (WebAssembly SIMD needed${shared ? ', and shared memory' : ''}): ${(err as Error).message}`)
+  }
   const arena = createArena(memory)
-  k.init(arena.alloc(F16_TABLE_BYTES))
+  const f16Table = arena.alloc(F16_TABLE_BYTES)
+  k.init(f16Table, true)
+  const helpers = wantHelpers > 0 ? await startHelpers(module, memory, f16Table, wantHelpers) : []
+  let threads = 1 + helpers.length // threads a product uses
   let heap = new Float32Array(memory.buffer) // (memory bytes / 4) views the memory; remade when it grows
   let heapBytes = new Uint8Array(memory.buffer)
+  let viewsOf = arena.grows
   const views = () => {
-    if (heap.buffer !== memory.buffer) {
+    if (viewsOf !== arena.grows) {
       heap = new Float32Array(memory.buffer)
       heapBytes = new Uint8Array(memory.buffer)
+      viewsOf = arena.grows
     }
   }
 
@@ -82,15 +120,6 @@ async function instantiate(): Promise<QuantKernels> {
     arena.free(at, bytes)
     weightBytes -= bytes
   })
-
-  // scratch, one region: x (rows, cols), out (rows, out), widened codes of one weight row (cols + cols / 32)
-  let scratch = { at: 0, bytes: 0 }
-  const ensureScratch = (bytes: number) => {
-    if (bytes <= scratch.bytes) return
-    if (scratch.bytes) arena.free(scratch.at, scratch.bytes)
-    scratch = { at: arena.alloc(bytes), bytes }
-  }
-
   const keep = (key: QuantizedTensor | Float32Array, m: KernelMatrix, bytes: number): KernelMatrix => {
     weightBytes += bytes
     uploaded.set(key, m)
@@ -98,9 +127,33 @@ async function instantiate(): Promise<QuantKernels> {
     return m
   }
 
+  // scratch, one region: x (rows, cols), out (rows, out), per thread the widened codes of one weight row (cols + cols / 32)
+  let scratch = { at: 0, bytes: 0 }
+  const ensureScratch = (bytes: number) => {
+    if (bytes <= scratch.bytes) return
+    if (scratch.bytes) arena.free(scratch.at, scratch.bytes)
+    scratch = { at: arena.alloc(bytes), bytes }
+  }
+
+  const waitFor = (c: Int32Array) => {
+    const seq = Atomics.load(c, CONTROL.seq)
+    const until = performance.now() + SPIN_MS
+    while (Atomics.load(c, CONTROL.done) !== seq && performance.now() < until) { /* poll: the share is usually nearly done */ }
+    for (let done = Atomics.load(c, CONTROL.done); done !== seq; done = Atomics.load(c, CONTROL.done)) {
+      if (Atomics.wait(c, CONTROL.done, done, HELPER_ANSWER_MS) === 'timed-out' && Atomics.load(c, CONTROL.done) !== seq) {
+        throw new TabmeshError('backend', `a WASM kernel thread did not answer within ${HELPER_ANSWER_MS / 1000} s`)
+      }
+    }
+  }
+
   return {
     memory,
     get weightBytes() { return weightBytes },
+    get threads() { return threads },
+    setThreads(n) {
+      if (!(Number.isInteger(n) && n >= 1)) throw new TabmeshError('bad-argument', `threads: ${n} is not a positive integer`)
+      threads = Math.min(n, 1 + helpers.length)
+    },
     upload(w) {
       const known = uploaded.get(w)
       if (known) return known
@@ -134,17 +187,65 @@ async function instantiate(): Promise<QuantKernels> {
       }
       const xCount = rows * n
       const outCount = rows * d
-      ensureScratch(4 * (xCount + outCount + (rows > 1 && w.type !== 'f32' ? n + n / QUANT_BLOCK_SIZE : 0)))
+      const widened = rows > 1 && w.type !== 'f32' ? n + n / QUANT_BLOCK_SIZE : 0 // f32 per thread
+      ensureScratch(4 * (xCount + outCount + widened * (1 + helpers.length)))
       views()
       const xAt = scratch.at >> 2
       const outAt = xAt + xCount
+      const widenAt = (outAt + outCount) << 2
       if (x.length === xCount) heap.set(x, xAt)
       else for (let i = 0; i < xCount; i++) heap[xAt + i] = x[i]
-      if (w.type === 'f32') k.matvecF32(w.at, xAt << 2, outAt << 2, rows, d, n)
-      else (w.type === 'q8_0' ? k.matvecQ8_0 : k.matvecQ4_0)(w.at, xAt << 2, outAt << 2, rows, d, n, (outAt + outCount) << 2)
+      // weight rows split evenly: helper p - 1 runs part p, this thread part 0
+      const parts = d * n >= SPLIT_MIN_WEIGHTS ? Math.min(threads, d) : 1
+      const bound = (p: number) => Math.round((d * p) / parts)
+      const kernel = KERNEL[w.type]
+      for (let p = 1; p < parts; p++) {
+        const c = helpers[p - 1].control
+        c[CONTROL.kernel] = kernel
+        c[CONTROL.w] = w.at
+        c[CONTROL.x] = xAt << 2
+        c[CONTROL.out] = outAt << 2
+        c[CONTROL.rows] = rows
+        c[CONTROL.outDim] = d
+        c[CONTROL.inDim] = n
+        c[CONTROL.scratch] = widenAt + 4 * widened * p
+        c[CONTROL.first] = bound(p)
+        c[CONTROL.last] = bound(p + 1)
+        Atomics.add(c, CONTROL.seq, 1)
+        Atomics.notify(c, CONTROL.seq)
+      }
+      if (w.type === 'f32') k.matvecF32(w.at, xAt << 2, outAt << 2, rows, d, n, 0, bound(1))
+      else (w.type === 'q8_0' ? k.matvecQ8_0 : k.matvecQ4_0)(w.at, xAt << 2, outAt << 2, rows, d, n, widenAt, 0, bound(1))
+      for (let p = 1; p < parts; p++) waitFor(helpers[p - 1].control)
       for (let i = 0; i < outCount; i++) out[i] = heap[outAt + i]
     },
   }
+}
+
+interface Helper {
+  worker: Worker
+  control: Int32Array // (CONTROL_LENGTH) over a SharedArrayBuffer
+}
+
+/** Starts up to `count` helper threads on the shared memory; those that do not answer in time are left out. */
+async function startHelpers(module: WebAssembly.Module, memory: WebAssembly.Memory, f16Table: number, count: number): Promise<Helper[]> {
+  const helpers: Helper[] = []
+  for (let i = 0; i < count; i++) {
+    const control = new Int32Array(new SharedArrayBuffer(CONTROL_LENGTH * 4))
+    const worker = new Worker(new URL('./kernels/kernel-thread.worker.ts', import.meta.url), { type: 'module', name: `tabmesh-kernel-thread-${i + 1}` })
+    const ready = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), HELPER_START_MS)
+      worker.onmessage = () => { clearTimeout(timer); resolve(true) }
+      worker.onerror = () => { clearTimeout(timer); resolve(false) }
+      worker.postMessage({ module, memory, control: control.buffer, f16Table })
+    })
+    if (!ready) {
+      worker.terminate()
+      break
+    }
+    helpers.push({ worker, control })
+  }
+  return helpers
 }
 
 /**
@@ -156,6 +257,8 @@ function createArena(memory: WebAssembly.Memory) {
   let top = 0 // end of the highest region in use
   const round = (bytes: number) => Math.ceil(bytes / ALIGN) * ALIGN
   return {
+    /** How many times the memory grew (its buffer, and views of it, change each time). */
+    grows: 0,
     alloc(size: number): number {
       const bytes = round(size)
       for (let i = 0; i < holes.length; i++) {
@@ -172,6 +275,7 @@ function createArena(memory: WebAssembly.Memory) {
         const pages = Math.ceil((end - memory.buffer.byteLength) / PAGE)
         try {
           memory.grow(pages)
+          this.grows++
         } catch {
           throw new TabmeshError('backend', `the WASM kernels' memory cannot grow to ${end} bytes (out of memory)`)
         }

@@ -24,10 +24,13 @@ let f16Table: usize = 0
 /** Sum of the bytes touched ahead (touchRow): kept so the loads are not optimized away. */
 let touched: u32 = 0
 
-/** Fills the f16 table (65536 f32, 256 KiB) at `table`. */
-export function init(table: usize): void {
+/**
+ * Uses the f16 table (65536 f32, 256 KiB) at `table`, filling it when `fill` (an instance on a
+ * memory another instance already filled, a helper thread's, only points at it).
+ */
+export function init(table: usize, fill: bool): void {
   f16Table = table
-  for (let h: u32 = 0; h < 65536; h++) store<f32>(table + (<usize>h << 2), f16ToF32(h))
+  if (fill) for (let h: u32 = 0; h < 65536; h++) store<f32>(table + (<usize>h << 2), f16ToF32(h))
 }
 
 /** Block scale d of the block at `at`, from its f16 bits. */
@@ -149,15 +152,16 @@ export function init(table: usize): void {
 }
 
 /**
- * out (rows, outDim) = x (rows, inDim) @ W^T for W in Q8_0 blocks at w. scratch: (inDim + inDim / 32)
- * f32, used when rows > 1.
+ * out (rows, outDim) = x (rows, inDim) @ W^T for W in Q8_0 blocks at w, weight rows [first, last)
+ * (the outputs of those rows; threads split a product by rows). scratch: (inDim + inDim / 32) f32,
+ * used when rows > 1, one per thread.
  */
-export function matvecQ8_0(w: usize, x: usize, out: usize, rows: i32, outDim: i32, inDim: i32, scratch: usize): void {
+export function matvecQ8_0(w: usize, x: usize, out: usize, rows: i32, outDim: i32, inDim: i32, scratch: usize, first: i32, last: i32): void {
   const blocks = inDim >> 5
   const rowBytes = <usize>blocks * Q8_0_BYTES
-  for (let i = 0; i < outDim; i++) {
+  for (let i = first; i < last; i++) {
     const wr = w + <usize>i * rowBytes
-    if (i + 1 < outDim) touchRow(wr + rowBytes, rowBytes)
+    if (i + 1 < last) touchRow(wr + rowBytes, rowBytes)
     if (rows == 1) {
       let acc = f32x4.splat(0)
       for (let b = 0; b < blocks; b++) {
@@ -179,12 +183,12 @@ export function matvecQ8_0(w: usize, x: usize, out: usize, rows: i32, outDim: i3
 }
 
 /** As matvecQ8_0 for W in Q4_0 blocks. */
-export function matvecQ4_0(w: usize, x: usize, out: usize, rows: i32, outDim: i32, inDim: i32, scratch: usize): void {
+export function matvecQ4_0(w: usize, x: usize, out: usize, rows: i32, outDim: i32, inDim: i32, scratch: usize, first: i32, last: i32): void {
   const blocks = inDim >> 5
   const rowBytes = <usize>blocks * Q4_0_BYTES
-  for (let i = 0; i < outDim; i++) {
+  for (let i = first; i < last; i++) {
     const wr = w + <usize>i * rowBytes
-    if (i + 1 < outDim) touchRow(wr + rowBytes, rowBytes)
+    if (i + 1 < last) touchRow(wr + rowBytes, rowBytes)
     if (rows == 1) {
       let acc = f32x4.splat(0)
       for (let b = 0; b < blocks; b++) {
@@ -210,12 +214,12 @@ export function matvecQ4_0(w: usize, x: usize, out: usize, rows: i32, outDim: i3
 /**
  * out (rows, outDim) = x (rows, inDim) @ W^T for fp32 W (outDim, inDim) at w: four lane sums of
  * 16 inputs per step, then the inDim % 16 left over one by one. Each weight row is read once
- * from memory and then from cache for every input row.
+ * from memory and then from cache for every input row. Weight rows [first, last), as above.
  */
-export function matvecF32(w: usize, x: usize, out: usize, rows: i32, outDim: i32, inDim: i32): void {
+export function matvecF32(w: usize, x: usize, out: usize, rows: i32, outDim: i32, inDim: i32, first: i32, last: i32): void {
   const rowBytes = <usize>inDim << 2
   const vectorEnd = <usize>(inDim & ~15) << 2
-  for (let i = 0; i < outDim; i++) {
+  for (let i = first; i < last; i++) {
     const wr = w + <usize>i * rowBytes
     for (let r = 0; r < rows; r++) {
       const xr = x + <usize>r * rowBytes

@@ -24,7 +24,7 @@ export interface WasmEngineOptions extends OrtOptions, GraphOptions {
   /**
    * How a slice's Q8_0 / Q4_0 matrices run (when it keeps any, and `dequantize` is not set):
    * 'simd' (default): the reference forward pass with this project's WASM SIMD kernels reading the
-   * blocks (quant-engine.ts); 'matmulnbits': the onnxruntime graphs with MatMulNBits nodes, which
+   * blocks (quant-engine.ts; helper threads in a cross-origin isolated worker); 'matmulnbits': the onnxruntime graphs with MatMulNBits nodes, which
    * onnxruntime-web's wasm build dequantizes in full on every call (several times slower; kept for
    * comparison).
    */

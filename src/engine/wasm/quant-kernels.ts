@@ -48,7 +48,7 @@ const PAGE = 65536
 const MAX_PAGES = 65536 // 4 GiB: wasm32's limit
 const ALIGN = 16
 const F16_TABLE_BYTES = 65536 * 4 // (65536) f32: every block scale's value
-/** Threads one product may use (the owner and its helpers), at most. */
+/** Threads one product may use (the owner and its helpers), at most: decode soon becomes bound by memory bandwidth, and every helper polls between products. */
 const MAX_THREADS = 4
 /** Products smaller than this many weights stay on one thread: waking a helper costs tens of microseconds. */
 const SPLIT_MIN_WEIGHTS = 1 << 17
@@ -85,7 +85,7 @@ function helperThreadsHere(): number {
 
 /** New kernels with their own memory (loadQuantKernels keeps one per realm; tests make others). */
 export async function createQuantKernels(options: QuantKernelOptions = {}): Promise<QuantKernels> {
-  const wantHelpers = options.helpers ?? helperThreadsHere()
+  const wantHelpers = typeof Worker === 'undefined' ? 0 : options.helpers ?? helperThreadsHere()
   const shared = options.shared ?? wantHelpers > 0
   let memory: WebAssembly.Memory
   let module: WebAssembly.Module

@@ -1,7 +1,7 @@
 import { TabmeshError } from '../../errors.ts'
 import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor } from '../../model/quant.ts'
 import kernelWasm, { shared as sharedKernelWasm } from './kernels/quant-matvec.as.ts?wasm-bytes'
-import { CONTROL, CONTROL_LENGTH, KERNEL, SPIN_MS, type KernelExports } from './kernels/thread-control.ts'
+import { controlLength, doneSlot, JOB, KERNEL, postSlot, runChunks, SPIN_MS, type KernelExports } from './kernels/thread-control.ts'
 
 /**
  * The Q8_0 / Q4_0 SIMD kernels (kernels/quant-matvec.as.ts) with their memory: one instance per
@@ -12,8 +12,9 @@ import { CONTROL, CONTROL_LENGTH, KERNEL, SPIN_MS, type KernelExports } from './
  * rows that do not fill blocks) are copied likewise, keyed by their Float32Array, for the fp32
  * kernel. Inputs and outputs pass through one scratch region that grows to the largest call seen,
  * so a call allocates nothing. In a cross-origin isolated worker, helper threads
- * (kernels/kernel-thread.worker.ts) on a shared memory take a share of each large product's weight
- * rows; rows are computed alike on any thread, so the results do not depend on the split.
+ * (kernels/kernel-thread.worker.ts) on a shared memory take chunks of each large product's weight
+ * rows (kernels/thread-control.ts); rows are computed alike on any thread, so the results do not
+ * depend on who took which.
  */
 export interface QuantKernels {
   /** The kernels' memory: blocks of every uploaded matrix plus scratch (it only grows). */
@@ -52,6 +53,8 @@ const F16_TABLE_BYTES = 65536 * 4 // (65536) f32: every block scale's value
 const MAX_THREADS = 4
 /** Products smaller than this many weights stay on one thread: waking a helper costs tens of microseconds. */
 const SPLIT_MIN_WEIGHTS = 1 << 17
+/** Chunks of rows per thread of a split product: a late or slow thread leaves its share to the others. */
+const CHUNKS_PER_THREAD = 4
 const HELPER_START_MS = 10_000
 const HELPER_ANSWER_MS = 30_000
 
@@ -100,8 +103,11 @@ export async function createQuantKernels(options: QuantKernelOptions = {}): Prom
   const arena = createArena(memory)
   const f16Table = arena.alloc(F16_TABLE_BYTES)
   k.init(f16Table, true)
-  const helpers = wantHelpers > 0 ? await startHelpers(module, memory, f16Table, wantHelpers) : []
-  let threads = 1 + helpers.length // threads a product uses
+  const started = wantHelpers > 0 ? await startHelpers(module, memory, f16Table, wantHelpers) : undefined
+  const helpers = started?.workers.length ?? 0
+  const control = started?.control ?? new Int32Array(0) // (controlLength(helpers)) the job and each helper's slots
+  let threads = 1 + helpers // threads a product uses
+  let jobId = 0
   let heap = new Float32Array(memory.buffer) // (memory bytes / 4) views the memory; remade when it grows
   let heapBytes = new Uint8Array(memory.buffer)
   let viewsOf = arena.grows
@@ -135,12 +141,13 @@ export async function createQuantKernels(options: QuantKernelOptions = {}): Prom
     scratch = { at: arena.alloc(bytes), bytes }
   }
 
-  const waitFor = (c: Int32Array) => {
-    const seq = Atomics.load(c, CONTROL.seq)
+  /** Helper h claimed job `id`: it is running its last chunk. */
+  const waitFor = (h: number, id: number) => {
+    const slot = doneSlot(h)
     const until = performance.now() + SPIN_MS
-    while (Atomics.load(c, CONTROL.done) !== seq && performance.now() < until) { /* poll: the share is usually nearly done */ }
-    for (let done = Atomics.load(c, CONTROL.done); done !== seq; done = Atomics.load(c, CONTROL.done)) {
-      if (Atomics.wait(c, CONTROL.done, done, HELPER_ANSWER_MS) === 'timed-out' && Atomics.load(c, CONTROL.done) !== seq) {
+    while (Atomics.load(control, slot) !== id && performance.now() < until) { /* poll */ }
+    for (let done = Atomics.load(control, slot); done !== id; done = Atomics.load(control, slot)) {
+      if (Atomics.wait(control, slot, done, HELPER_ANSWER_MS) === 'timed-out' && Atomics.load(control, slot) !== id) {
         throw new TabmeshError('backend', `a WASM kernel thread did not answer within ${HELPER_ANSWER_MS / 1000} s`)
       }
     }
@@ -152,7 +159,7 @@ export async function createQuantKernels(options: QuantKernelOptions = {}): Prom
     get threads() { return threads },
     setThreads(n) {
       if (!(Number.isInteger(n) && n >= 1)) throw new TabmeshError('bad-argument', `threads: ${n} is not a positive integer`)
-      threads = Math.min(n, 1 + helpers.length)
+      threads = Math.min(n, 1 + helpers)
     },
     upload(w) {
       const known = uploaded.get(w)
@@ -188,64 +195,62 @@ export async function createQuantKernels(options: QuantKernelOptions = {}): Prom
       const xCount = rows * n
       const outCount = rows * d
       const widened = rows > 1 && w.type !== 'f32' ? n + n / QUANT_BLOCK_SIZE : 0 // f32 per thread
-      ensureScratch(4 * (xCount + outCount + widened * (1 + helpers.length)))
+      ensureScratch(4 * (xCount + outCount + widened * (1 + helpers)))
       views()
       const xAt = scratch.at >> 2
       const outAt = xAt + xCount
       const widenAt = (outAt + outCount) << 2
       if (x.length === xCount) heap.set(x, xAt)
       else for (let i = 0; i < xCount; i++) heap[xAt + i] = x[i]
-      // weight rows split evenly: helper p - 1 runs part p, this thread part 0
-      const parts = d * n >= SPLIT_MIN_WEIGHTS ? Math.min(threads, d) : 1
-      const bound = (p: number) => Math.round((d * p) / parts)
-      const kernel = KERNEL[w.type]
-      for (let p = 1; p < parts; p++) {
-        const c = helpers[p - 1].control
-        c[CONTROL.kernel] = kernel
-        c[CONTROL.w] = w.at
-        c[CONTROL.x] = xAt << 2
-        c[CONTROL.out] = outAt << 2
-        c[CONTROL.rows] = rows
-        c[CONTROL.outDim] = d
-        c[CONTROL.inDim] = n
-        c[CONTROL.scratch] = widenAt + 4 * widened * p
-        c[CONTROL.first] = bound(p)
-        c[CONTROL.last] = bound(p + 1)
-        Atomics.add(c, CONTROL.seq, 1)
-        Atomics.notify(c, CONTROL.seq)
+      const used = d * n >= SPLIT_MIN_WEIGHTS ? Math.min(threads, d) : 1 // threads this product may use
+      if (used === 1) {
+        if (w.type === 'f32') k.matvecF32(w.at, xAt << 2, outAt << 2, rows, d, n, 0, d)
+        else (w.type === 'q8_0' ? k.matvecQ8_0 : k.matvecQ4_0)(w.at, xAt << 2, outAt << 2, rows, d, n, widenAt, 0, d)
+      } else {
+        control[JOB.kernel] = KERNEL[w.type]
+        control[JOB.w] = w.at
+        control[JOB.x] = xAt << 2
+        control[JOB.out] = outAt << 2
+        control[JOB.rows] = rows
+        control[JOB.outDim] = d
+        control[JOB.inDim] = n
+        control[JOB.scratch] = widenAt
+        control[JOB.scratchStride] = 4 * widened
+        control[JOB.chunks] = Math.min(d, used * CHUNKS_PER_THREAD)
+        Atomics.store(control, JOB.next, 0)
+        jobId = jobId >= 0x3fffffff ? 1 : jobId + 1
+        for (let h = 0; h < used - 1; h++) {
+          Atomics.store(control, postSlot(h), jobId)
+          Atomics.notify(control, postSlot(h))
+        }
+        runChunks(k, control, 0)
+        // a helper that has not claimed the job by now is not needed: withdraw it; wait for those running a chunk
+        for (let h = 0; h < used - 1; h++) if (Atomics.compareExchange(control, postSlot(h), jobId, 0) !== jobId) waitFor(h, jobId)
       }
-      if (w.type === 'f32') k.matvecF32(w.at, xAt << 2, outAt << 2, rows, d, n, 0, bound(1))
-      else (w.type === 'q8_0' ? k.matvecQ8_0 : k.matvecQ4_0)(w.at, xAt << 2, outAt << 2, rows, d, n, widenAt, 0, bound(1))
-      for (let p = 1; p < parts; p++) waitFor(helpers[p - 1].control)
       for (let i = 0; i < outCount; i++) out[i] = heap[outAt + i]
     },
   }
 }
 
-interface Helper {
-  worker: Worker
-  control: Int32Array // (CONTROL_LENGTH) over a SharedArrayBuffer
-}
-
-/** Starts up to `count` helper threads on the shared memory; those that do not answer in time are left out. */
-async function startHelpers(module: WebAssembly.Module, memory: WebAssembly.Memory, f16Table: number, count: number): Promise<Helper[]> {
-  const helpers: Helper[] = []
-  for (let i = 0; i < count; i++) {
-    const control = new Int32Array(new SharedArrayBuffer(CONTROL_LENGTH * 4))
-    const worker = new Worker(new URL('./kernels/kernel-thread.worker.ts', import.meta.url), { type: 'module', name: `tabmesh-kernel-thread-${i + 1}` })
+/** Starts up to `count` helper threads on the shared memory, in order; the first that does not answer in time ends the list. */
+async function startHelpers(module: WebAssembly.Module, memory: WebAssembly.Memory, f16Table: number, count: number): Promise<{ workers: Worker[]; control: Int32Array }> {
+  const control = new Int32Array(new SharedArrayBuffer(controlLength(count) * 4))
+  const workers: Worker[] = []
+  for (let helper = 0; helper < count; helper++) {
+    const worker = new Worker(new URL('./kernels/kernel-thread.worker.ts', import.meta.url), { type: 'module', name: `tabmesh-kernel-thread-${helper + 1}` })
     const ready = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), HELPER_START_MS)
       worker.onmessage = () => { clearTimeout(timer); resolve(true) }
       worker.onerror = () => { clearTimeout(timer); resolve(false) }
-      worker.postMessage({ module, memory, control: control.buffer, f16Table })
+      worker.postMessage({ module, memory, control: control.buffer, helper, f16Table })
     })
     if (!ready) {
       worker.terminate()
       break
     }
-    helpers.push({ worker, control })
+    workers.push(worker)
   }
-  return helpers
+  return { workers, control }
 }
 
 /**

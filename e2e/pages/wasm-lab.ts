@@ -9,10 +9,12 @@ import { createRng } from '../../src/lib/rng.ts'
 import { memorySource } from '../../src/model/byte-source.ts'
 import { loadLlama2c } from '../../src/model/llama2c.ts'
 import { getTensor, layerTensorName, LAYER_TENSORS, type ModelSlice, type SliceSpec } from '../../src/model/model.ts'
-import { quantizeTensor, type QuantizedTensor, type QuantType } from '../../src/model/quant.ts'
+import { quantizeSlice, type QuantType } from '../../src/model/quant.ts'
 import { fetchRegistry, loadRemoteSlice } from '../../src/model/remote.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES, type SyntheticShape } from '../../src/model/synthetic.ts'
 import { measureStreamRead, type BandwidthResult } from './stream-read.ts'
+import { argmax } from '../../src/engine/sampler.ts'
+import { relativeError } from '../../src/test/compare.ts'
 
 const ortHeapBytes = () => watchedWasmMemories().find((m) => m.buffer.byteLength > 0 && m !== undefined)?.buffer.byteLength ?? 0
 
@@ -37,29 +39,12 @@ async function webgpuFactory() {
 const models = new Map<string, Promise<ModelSlice>>()
 const engines = new Map<string, Promise<Engine>>()
 
-/**
- * `<model>-q8_0` / `<model>-q4_0`: the model with every matrix of whole 32-wide blocks (the
- * classifier too, the embedding table aside) kept in Q8_0 / Q4_0 blocks, as the engine worker
- * keeps a quantized GGUF.
- */
-async function quantizedModel(base: string, type: QuantType): Promise<ModelSlice> {
-  const m = await model(base)
-  const tensors = new Map(m.tensors)
-  const quantized = new Map<string, QuantizedTensor>()
-  for (const [name, t] of m.tensors) {
-    if (t.shape.length !== 2 || t.shape[1] % 32 || name === 'token_embedding') continue
-    quantized.set(name, quantizeTensor(name, [t.shape[0], t.shape[1]], t.data, type))
-    tensors.delete(name)
-  }
-  return { ...m, tensors, quantized }
-}
-
 function model(name: string): Promise<ModelSlice> {
   let m = models.get(name)
   if (!m) {
     m = (async () => {
       const q = /^(.*)-(q8_0|q4_0)$/.exec(name)
-      if (q) return quantizedModel(q[1], q[2] as QuantType)
+      if (q) return quantizeSlice(await model(q[1]), q[2] as QuantType)
       if (SHAPES[name]) return loadLlama2c(memorySource(makeSyntheticLlama2c(SHAPES[name], 1234)))
       const registry = await fetchRegistry(new URL('/', location.href).href)
       const entry = registry.models.find((e) => e.id === name)
@@ -97,23 +82,6 @@ function engine(name: string, backend: LabBackend): Promise<Engine> {
     engines.set(key, e)
   }
   return e
-}
-
-function argmax(x: Float32Array): number {
-  let best = 0
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i
-  return best
-}
-
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  if (actual.length !== expected.length) return Infinity
-  let diff = 0
-  let scale = 0
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]))
-    scale = Math.max(scale, Math.abs(expected[i]))
-  }
-  return diff / scale
 }
 
 /** Bytes a decode step streams: every layer's weights, the final norm and the classifier, as held (fp32 or blocks). */

@@ -8,7 +8,7 @@ import { memorySource } from '../../src/model/byte-source.ts'
 import { loadLlama2c } from '../../src/model/llama2c.ts'
 import { LAYER_TENSORS, layerTensorName, layerTensorShape, type ModelSlice, type RopeScaling, type Tensor } from '../../src/model/model.ts'
 import { dequantizeTensor, quantizeTensor, type QuantType } from '../../src/model/quant.ts'
-import { makeSyntheticLlama2c, type SyntheticShape } from '../../src/model/synthetic.ts'
+import { makeSyntheticLlama2c, withFamilyFeatures, type SyntheticShape } from '../../src/model/synthetic.ts'
 
 /**
  * The webgpu engine on llama-family variations, against the reference engine on the same slice:
@@ -54,22 +54,9 @@ interface Trace {
 /** The model for `o`: the slice the webgpu engine runs and the fp32 slice the reference runs. */
 export async function familyModel(o: Pick<FamilyOptions, 'bias' | 'scaling' | 'quant' | 'seed'>): Promise<{ gpu: ModelSlice; reference: ModelSlice }> {
   const base = await loadLlama2c(memorySource(makeSyntheticLlama2c(FAMILY_SHAPE, o.seed)))
-  const config = { ...base.config, attentionBias: o.bias || undefined, ropeScaling: o.scaling }
-  const rng = createRng(o.seed + 7)
-  const tensors = new Map(base.tensors)
-  const add = (name: string, length: number) => {
-    const data = Float32Array.from({ length }, () => rng.nextF32() - 0.5) // (length) in [-0.5, 0.5)
-    tensors.set(name, { name, shape: [length], data })
-  }
-  if (o.bias) {
-    // biases in ±0.5 move the logits by units (withoutBias), yet greedy runs still vary for most seeds
-    for (let l = 0; l < config.nLayers; l++) {
-      add(`layers.${l}.bq`, config.dim)
-      add(`layers.${l}.bk`, config.kvDim)
-      add(`layers.${l}.bv`, config.kvDim)
-    }
-  }
-  const reference: ModelSlice = { config, spec: base.spec, tensors }
+  // biases in ±0.5 move the logits by units (withoutBias), yet greedy runs still vary for most seeds
+  const reference = withFamilyFeatures(base, { biasSeed: o.bias ? o.seed + 7 : undefined, ropeScaling: o.scaling })
+  const { config, tensors } = reference
   if (!o.quant) return { gpu: reference, reference }
 
   const gpuTensors = new Map(tensors)

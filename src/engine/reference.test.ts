@@ -4,15 +4,9 @@ import syntheticFixtures from '../model/fixtures/runc-synthetic.json'
 import type { ModelSlice, SliceSpec } from '../model/model.ts'
 import { GOLDEN_IDS, loadStories, loadSynthetic, storiesTokenizer, type SyntheticName } from '../test/models.ts'
 import type { Engine } from './engine.ts'
-import { generateTokens, type GenerateOptions } from './generate.ts'
 import { createPipelineEngine } from './pipeline.ts'
 import { createReferenceEngine } from './reference.ts'
-
-async function collect(engine: Engine, prompt: number[], options: GenerateOptions): Promise<number[]> {
-  const out: number[] = []
-  for await (const t of generateTokens(engine, prompt, options)) out.push(t)
-  return out
-}
+import { collectTokens } from '../test/compare.ts'
 
 /** run.c generates steps + 1 - prompt tokens unless it stops on BOS; tabmesh also stops on EOS. */
 function expectedFromRunc(f: { steps: number; promptIds: number[]; genIds: number[] }) {
@@ -32,7 +26,7 @@ const split = (m: ModelSlice, cuts: number[]): Promise<Engine[]> => {
 describe('reference engine', () => {
   it('reproduces GOLDEN.md id for id', async () => {
     const engine = createReferenceEngine(await loadStories())
-    expect([1, ...await collect(engine, [1], { maxTokens: 64, temperature: 0, topP: 0.9, seed: 1 })]).toEqual(GOLDEN_IDS)
+    expect([1, ...await collectTokens(engine, [1], { maxTokens: 64, temperature: 0, topP: 0.9, seed: 1 })]).toEqual(GOLDEN_IDS)
   })
 
   it.each(generateFixtures.map((f) => [f.prompt, f.temperature, f.topp, f.seed, f] as const))(
@@ -41,14 +35,14 @@ describe('reference engine', () => {
       expect(tok.encode(prompt)).toEqual(f.promptIds)
       const { maxTokens, ids } = expectedFromRunc(f)
       const engine = createReferenceEngine(await loadStories())
-      expect(await collect(engine, f.promptIds, { maxTokens, temperature, topP, seed })).toEqual(ids)
+      expect(await collectTokens(engine, f.promptIds, { maxTokens, temperature, topP, seed })).toEqual(ids)
     })
 
   it.each(syntheticFixtures.map((f) => [f.model, f.prompt, f.temperature, f] as const))(
     'matches run.c on synthetic model %s, prompt %j, temperature %s', async (model, _prompt, temperature, f) => {
       const { maxTokens, ids } = expectedFromRunc(f)
       const engine = createReferenceEngine(await loadSynthetic(model as SyntheticName))
-      expect(await collect(engine, f.promptIds, { maxTokens, temperature, topP: f.topp, seed: f.seed })).toEqual(ids)
+      expect(await collectTokens(engine, f.promptIds, { maxTokens, temperature, topP: f.topp, seed: f.seed })).toEqual(ids)
     })
 
   it.each([
@@ -77,16 +71,16 @@ describe('reference engine', () => {
     const engine = createReferenceEngine(await loadStories())
     const prompt = storiesTokenizer().encode('Lily and Tom went to the park. They saw a big dog and a little cat.')
     const options = { maxTokens: 40, temperature: 0.8, topP: 0.9, seed: 9 }
-    const batched = await collect(engine, prompt, { ...options, prefillChunk: 64 })
-    const stepwise = await collect(engine, prompt, { ...options, prefillChunk: 1 })
+    const batched = await collectTokens(engine, prompt, { ...options, prefillChunk: 64 })
+    const stepwise = await collectTokens(engine, prompt, { ...options, prefillChunk: 1 })
     expect(stepwise).toEqual(batched)
     expect(batched.length).toBe(40)
   })
 
   it('refuses a prompt plus tokens past the context window before doing any work', async () => {
     const engine = createReferenceEngine(await loadStories())
-    await expect(collect(engine, [1, 2, 3], { maxTokens: 511, temperature: 0, topP: 0.9, seed: 1 })).rejects.toThrow(/needs 513 positions, but the model's context window is 512/)
-    expect((await collect(engine, [1, 2, 3], { maxTokens: 510, temperature: 0, topP: 0.9, seed: 1 })).length).toBeGreaterThan(0)
+    await expect(collectTokens(engine, [1, 2, 3], { maxTokens: 511, temperature: 0, topP: 0.9, seed: 1 })).rejects.toThrow(/needs 513 positions, but the model's context window is 512/)
+    expect((await collectTokens(engine, [1, 2, 3], { maxTokens: 510, temperature: 0, topP: 0.9, seed: 1 })).length).toBeGreaterThan(0)
   })
 
   it('refuses engine calls it cannot serve', async () => {
@@ -104,22 +98,12 @@ describe('reference engine on weights kept quantized', () => {
   // blocks by quantizedMatvec, against the same engine on the dequantized fp32 values: the numbers
   // are the same weights, only the summation order differs
   it.each(['q8_0', 'q4_0'] as const)('%s: logits within 1e-4 of the dequantized weights, identical greedy ids', async (type) => {
-    const { dequantizeTensor, quantizeTensor } = await import('../model/quant.ts')
+    const { dequantizeSlice, quantizeSlice } = await import('../model/quant.ts')
     const { integrityParts } = await import('../model/integrity.ts')
     const m = await loadStories()
-    const quantized = new Map<string, import('../model/quant.ts').QuantizedTensor>()
-    const tensors = new Map(m.tensors)
-    const dequantized = new Map(m.tensors)
-    for (const [name, t] of m.tensors) {
-      if (t.shape.length !== 2 || t.shape[1] % 32 || name === 'token_embedding') continue
-      const q = quantizeTensor(name, [t.shape[0], t.shape[1]], t.data, type)
-      quantized.set(name, q)
-      tensors.delete(name)
-      dequantized.set(name, { ...t, data: dequantizeTensor(q) })
-    }
-    expect(quantized.size).toBe(6 * m.config.nLayers + 1) // wq wk wv wo w1 w3 per layer, and the classifier
-    const kept: ModelSlice = { ...m, tensors, quantized }
-    const plain: ModelSlice = { ...m, tensors: dequantized }
+    const kept = quantizeSlice(m, type)
+    expect(kept.quantized!.size).toBe(6 * m.config.nLayers + 1) // wq wk wv wo w1 w3 per layer, and the classifier
+    const plain = dequantizeSlice(kept)
     expect(await integrityParts(kept)).toEqual(await integrityParts(plain)) // part hashes do not depend on the kept form
     const a = createReferenceEngine(kept)
     const b = createReferenceEngine(plain)
@@ -132,6 +116,6 @@ describe('reference engine on weights kept quantized', () => {
     await a.reset()
     await b.reset()
     const options = { maxTokens: 40, temperature: 0, topP: 0.9, seed: 1 }
-    expect(await collect(a, [1], options)).toEqual(await collect(b, [1], options))
+    expect(await collectTokens(a, [1], options)).toEqual(await collectTokens(b, [1], options))
   })
 })

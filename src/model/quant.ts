@@ -1,4 +1,5 @@
 import { TabmeshError } from '../errors.ts'
+import type { ModelSlice } from './model.ts'
 
 /**
  * GGML tensor types: block layouts, conversion to fp32, and the two quantizers tabmesh writes
@@ -381,6 +382,29 @@ export interface QuantizedTensor {
 
 export function quantizeTensor(name: string, shape: [number, number], data: Float32Array, type: QuantType): QuantizedTensor {
   return { name, shape, type, blocks: type === 'q8_0' ? quantizeQ8_0(data) : quantizeQ4_0(data) }
+}
+
+/**
+ * `slice` with every weight matrix whose rows fill blocks of 32 (layer matrices, classifier; the
+ * embedding table stays fp32 for row lookups) kept as `type` blocks, as a loader keeps a quantized
+ * GGUF. Tests and benchmarks make quantized models with it.
+ */
+export function quantizeSlice(slice: ModelSlice, type: QuantType): ModelSlice {
+  const tensors = new Map(slice.tensors)
+  const quantized = new Map<string, QuantizedTensor>()
+  for (const [name, t] of slice.tensors) {
+    if (t.shape.length !== 2 || t.shape[1] % QUANT_BLOCK_SIZE !== 0 || name === 'token_embedding') continue
+    quantized.set(name, quantizeTensor(name, [t.shape[0], t.shape[1]], t.data, type))
+    tensors.delete(name)
+  }
+  return { ...slice, tensors, quantized }
+}
+
+/** The same numbers in fp32: every quantized matrix of `slice` dequantized (what the fp32 oracle runs). */
+export function dequantizeSlice(slice: ModelSlice): ModelSlice {
+  const tensors = new Map(slice.tensors)
+  for (const [name, q] of slice.quantized ?? []) tensors.set(name, { name, shape: [...q.shape], data: dequantizeTensor(q) })
+  return { config: slice.config, spec: slice.spec, tensors }
 }
 
 export function dequantizeTensor(q: QuantizedTensor): Float32Array {

@@ -1,6 +1,6 @@
 import { createRng } from '../lib/rng.ts'
 import { writeLlama2c } from './llama2c.ts'
-import type { ModelConfig } from './model.ts'
+import { LAYER_BIAS_TENSORS, type ModelConfig, type ModelSlice, type RopeScaling } from './model.ts'
 
 /**
  * Synthetic llama2.c checkpoints with seeded random weights, for tests and benchmarks that need
@@ -48,3 +48,27 @@ export const SYNTHETIC_SHAPES = {
   /** plain multi-head attention (n_kv_heads == n_heads), shared classifier */
   multiHead: { dim: 32, hiddenDim: 64, nLayers: 3, nHeads: 4, nKvHeads: 4, vocabSize: 512, seqLen: 64, sharedClassifier: true },
 } satisfies Record<string, SyntheticShape>
+
+/** A llama3 RoPE scaling whose three frequency bands all occur at synthetic models' small head sizes. */
+export const SYNTHETIC_LLAMA3_SCALING: RopeScaling = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 32 }
+
+/**
+ * `slice` as another llama-family member, for engine tests: seeded random Qwen2-style q/k/v biases
+ * in [-0.5, 0.5) (config.attentionBias; they move the logits by units) when biasSeed is given, and
+ * the RoPE scaling given.
+ */
+export function withFamilyFeatures(slice: ModelSlice, o: { biasSeed?: number; ropeScaling?: RopeScaling }): ModelSlice {
+  const config: ModelConfig = { ...slice.config, attentionBias: o.biasSeed !== undefined || undefined, ropeScaling: o.ropeScaling }
+  const tensors = new Map(slice.tensors)
+  if (o.biasSeed !== undefined) {
+    const rng = createRng(o.biasSeed)
+    for (let l = 0; l < config.nLayers; l++) {
+      for (const b of LAYER_BIAS_TENSORS) {
+        const name = `layers.${l}.${b}`
+        const size = b === 'bq' ? config.dim : config.kvDim
+        tensors.set(name, { name, shape: [size], data: Float32Array.from({ length: size }, () => rng.nextF32() - 0.5) })
+      }
+    }
+  }
+  return { ...slice, config, tensors }
+}

@@ -15,3 +15,23 @@ export function embeddingRows(slice: ModelSlice): (t: number, out: Float32Array,
   const type = QUANT_GGML_TYPE[q.type]
   return (t, out, offset) => dequantize(type, q.blocks.subarray(t * rowBytes, (t + 1) * rowBytes), dim, out, offset, 'token_embedding')
 }
+
+/**
+ * embed() of the wasm engines: each token's row (checked against the vocabulary) into one buffer
+ * allocated here, (max_batch, dim); returns the view of the call's rows.
+ */
+export function createEmbedder(slice: ModelSlice, maxBatch: number): (tokens: Int32Array) => Float32Array {
+  const c = slice.config
+  const row = slice.spec.embedding ? embeddingRows(slice) : undefined
+  const embedded = new Float32Array(maxBatch * c.dim) // (max_batch, dim)
+  return (tokens) => {
+    if (!row) throw new TabmeshError('bad-argument', 'this engine holds no token embedding')
+    if (tokens.length < 1 || tokens.length > maxBatch) throw new TabmeshError('bad-argument', `embed: ${tokens.length} rows; between 1 and ${maxBatch} per call`)
+    for (let r = 0; r < tokens.length; r++) {
+      const t = tokens[r]
+      if (!(t >= 0 && t < c.vocabSize)) throw new TabmeshError('bad-argument', `token id ${t} is outside the vocabulary`)
+      row(t, embedded, r * c.dim)
+    }
+    return embedded.subarray(0, tokens.length * c.dim)
+  }
+}

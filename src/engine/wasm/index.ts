@@ -2,7 +2,7 @@ import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-web'
 import { TabmeshError } from '../../errors.ts'
 import type { ModelSlice } from '../../model/model.ts'
 import type { Engine } from '../engine.ts'
-import { embeddingRows } from './embedding-rows.ts'
+import { createEmbedder } from './embedding-rows.ts'
 import { buildHeadGraph, buildLayerGraph, HEAD_GRAPH_INPUT, HEAD_GRAPH_OUTPUT, LAYER_GRAPH_INPUT, LAYER_GRAPH_OUTPUT, type GraphOptions } from './llama-graph.ts'
 import type { BuiltModel } from './onnx-graph.ts'
 import { loadOrt, type Ort, type OrtOptions } from './ort.ts'
@@ -72,10 +72,9 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
     await layerSession?.release()
     throw err
   }
-  const embeddingRow = spec.embedding ? embeddingRows(slice) : undefined
+  const embed = createEmbedder(slice, WASM_MAX_BATCH)
 
   // state, allocated once
-  const embedded = new Float32Array(WASM_MAX_BATCH * c.dim) // (max_batch, dim) embed() output
   const positions64 = new BigInt64Array(WASM_MAX_BATCH) // (max_batch) positions fed to the graph
   const kvCache = new Float32Array(nRange * 2 * c.seqLen * c.kvDim) // (n_range, 2 (key, value), seq_len, kv_dim)
   const cacheView = (li: number, kv: 0 | 1) => kvCache.subarray((2 * li + kv) * c.seqLen * c.kvDim, (2 * li + kv + 1) * c.seqLen * c.kvDim)
@@ -108,16 +107,7 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
     config: c,
     spec,
     weightBytes,
-    async embed(tokens) {
-      if (!embeddingRow) throw new TabmeshError('bad-argument', 'this engine holds no token embedding')
-      checkRows(tokens.length, 'embed')
-      for (let r = 0; r < tokens.length; r++) {
-        const t = tokens[r]
-        if (!(t >= 0 && t < c.vocabSize)) throw new TabmeshError('bad-argument', `token id ${t} is outside the vocabulary`)
-        embeddingRow(t, embedded, r * c.dim)
-      }
-      return embedded.subarray(0, tokens.length * c.dim)
-    },
+    embed: async (tokens) => embed(tokens),
     async forward(hidden, positions) {
       const n = positions.length
       checkRows(n, 'forward')

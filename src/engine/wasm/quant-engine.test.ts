@@ -2,16 +2,17 @@ import { describe, expect, it } from 'vitest'
 import { createRng } from '../../lib/rng.ts'
 import { memorySource } from '../../model/byte-source.ts'
 import { loadLlama2c } from '../../model/llama2c.ts'
-import { heldWeightBytes, type ModelConfig, type ModelSlice, type SliceSpec } from '../../model/model.ts'
-import { dequantizeTensor, quantizeTensor, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
-import { makeSyntheticLlama2c, type SyntheticShape } from '../../model/synthetic.ts'
+import { heldWeightBytes, type ModelSlice, type SliceSpec } from '../../model/model.ts'
+import { dequantizeTensor, quantizeSlice, quantizeTensor } from '../../model/quant.ts'
+import { makeSyntheticLlama2c, SYNTHETIC_LLAMA3_SCALING, type SyntheticShape, withFamilyFeatures } from '../../model/synthetic.ts'
 import { loadStories } from '../../test/models.ts'
 import type { Engine } from '../engine.ts'
-import { generateTokens, type GenerateOptions } from '../generate.ts'
 import { createPipelineEngine } from '../pipeline.ts'
 import { createReferenceEngine } from '../reference.ts'
 import { createWasmEngine } from './index.ts'
 import { loadQuantKernels } from './quant-kernels.ts'
+import { argmax } from '../sampler.ts'
+import { collectTokens, relativeError } from '../../test/compare.ts'
 
 /**
  * Tolerance against the reference engine on the same quantized slice (its products are
@@ -24,45 +25,9 @@ const TOLERANCE = 1e-5
 const BLOCKABLE_SHAPE: SyntheticShape = { dim: 64, hiddenDim: 160, nLayers: 4, nHeads: 4, nKvHeads: 2, vocabSize: 320, seqLen: 64, sharedClassifier: false }
 const loadBlockable = () => loadLlama2c(memorySource(makeSyntheticLlama2c(BLOCKABLE_SHAPE, 99)))
 
-const MATRIX_NAME = /^(layers\.\d+\.(wq|wk|wv|wo|w1|w2|w3)|classifier)$/
-
-/** The slice with each weight matrix whose rows fill blocks of 32 kept as `type` blocks. */
-function quantizeSlice(m: ModelSlice, type: QuantType): ModelSlice {
-  const tensors = new Map(m.tensors)
-  const quantized = new Map<string, QuantizedTensor>()
-  for (const [name, t] of m.tensors) {
-    if (!MATRIX_NAME.test(name) || t.shape[1] % 32 !== 0) continue
-    quantized.set(name, quantizeTensor(name, [t.shape[0], t.shape[1]], t.data, type))
-    tensors.delete(name)
-  }
-  return { ...m, tensors, quantized }
-}
 
 const part = (m: ModelSlice, spec: SliceSpec): ModelSlice => ({ ...m, spec })
 const greedy = { temperature: 0, topP: 0.9, seed: 1 }
-
-async function collect(engine: Engine, prompt: number[], options: GenerateOptions): Promise<number[]> {
-  const out: number[] = []
-  for await (const t of generateTokens(engine, prompt, options)) out.push(t)
-  return out
-}
-
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  expect(actual.length).toBe(expected.length)
-  let diff = 0
-  let scale = 0
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]))
-    scale = Math.max(scale, Math.abs(expected[i]))
-  }
-  return diff / scale
-}
-
-function argmax(x: Float32Array): number {
-  let best = 0
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i
-  return best
-}
 
 /**
  * Largest relative errors of `engine` against `ref`: a prompt read in one call (hidden states of
@@ -108,7 +73,7 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
         expect(wasm.backend).toBe('wasm')
         // the blocks (and fp32 matrices: w2 of stories260K) went to the kernels (this file's first engine on these tensors), once
         const blockBytes = [...q.quantized!.values()].reduce((n, m) => n + m.blocks.byteLength, 0)
-        const f32MatrixBytes = [...q.tensors].reduce((n, [name, t]) => n + (MATRIX_NAME.test(name) ? t.data.byteLength : 0), 0)
+        const f32MatrixBytes = [...q.tensors].reduce((n, [name, t]) => n + (t.shape.length === 2 && name !== 'token_embedding' ? t.data.byteLength : 0), 0)
         expect(f32MatrixBytes).toBe(name === 'stories260K' ? 5 * 4 * 64 * 172 : 0)
         expect(kernels.weightBytes - held).toBe(blockBytes + f32MatrixBytes)
         // weightBytes: what it computes with (blocks as blocks): all the slice holds but the fp32 embedding table
@@ -116,9 +81,9 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
         const ref = createReferenceEngine(q)
         expect(await compareFullModel(wasm, ref, prompt.map((t) => t % model.config.vocabSize), 12)).toBeLessThan(TOLERANCE)
         const options = { maxTokens: 48, ...greedy }
-        const expected = await collect(ref, [1, 5, 9], options)
+        const expected = await collectTokens(ref, [1, 5, 9], options)
         expect(expected.length).toBe(48)
-        expect(await collect(wasm, [1, 5, 9], options)).toEqual(expected)
+        expect(await collectTokens(wasm, [1, 5, 9], options)).toEqual(expected)
         // a second engine on the same tensors (another session of the engine worker) shares the blocks
         const before = kernels.weightBytes
         await createWasmEngine(q)
@@ -139,7 +104,7 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
     const ref = createReferenceEngine(tied)
     expect(await compareFullModel(wasm, ref, prompt, 12)).toBeLessThan(TOLERANCE)
     const options = { maxTokens: 48, ...greedy }
-    expect(await collect(wasm, [1, 5, 9], options)).toEqual(await collect(ref, [1, 5, 9], options))
+    expect(await collectTokens(wasm, [1, 5, 9], options)).toEqual(await collectTokens(ref, [1, 5, 9], options))
   })
 
   it('reads a prompt in one batch as it does one position at a time, and random hidden states of any row count as the reference does', async () => {
@@ -190,30 +155,16 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
     ])
     await wasm.reset()
     const options = { maxTokens: 40, ...greedy }
-    expect(await collect(pipeline, [1, 77], options)).toEqual(await collect(createReferenceEngine(model), [1, 77], options))
+    expect(await collectTokens(pipeline, [1, 77], options)).toEqual(await collectTokens(createReferenceEngine(model), [1, 77], options))
   })
 
   it('adds the attention bias and scales RoPE (llama3) as the reference does, and reads a quantized token embedding', async () => {
-    const base = await loadBlockable()
-    const config: ModelConfig = {
-      ...base.config,
-      attentionBias: true,
-      ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 32 },
-    }
-    const rng = createRng(11)
-    const tensors = new Map(base.tensors)
-    for (let l = 0; l < config.nLayers; l++) {
-      for (const [b, size] of [['bq', config.dim], ['bk', config.kvDim], ['bv', config.kvDim]] as const) {
-        const name = `layers.${l}.${b}`
-        tensors.set(name, { name, shape: [size], data: Float32Array.from({ length: size }, () => (rng.nextF32() * 2 - 1) * 0.5) })
-      }
-    }
-    const model = quantizeSlice({ ...base, config, tensors }, 'q4_0')
+    const model = quantizeSlice(withFamilyFeatures(await loadBlockable(), { biasSeed: 11, ropeScaling: SYNTHETIC_LLAMA3_SCALING }), 'q4_0')
     const wasm = await createWasmEngine(model)
     const ref = createReferenceEngine(model)
     expect(await compareFullModel(wasm, ref, prompt, 12)).toBeLessThan(TOLERANCE)
     const options = { maxTokens: 48, ...greedy }
-    expect(await collect(wasm, [1, 5, 9], options)).toEqual(await collect(ref, [1, 5, 9], options))
+    expect(await collectTokens(wasm, [1, 5, 9], options)).toEqual(await collectTokens(ref, [1, 5, 9], options))
     // the embedding table as Q8_0 blocks: rows dequantized one at a time
     const table = model.tensors.get('token_embedding')!
     const embedding = quantizeTensor('token_embedding', [table.shape[0], table.shape[1]], table.data, 'q8_0')
@@ -233,12 +184,12 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
     const gc = runInNewContext('gc') as () => void
     const engine = await createWasmEngine(quantizeSlice(await loadStories(), 'q8_0'))
     const options = { maxTokens: 200, temperature: 0.9, topP: 0.9, seed: 3 }
-    expect((await collect(engine, [1], options)).length).toBe(200) // warm-up: scratch grows to its largest call
+    expect((await collectTokens(engine, [1], options)).length).toBe(200) // warm-up: scratch grows to its largest call
     const memory = (await loadQuantKernels()).memory
     const before = memory.buffer.byteLength
     gc()
     const jsBefore = process.memoryUsage().heapUsed
-    await collect(engine, [1], options)
+    await collectTokens(engine, [1], options)
     gc()
     expect(memory.buffer.byteLength).toBe(before)
     expect(process.memoryUsage().heapUsed - jsBefore).toBeLessThan(1 << 20)

@@ -2,7 +2,7 @@ import { TabmeshError } from '../../errors.ts'
 import { getTensor, layerTensorName, type LayerTensorName, type ModelSlice } from '../../model/model.ts'
 import type { Engine } from '../engine.ts'
 import { createReferenceEngine, REFERENCE_MAX_BATCH, type Matrix, type Matvec } from '../reference.ts'
-import { embeddingRows } from './embedding-rows.ts'
+import { createEmbedder } from './embedding-rows.ts'
 import { loadQuantKernels, type KernelMatrix } from './quant-kernels.ts'
 
 /** The Engine of the SIMD path: weightBytes are the blocks and fp32 tensors it computes with. */
@@ -37,28 +37,14 @@ export async function createWasmQuantEngine(slice: ModelSlice): Promise<WasmQuan
 
   // the reference holds no embedding table: a quantized one is not its to read
   const ref = createReferenceEngine({ ...slice, spec: { ...spec, embedding: false } }, { matvec })
-  const embeddingRow = spec.embedding ? embeddingRows(slice) : undefined
-  const embedded = new Float32Array(REFERENCE_MAX_BATCH * c.dim) // (max_batch, dim) embed() output
-
-  const checkRows = (n: number, what: string) => {
-    if (!Number.isInteger(n) || n < 1 || n > REFERENCE_MAX_BATCH) throw new TabmeshError('bad-argument', `${what}: ${n} rows; between 1 and ${REFERENCE_MAX_BATCH} per call`)
-  }
+  const embed = createEmbedder(slice, REFERENCE_MAX_BATCH)
 
   return {
     backend: 'wasm',
     config: c,
     spec,
     weightBytes,
-    async embed(tokens) {
-      if (!embeddingRow) throw new TabmeshError('bad-argument', 'this engine holds no token embedding')
-      checkRows(tokens.length, 'embed')
-      for (let r = 0; r < tokens.length; r++) {
-        const t = tokens[r]
-        if (!(t >= 0 && t < c.vocabSize)) throw new TabmeshError('bad-argument', `token id ${t} is outside the vocabulary`)
-        embeddingRow(t, embedded, r * c.dim)
-      }
-      return embedded.subarray(0, tokens.length * c.dim)
-    },
+    embed: async (tokens) => embed(tokens),
     async forward(hidden, positions) {
       // as the onnxruntime path: rows of one call take rising cache slots
       for (let r = 1; r < positions.length; r++) {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { createRng, type Rng } from '../../lib/rng.ts'
 import { dequantizeTensor, QUANT_BLOCK_BYTES, quantizedMatvec, quantizeTensor, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
 import { createQuantKernels, loadQuantKernels } from './quant-kernels.ts'
+import { relativeError } from '../../test/compare.ts'
 
 /**
  * Tolerance against quantizedMatvec (the TypeScript twin), as max |kernel - twin| over max |twin|
@@ -11,16 +12,6 @@ import { createQuantKernels, loadQuantKernels } from './quant-kernels.ts'
 const TOLERANCE = 1e-5
 
 const SHAPES: [number, number][] = [[1, 32], [7, 64], [33, 96], [160, 64], [64, 160 + 32], [300, 288], [17, 1024]]
-
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  let diff = 0
-  let scale = 0
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]))
-    scale = Math.max(scale, Math.abs(expected[i]))
-  }
-  return diff / scale
-}
 
 const randoms = (rng: Rng, n: number, scale = 1) => Float32Array.from({ length: n }, () => (rng.nextF32() * 2 - 1) * scale)
 

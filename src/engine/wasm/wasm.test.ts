@@ -3,38 +3,22 @@ import { describe, expect, it } from 'vitest'
 import { createRng } from '../../lib/rng.ts'
 import { memorySource } from '../../model/byte-source.ts'
 import { loadLlama2c } from '../../model/llama2c.ts'
-import { ropeInverseFrequencies, type ModelConfig, type ModelSlice, type SliceSpec } from '../../model/model.ts'
-import { dequantizeTensor, quantizeTensor, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
-import { makeSyntheticLlama2c, type SyntheticShape } from '../../model/synthetic.ts'
+import { ropeInverseFrequencies, type ModelSlice, type SliceSpec } from '../../model/model.ts'
+import { dequantizeSlice, type QuantizedTensor, quantizeSlice, quantizeTensor } from '../../model/quant.ts'
+import { makeSyntheticLlama2c, SYNTHETIC_LLAMA3_SCALING, type SyntheticShape, withFamilyFeatures } from '../../model/synthetic.ts'
 import { GOLDEN_IDS, loadStories, loadSynthetic, storiesTokenizer } from '../../test/models.ts'
 import type { Engine } from '../engine.ts'
-import { generateTokens, type GenerateOptions } from '../generate.ts'
 import { createPipelineEngine } from '../pipeline.ts'
 import { createReferenceEngine } from '../reference.ts'
 import { createWasmEngine, WASM_MAX_BATCH } from './index.ts'
+import { argmax } from '../sampler.ts'
+import { collectTokens, relativeError } from '../../test/compare.ts'
 
 
 /** Tolerance for hidden states: max |wasm - ref| over max |ref|. Both are fp32; they differ only in summation order. */
 const HIDDEN_TOLERANCE = 1e-5
 
-async function collect(engine: Engine, prompt: number[], options: GenerateOptions): Promise<number[]> {
-  const out: number[] = []
-  for await (const t of generateTokens(engine, prompt, options)) out.push(t)
-  return out
-}
-
 const greedy = { temperature: 0, topP: 0.9, seed: 1 }
-
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  expect(actual.length).toBe(expected.length)
-  let diff = 0
-  let scale = 0
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]))
-    scale = Math.max(scale, Math.abs(expected[i]))
-  }
-  return diff / scale
-}
 
 const part = (m: ModelSlice, spec: SliceSpec): ModelSlice => ({ ...m, spec })
 
@@ -42,21 +26,21 @@ describe('wasm engine (onnxruntime-web)', () => {
   it('reproduces GOLDEN.md id for id on stories260K', async () => {
     const engine = await createWasmEngine(await loadStories())
     expect(engine.backend).toBe('wasm')
-    expect([1, ...await collect(engine, [1], { maxTokens: 64, ...greedy })]).toEqual(GOLDEN_IDS)
+    expect([1, ...await collectTokens(engine, [1], { maxTokens: 64, ...greedy })]).toEqual(GOLDEN_IDS)
   })
 
   it('generates what the reference does on the synthetic model with a separate classifier and 3:1 grouped-query heads', async () => {
     const model = await loadSynthetic('separateClassifier')
     const prompt = [1, 40, 7, 300, 12]
-    const expected = await collect(createReferenceEngine(model), prompt, { maxTokens: 80, ...greedy })
+    const expected = await collectTokens(createReferenceEngine(model), prompt, { maxTokens: 80, ...greedy })
     expect(expected.length).toBeGreaterThan(40)
-    expect(await collect(await createWasmEngine(model), prompt, { maxTokens: 80, ...greedy })).toEqual(expected)
+    expect(await collectTokens(await createWasmEngine(model), prompt, { maxTokens: 80, ...greedy })).toEqual(expected)
   })
 
   it('generates what the reference does on the multi-head synthetic model', async () => {
     const model = await loadSynthetic('multiHead')
-    const expected = await collect(createReferenceEngine(model), [1, 5], { maxTokens: 60, ...greedy })
-    expect(await collect(await createWasmEngine(model), [1, 5], { maxTokens: 60, ...greedy })).toEqual(expected)
+    const expected = await collectTokens(createReferenceEngine(model), [1, 5], { maxTokens: 60, ...greedy })
+    expect(await collectTokens(await createWasmEngine(model), [1, 5], { maxTokens: 60, ...greedy })).toEqual(expected)
   })
 
   it('composes with the reference: layers [0, 2) on wasm, [2, 5) on the reference, equal to the reference', async () => {
@@ -67,7 +51,7 @@ describe('wasm engine (onnxruntime-web)', () => {
     ])
     const prompt = storiesTokenizer().encode('Once upon a time, Lily')
     const options = { maxTokens: 100, ...greedy }
-    expect(await collect(mixed, prompt, options)).toEqual(await collect(createReferenceEngine(model), prompt, options))
+    expect(await collectTokens(mixed, prompt, options)).toEqual(await collectTokens(createReferenceEngine(model), prompt, options))
   })
 
   it(`keeps hidden states within ${HIDDEN_TOLERANCE} (relative) of the reference on random prompts, for every slice shape`, async () => {
@@ -136,12 +120,12 @@ describe('wasm engine (onnxruntime-web)', () => {
     const gc = runInNewContext('gc') as () => void
     const engine = await createWasmEngine(await loadStories())
     const options = { maxTokens: 200, temperature: 0.9, topP: 0.9, seed: 3 }
-    expect((await collect(engine, [1], options)).length).toBe(200) // warm-up: the arena grows to its largest cache prefix
+    expect((await collectTokens(engine, [1], options)).length).toBe(200) // warm-up: the arena grows to its largest cache prefix
     const heap = watchedWasmMemories().find((m) => m.buffer.byteLength > 0)!
     const wasmBefore = heap.buffer.byteLength
     gc()
     const jsBefore = process.memoryUsage().heapUsed
-    await collect(engine, [1], options)
+    await collectTokens(engine, [1], options)
     gc()
     const jsGrowth = process.memoryUsage().heapUsed - jsBefore
     expect(heap.buffer.byteLength).toBe(wasmBefore)
@@ -180,32 +164,6 @@ const QUANT_TOLERANCE = 1e-5
 const BLOCKABLE_SHAPE: SyntheticShape = { dim: 64, hiddenDim: 160, nLayers: 4, nHeads: 4, nKvHeads: 2, vocabSize: 320, seqLen: 64, sharedClassifier: false }
 const loadBlockable = (spec?: SliceSpec) => loadLlama2c(memorySource(makeSyntheticLlama2c(BLOCKABLE_SHAPE, 99)), spec)
 
-const MATRIX_NAME = /^(layers\.\d+\.(wq|wk|wv|wo|w1|w2|w3)|classifier)$/
-
-/** The slice with each weight matrix whose rows fill blocks of 32 (layer matrices, classifier) kept as `type` blocks. */
-function quantizeSlice(m: ModelSlice, type: QuantType): ModelSlice {
-  const tensors = new Map(m.tensors)
-  const quantized = new Map<string, QuantizedTensor>()
-  for (const [name, t] of m.tensors) {
-    if (!MATRIX_NAME.test(name) || t.shape[1] % 32 !== 0) continue
-    quantized.set(name, quantizeTensor(name, [t.shape[0], t.shape[1]], t.data, type))
-    tensors.delete(name)
-  }
-  return { ...m, tensors, quantized }
-}
-
-/** The same numbers in fp32 (each quantized matrix dequantized), for the reference engine. */
-function dequantizedCopy(m: ModelSlice): ModelSlice {
-  const tensors = new Map(m.tensors)
-  for (const [name, q] of m.quantized ?? []) tensors.set(name, { name, shape: [...q.shape], data: dequantizeTensor(q) })
-  return { config: m.config, spec: m.spec, tensors }
-}
-
-function argmax(x: Float32Array): number {
-  let best = 0
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i
-  return best
-}
 
 /**
  * Largest relative errors of `engine` against `ref` (both full models): a prompt read in one call
@@ -253,14 +211,14 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
         expect(q.quantized!.size).toBe(matrices)
         expect(q.quantized!.has('classifier')).toBe(true)
         const wasm = await createWasmEngine(q, NBITS)
-        const ref = createReferenceEngine(dequantizedCopy(q))
+        const ref = createReferenceEngine(dequantizeSlice(q))
         const err = await compareFullModel(wasm, ref, prompt.map((t) => t % model.config.vocabSize), 12)
         expect(err.prefill).toBeLessThan(QUANT_TOLERANCE)
         expect(err.logits).toBeLessThan(QUANT_TOLERANCE)
         const options = { maxTokens: 48, ...greedy }
-        const expected = await collect(ref, [1, 5, 9], options)
+        const expected = await collectTokens(ref, [1, 5, 9], options)
         expect(expected.length).toBeGreaterThan(20)
-        expect(await collect(wasm, [1, 5, 9], options)).toEqual(expected)
+        expect(await collectTokens(wasm, [1, 5, 9], options)).toEqual(expected)
         // weights reach onnxruntime at their quantized size: only the quantized matrices shrink, each to its MatMulNBits bytes
         const f32 = await createWasmEngine(model)
         const saved = [...q.quantized!.values()].reduce((n, m) => n + 4 * m.shape[0] * m.shape[1] - nbitsBytes(m), 0)
@@ -274,7 +232,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     const model = quantizeSlice(await loadBlockable(), 'q4_0')
     const middle = part(model, { layers: { start: 1, end: 3 }, embedding: false, head: false })
     const wasm = await createWasmEngine(middle, NBITS)
-    const ref = createReferenceEngine(dequantizedCopy(middle))
+    const ref = createReferenceEngine(dequantizeSlice(middle))
     const rng = createRng(7)
     let pos = 0
     for (const n of [9, 1, 1, 5]) {
@@ -291,27 +249,11 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     ])
     await wasm.reset()
     const options = { maxTokens: 40, ...greedy }
-    expect(await collect(pipeline, [1, 77], options)).toEqual(await collect(createReferenceEngine(dequantizedCopy(model)), [1, 77], options))
+    expect(await collectTokens(pipeline, [1, 77], options)).toEqual(await collectTokens(createReferenceEngine(dequantizeSlice(model)), [1, 77], options))
   })
 
   /** The blockable model as a Qwen2-style one: seeded q/k/v biases and llama3 RoPE scaling. */
-  async function loadBiasedScaled(): Promise<ModelSlice> {
-    const model = await loadBlockable()
-    const config: ModelConfig = {
-      ...model.config,
-      attentionBias: true,
-      ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 32 },
-    }
-    const rng = createRng(11)
-    const tensors = new Map(model.tensors)
-    for (let l = 0; l < config.nLayers; l++) {
-      for (const [b, size] of [['bq', config.dim], ['bk', config.kvDim], ['bv', config.kvDim]] as const) {
-        const name = `layers.${l}.${b}`
-        tensors.set(name, { name, shape: [size], data: Float32Array.from({ length: size }, () => (rng.nextF32() * 2 - 1) * 0.5) })
-      }
-    }
-    return { ...model, config, tensors }
-  }
+  const loadBiasedScaled = async () => withFamilyFeatures(await loadBlockable(), { biasSeed: 11, ropeScaling: SYNTHETIC_LLAMA3_SCALING })
 
   it('adds the attention bias and scales RoPE (llama3) as the reference does, on fp32 and quantized weights', async () => {
     const model = await loadBiasedScaled()
@@ -322,12 +264,12 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     expect(scaled[0]).toBe(plain[0])
     for (const slice of [model, quantizeSlice(model, 'q8_0'), quantizeSlice(model, 'q4_0')]) {
       const wasm = await createWasmEngine(slice, NBITS)
-      const ref = createReferenceEngine(dequantizedCopy(slice))
+      const ref = createReferenceEngine(dequantizeSlice(slice))
       const err = await compareFullModel(wasm, ref, prompt, 12)
       expect(err.prefill).toBeLessThan(QUANT_TOLERANCE)
       expect(err.logits).toBeLessThan(QUANT_TOLERANCE)
       const options = { maxTokens: 48, ...greedy }
-      expect(await collect(wasm, [1, 5, 9], options)).toEqual(await collect(ref, [1, 5, 9], options))
+      expect(await collectTokens(wasm, [1, 5, 9], options)).toEqual(await collectTokens(ref, [1, 5, 9], options))
       await wasm.release()
     }
   })
@@ -335,8 +277,8 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
   it('with dequantize: true runs the blocks as fp32 Gemm weights, same numbers', async () => {
     const model = quantizeSlice(await loadBiasedScaled(), 'q4_0')
     const expanded = await createWasmEngine(model, { dequantize: true })
-    expect(expanded.weightBytes).toBe((await createWasmEngine(dequantizedCopy(model))).weightBytes)
-    const err = await compareFullModel(expanded, createReferenceEngine(dequantizedCopy(model)), prompt, 6)
+    expect(expanded.weightBytes).toBe((await createWasmEngine(dequantizeSlice(model))).weightBytes)
+    const err = await compareFullModel(expanded, createReferenceEngine(dequantizeSlice(model)), prompt, 6)
     expect(Math.max(err.prefill, err.logits)).toBeLessThan(QUANT_TOLERANCE)
   })
 
@@ -355,7 +297,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     const mixed: ModelSlice = { ...all, tensors, quantized }
     // 3 rows of 64 inputs per node: every quantized matrix splits into many nodes, the last one short
     const chunked = await createWasmEngine(mixed, { ...NBITS, matMulNBitsMaxWeights: 3 * 64 })
-    const err = await compareFullModel(chunked, createReferenceEngine(dequantizedCopy(mixed)), prompt, 6)
+    const err = await compareFullModel(chunked, createReferenceEngine(dequantizeSlice(mixed)), prompt, 6)
     expect(Math.max(err.prefill, err.logits)).toBeLessThan(QUANT_TOLERANCE)
   })
 
@@ -368,7 +310,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
       tensors.delete('token_embedding')
       const engine = await createWasmEngine({ ...model, tensors, quantized: new Map([['token_embedding', q]]) })
       const tokens = Int32Array.of(0, 319, 5, 5)
-      const expected = await createReferenceEngine(dequantizedCopy({ ...model, tensors, quantized: new Map([['token_embedding', q]]) })).embed(tokens)
+      const expected = await createReferenceEngine(dequantizeSlice({ ...model, tensors, quantized: new Map([['token_embedding', q]]) })).embed(tokens)
       expect(await engine.embed(tokens)).toEqual(expected)
       expect(relativeError(await engine.embed(tokens), await createReferenceEngine(model).embed(tokens))).toBeGreaterThan(0)
     }

@@ -1,14 +1,15 @@
 import { TabmeshError } from '../errors.ts'
 import { httpSource, type ByteSource } from './byte-source.ts'
 import { compileChatTemplate, PLAIN_CONTINUATION_TEMPLATE, type ChatTemplate } from './chat-template.ts'
-import { readGguf, loadGguf, ggufConfig } from './gguf.ts'
+import { readGguf, loadGguf, ggufConfig, ggufTensorName } from './gguf.ts'
 import { ggufChatTemplate, ggufTokenizer } from './gguf-tokenizer.ts'
 import { hfChatTemplate, parseHfTokenizer } from './hf-tokenizer.ts'
 import type { LoadOptions } from './llama-family.ts'
 import { loadLlama2c, readLlama2cConfig } from './llama2c.ts'
-import type { ModelConfig, ModelSlice, SliceSpec } from './model.ts'
+import { layerTensorName, type ModelConfig, type ModelSlice, type SliceSpec } from './model.ts'
 import { filesOfRole, fileOfRole, modelFileUrl, type FileRole, type ModelEntry, type ModelFormat, type RegistryFile } from './registry.ts'
-import { loadSafetensors, openSafetensors } from './safetensors.ts'
+import { hfTensorName, loadSafetensors, openSafetensors, readSafetensors } from './safetensors.ts'
+import { ggmlTypeInfo } from './quant.ts'
 import { parseLlama2cTokenizer, type Tokenizer } from './tokenizer.ts'
 import { verifiedSource } from './verify-file.ts'
 
@@ -63,6 +64,21 @@ export async function readModelConfig(format: ModelFormat, weights: ByteSource[]
       return (await openSafetensors(configJson, weights)).config
     }
   }
+}
+
+/** How the layer matrices are stored ('F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', ...), from the first layer's wq. */
+export async function readWeightType(format: ModelFormat, weights: ByteSource[]): Promise<string> {
+  const name = layerTensorName(0, 'wq')
+  if (format === 'llama2c') return 'F32'
+  if (format === 'gguf') {
+    const t = (await readGguf(weights[0])).tensors.get(ggufTensorName(name))
+    return t ? ggmlTypeInfo(t.type, t.name).name : 'unknown'
+  }
+  for (const source of weights) {
+    const t = (await readSafetensors(source)).tensors.get(hfTensorName(name))
+    if (t) return t.dtype
+  }
+  return 'unknown'
 }
 
 /** Loads the parts `spec` asks for of a registry model, in any format. */

@@ -95,6 +95,7 @@ describe('registry of GGUF, safetensors and llama2.c models', () => {
     expect(llama2c.partBytes!['layer.0']).toBe(fp32Layer)
     // Q8_0 matrices: 34 bytes per 32 weights; w2 (172 wide, not whole blocks) and the norms stay F32
     const q8Layer = 4 * 2 * c.dim + (34 / 32) * (2 * c.dim * c.dim + 2 * c.kvDim * c.dim + 2 * c.dim * c.hiddenDim) + 4 * c.dim * c.hiddenDim
+    expect(registry.models.map((m) => [m.id, m.weightType])).toEqual([['stories-gguf-f32', 'F32'], ['stories-gguf-q8', 'Q8_0'], ['stories-hf', 'F32'], ['stories-llama2c', 'F32']])
     const q8 = entry('stories-gguf-q8').partBytes!
     for (let l = 0; l < c.nLayers; l++) {
       expect(q8[`layer.${l}`]).toBeGreaterThanOrEqual(q8Layer)

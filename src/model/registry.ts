@@ -33,6 +33,8 @@ export interface ModelEntry {
   parts?: Record<string, string>
   /** Bytes each part's tensors take in the weight files (what loading it downloads; quantized parts are smaller). */
   partBytes?: Record<string, number>
+  /** How the layer matrices are stored: 'F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', ... (shown beside the format). */
+  weightType?: string
 }
 
 export interface Registry {
@@ -98,6 +100,7 @@ export const modelEntrySchema = z.object({
   files: z.array(fileSchema).min(1).max(1024),
   parts: z.record(z.string().max(32), sha256).optional(),
   partBytes: z.record(z.string().max(32), count).optional(),
+  weightType: z.string().max(16).optional(),
 })
 export const registrySchema = z.object({ models: z.array(modelEntrySchema).max(1024) })
 

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { TabmeshError } from '../errors.ts'
-import { formatOfWeights, loadEntryChatTemplate, loadEntrySlice, loadEntryTokenizer, readModelConfig, roleOfFileName } from '../model/formats.ts'
+import { formatOfWeights, loadEntryChatTemplate, loadEntrySlice, loadEntryTokenizer, readModelConfig, readWeightType, roleOfFileName } from '../model/formats.ts'
 import { partSha256, type PartName } from '../model/integrity.ts'
 import { loadLlama2c, readLlama2cConfig } from '../model/llama2c.ts'
 import type { ModelConfig, ModelSlice, SliceSpec } from '../model/model.ts'
@@ -65,7 +65,7 @@ export async function describeModel(dir: string, id: string): Promise<ModelEntry
       const source = fileSource(join(folder, weights[0].name))
       return { slice: await loadLlama2c(source, spec), bytesRead: source.bytesRead }
     })
-    return { id, format: 'llama2c', config, files, ...described }
+    return { id, format: 'llama2c', config, files, ...described, weightType: 'F32' }
   }
   // GGUF and safetensors: the same loader the tabs use, over local files; the tokenizer is checked
   // against the model here so a mismatched folder is reported, not served
@@ -79,6 +79,7 @@ export async function describeModel(dir: string, id: string): Promise<ModelEntry
   const draft: ModelEntry = { id, format, config: undefined as unknown as ModelEntry['config'], files }
   const configFile = listed.find((f) => f.role === 'config')
   draft.config = await readModelConfig(format, weights.map(open), configFile ? JSON.parse(await readFile(join(folder, configFile.name), 'utf8')) : undefined)
+  draft.weightType = await readWeightType(format, weights.map(open))
   await loadEntryTokenizer(draft, open)
   await loadEntryChatTemplate(draft, open)
   Object.assign(draft, await describeParts(draft.config, async (spec) => {

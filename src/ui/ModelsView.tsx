@@ -70,7 +70,7 @@ function ModelCacheRow({ model, status }: { model: ModelEntry; status?: ModelCac
   return (
     <li data-testid={`model-${model.id}`} data-cached={status ? String(full) : undefined}>
       <div>
-        <strong>{model.id}</strong> <span className="muted">{model.format} · {model.config.nLayers} layers · dim {model.config.dim} · context {model.config.seqLen}</span>
+        <strong>{model.id}</strong> <span className="muted">{model.format}{model.weightType ? ` ${model.weightType}` : ''} · {model.config.nLayers} layers · dim {model.config.dim} · context {model.config.seqLen}</span>
       </div>
       <div className="row-tight">
         <span>{status ? (full ? `cached (${formatBytes(status.modelBytes)}): works offline` : status.cachedBytes > 0 ? `${formatBytes(Math.min(status.cachedBytes, status.modelBytes))} of ${formatBytes(status.modelBytes)} cached` : `not cached (${formatBytes(status.modelBytes)})`) : '…'}</span>

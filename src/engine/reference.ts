@@ -36,11 +36,13 @@ interface Weights {
 
 interface RunState {
   x: Float32Array // (max_batch, dim) hidden states being computed
-  xb: Float32Array // (dim) normed input / attention output
-  xb2: Float32Array // (dim)
-  hb: Float32Array // (hidden_dim)
-  hb2: Float32Array // (hidden_dim)
-  q: Float32Array // (dim)
+  xb: Float32Array // (max_batch, dim) normed input / attention output
+  xb2: Float32Array // (max_batch, dim) projection output before the residual add
+  hb: Float32Array // (max_batch, hidden_dim)
+  hb2: Float32Array // (max_batch, hidden_dim)
+  q: Float32Array // (max_batch, dim)
+  k: Float32Array // (max_batch, kv_dim) new keys, before they go to the cache
+  v: Float32Array // (max_batch, kv_dim) new values
   att: Float32Array // (n_heads, seq_len) attention scores
   logits: Float32Array // (vocab)
   keyCache: Float32Array // (n_range_layers, seq_len, kv_dim)
@@ -51,29 +53,37 @@ interface RunState {
 
 export const REFERENCE_MAX_BATCH = 64
 
-function rmsnorm(out: Float32Array, x: Float32Array, xOffset: number, weight: Float32Array, size: number, eps: number): void {
+function rmsnorm(out: Float32Array, outOffset: number, x: Float32Array, xOffset: number, weight: Float32Array, size: number, eps: number): void {
   let ss = 0
   for (let j = 0; j < size; j++) ss += x[xOffset + j] * x[xOffset + j]
   const scale = 1 / Math.sqrt(ss / size + eps)
-  for (let j = 0; j < size; j++) out[j] = weight[j] * (scale * x[xOffset + j])
+  for (let j = 0; j < size; j++) out[outOffset + j] = weight[j] * (scale * x[xOffset + j])
 }
 
-/** out (d) = W (d, n) @ x (n) */
-export type Matvec = (out: Float32Array, x: Float32Array, w: Matrix, n: number, d: number) => void
+/**
+ * out (rows, d) = x (rows, n) @ W^T for W (d, n): every weight-matrix product of the forward pass,
+ * the rows of one call together (a kernel may read the weights once for all of them). x and out
+ * may be longer than rows x n and rows x d; the first values are used.
+ */
+export type Matmul = (out: Float32Array, x: Float32Array, w: Matrix, n: number, d: number, rows: number) => void
 
 export interface ReferenceEngineOptions {
-  /** Every weight-matrix product (default: matvec below, fp32 loops and quantizedMatvec): where another backend plugs in its kernels. */
-  matvec?: Matvec
+  /** Where another backend plugs in its kernels (default: matmul below, fp32 loops and quantizedMatvec, a row at a time). */
+  matmul?: Matmul
 }
 
-/** out (d) = W (d, n) @ x (n) */
-function matvec(out: Float32Array, x: Float32Array, w: Matrix, n: number, d: number): void {
-  if (!(w instanceof Float32Array)) return quantizedMatvec(out, x, w)
-  for (let i = 0; i < d; i++) {
-    let sum = 0
-    const row = i * n
-    for (let j = 0; j < n; j++) sum += w[row + j] * x[j]
-    out[i] = sum
+function matmul(out: Float32Array, x: Float32Array, w: Matrix, n: number, d: number, rows: number): void {
+  for (let r = 0; r < rows; r++) {
+    if (!(w instanceof Float32Array)) {
+      quantizedMatvec(out, x, w, r * d, r * n)
+      continue
+    }
+    for (let i = 0; i < d; i++) {
+      let sum = 0
+      const row = i * n
+      for (let j = 0; j < n; j++) sum += w[row + j] * x[r * n + j]
+      out[r * d + i] = sum
+    }
   }
 }
 
@@ -141,11 +151,13 @@ function createRunState(c: ModelConfig, spec: SliceSpec): RunState {
   }
   return {
     x: new Float32Array(REFERENCE_MAX_BATCH * c.dim),
-    xb: new Float32Array(c.dim),
-    xb2: new Float32Array(c.dim),
-    hb: new Float32Array(c.hiddenDim),
-    hb2: new Float32Array(c.hiddenDim),
-    q: new Float32Array(c.dim),
+    xb: new Float32Array(REFERENCE_MAX_BATCH * c.dim),
+    xb2: new Float32Array(REFERENCE_MAX_BATCH * c.dim),
+    hb: new Float32Array(REFERENCE_MAX_BATCH * c.hiddenDim),
+    hb2: new Float32Array(REFERENCE_MAX_BATCH * c.hiddenDim),
+    q: new Float32Array(REFERENCE_MAX_BATCH * c.dim),
+    k: new Float32Array(REFERENCE_MAX_BATCH * c.kvDim),
+    v: new Float32Array(REFERENCE_MAX_BATCH * c.kvDim),
     att: new Float32Array(c.nHeads * c.seqLen),
     logits: new Float32Array(spec.head ? c.vocabSize : 0),
     keyCache: new Float32Array(nRange * c.seqLen * c.kvDim),
@@ -154,65 +166,78 @@ function createRunState(c: ModelConfig, spec: SliceSpec): RunState {
   }
 }
 
-/** One transformer layer (index `li` within the range) for the row of s.x at `row`, position `pos`. */
-function layerStep(c: ModelConfig, w: LayerWeights, li: number, s: RunState, row: number, pos: number, mv: Matvec): void {
+/** Adds bias (size) to every one of `rows` rows of v (rows, size). */
+function addBias(v: Float32Array, bias: Float32Array | undefined, size: number, rows: number): void {
+  if (!bias) return
+  for (let r = 0; r < rows; r++) for (let i = 0; i < size; i++) v[r * size + i] += bias[i]
+}
+
+/**
+ * One transformer layer (index `li` within the range) over the first `rows` rows of s.x, at
+ * `positions`. The matrix products take all rows at once; each row then writes its key and value
+ * into its cache slot and attends, in row order, so a row sees the slots of the rows before it.
+ */
+function layer(c: ModelConfig, w: LayerWeights, li: number, s: RunState, positions: Int32Array, rows: number, mm: Matmul): void {
   const { dim, kvDim, headSize, hiddenDim, seqLen } = c
   const x = s.x
-  const xo = row * dim
   const kvMul = c.nHeads / c.nKvHeads // query heads per key/value head
-  const cacheOffset = li * seqLen * kvDim + pos * kvDim
 
-  // attention: q, k, v for this position; k and v go straight into the cache
-  rmsnorm(s.xb, x, xo, w.attentionNorm, dim, c.normEps)
-  mv(s.q, s.xb, w.wq, dim, dim)
-  if (w.bq) for (let i = 0; i < dim; i++) s.q[i] += w.bq[i]
-  mv(s.xb2, s.xb, w.wk, dim, kvDim)
-  if (w.bk) for (let i = 0; i < kvDim; i++) s.xb2[i] += w.bk[i]
-  s.keyCache.set(s.xb2.subarray(0, kvDim), cacheOffset)
-  mv(s.xb2, s.xb, w.wv, dim, kvDim)
-  if (w.bv) for (let i = 0; i < kvDim; i++) s.xb2[i] += w.bv[i]
-  s.valueCache.set(s.xb2.subarray(0, kvDim), cacheOffset)
-  rope(s.q, 0, dim, headSize, pos, s)
-  rope(s.keyCache, cacheOffset, kvDim, headSize, pos, s)
+  // attention: q, k, v of every row
+  for (let r = 0; r < rows; r++) rmsnorm(s.xb, r * dim, x, r * dim, w.attentionNorm, dim, c.normEps)
+  mm(s.q, s.xb, w.wq, dim, dim, rows)
+  addBias(s.q, w.bq, dim, rows)
+  mm(s.k, s.xb, w.wk, dim, kvDim, rows)
+  addBias(s.k, w.bk, kvDim, rows)
+  mm(s.v, s.xb, w.wv, dim, kvDim, rows)
+  addBias(s.v, w.bv, kvDim, rows)
 
   const layerCache = li * seqLen * kvDim
   const scale = 1 / Math.sqrt(headSize)
-  for (let h = 0; h < c.nHeads; h++) {
-    const kvHead = Math.floor(h / kvMul)
-    const att = h * seqLen
-    for (let t = 0; t <= pos; t++) {
-      const k = layerCache + t * kvDim + kvHead * headSize
-      let score = 0
-      for (let i = 0; i < headSize; i++) score += s.q[h * headSize + i] * s.keyCache[k + i]
-      s.att[att + t] = score * scale
-    }
-    softmax(s.att, att, pos + 1)
-    const out = h * headSize
-    s.xb.fill(0, out, out + headSize)
-    for (let t = 0; t <= pos; t++) {
-      const v = layerCache + t * kvDim + kvHead * headSize
-      const a = s.att[att + t]
-      for (let i = 0; i < headSize; i++) s.xb[out + i] += a * s.valueCache[v + i]
+  for (let r = 0; r < rows; r++) {
+    const pos = positions[r]
+    const cacheOffset = layerCache + pos * kvDim
+    const qo = r * dim
+    s.keyCache.set(s.k.subarray(r * kvDim, (r + 1) * kvDim), cacheOffset)
+    s.valueCache.set(s.v.subarray(r * kvDim, (r + 1) * kvDim), cacheOffset)
+    rope(s.q, qo, dim, headSize, pos, s)
+    rope(s.keyCache, cacheOffset, kvDim, headSize, pos, s)
+    for (let h = 0; h < c.nHeads; h++) {
+      const kvHead = Math.floor(h / kvMul)
+      const att = h * seqLen
+      for (let t = 0; t <= pos; t++) {
+        const k = layerCache + t * kvDim + kvHead * headSize
+        let score = 0
+        for (let i = 0; i < headSize; i++) score += s.q[qo + h * headSize + i] * s.keyCache[k + i]
+        s.att[att + t] = score * scale
+      }
+      softmax(s.att, att, pos + 1)
+      const out = qo + h * headSize // the row's attention output goes to its row of xb
+      s.xb.fill(0, out, out + headSize)
+      for (let t = 0; t <= pos; t++) {
+        const v = layerCache + t * kvDim + kvHead * headSize
+        const a = s.att[att + t]
+        for (let i = 0; i < headSize; i++) s.xb[out + i] += a * s.valueCache[v + i]
+      }
     }
   }
-  mv(s.xb2, s.xb, w.wo, dim, dim)
-  for (let i = 0; i < dim; i++) x[xo + i] += s.xb2[i]
+  mm(s.xb2, s.xb, w.wo, dim, dim, rows)
+  for (let i = 0; i < rows * dim; i++) x[i] += s.xb2[i]
 
   // feed-forward: w2 (silu(w1 x) * w3 x)
-  rmsnorm(s.xb, x, xo, w.ffnNorm, dim, c.normEps)
-  mv(s.hb, s.xb, w.w1, dim, hiddenDim)
-  mv(s.hb2, s.xb, w.w3, dim, hiddenDim)
-  for (let i = 0; i < hiddenDim; i++) {
+  for (let r = 0; r < rows; r++) rmsnorm(s.xb, r * dim, x, r * dim, w.ffnNorm, dim, c.normEps)
+  mm(s.hb, s.xb, w.w1, dim, hiddenDim, rows)
+  mm(s.hb2, s.xb, w.w3, dim, hiddenDim, rows)
+  for (let i = 0; i < rows * hiddenDim; i++) {
     const v = s.hb[i]
     s.hb[i] = (v / (1 + Math.exp(-v))) * s.hb2[i]
   }
-  mv(s.xb2, s.hb, w.w2, hiddenDim, dim)
-  for (let i = 0; i < dim; i++) x[xo + i] += s.xb2[i]
+  mm(s.xb2, s.hb, w.w2, hiddenDim, dim, rows)
+  for (let i = 0; i < rows * dim; i++) x[i] += s.xb2[i]
 }
 
 export function createReferenceEngine(slice: ModelSlice, options: ReferenceEngineOptions = {}): Engine {
   const c = slice.config
-  const mv = options.matvec ?? matvec
+  const mm = options.matmul ?? matmul
   const spec = slice.spec
   const w = collectWeights(slice)
   const s = createRunState(c, spec)
@@ -243,17 +268,14 @@ export function createReferenceEngine(slice: ModelSlice, options: ReferenceEngin
         if (!(pos >= 0 && pos < c.seqLen)) throw new TabmeshError('context-window', `position ${pos} is outside the context window of ${c.seqLen}`)
       }
       if (hidden.buffer !== s.x.buffer || hidden.byteOffset !== 0) s.x.set(hidden)
-      // layer by layer over all rows: each row writes its own cache slot before later rows read it
-      for (let li = 0; li < w.layers.length; li++) {
-        for (let r = 0; r < n; r++) layerStep(c, w.layers[li], li, s, r, positions[r], mv)
-      }
+      for (let li = 0; li < w.layers.length; li++) layer(c, w.layers[li], li, s, positions, n, mm)
       return s.x.subarray(0, n * c.dim)
     },
     async head(hidden) {
       if (!w.finalNorm || !w.classifier) throw new TabmeshError('bad-argument', 'this engine holds no classifier')
       if (hidden.length === 0 || hidden.length % c.dim !== 0) throw new TabmeshError('bad-argument', `head: hidden has ${hidden.length} values, not a multiple of ${c.dim}`)
-      rmsnorm(s.xb, hidden, hidden.length - c.dim, w.finalNorm, c.dim, c.normEps)
-      mv(s.logits, s.xb, w.classifier, c.dim, c.vocabSize)
+      rmsnorm(s.xb, 0, hidden, hidden.length - c.dim, w.finalNorm, c.dim, c.normEps)
+      mm(s.logits, s.xb, w.classifier, c.dim, c.vocabSize, 1)
       return s.logits
     },
     async reset() {

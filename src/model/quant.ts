@@ -414,10 +414,10 @@ export function dequantizeTensor(q: QuantizedTensor): Float32Array {
 }
 
 /**
- * out (d) = W (d, n) @ x (n) with W in blocks: the TypeScript twin of the quantized kernels.
+ * out[outOffset..] (d) = W (d, n) @ x[xOffset..] (n) with W in blocks: the TypeScript twin of the quantized kernels.
  * Sums in the order a kernel would: per block, the int products times x, then times the scale.
  */
-export function quantizedMatvec(out: Float32Array, x: Float32Array, w: QuantizedTensor): void {
+export function quantizedMatvec(out: Float32Array, x: Float32Array, w: QuantizedTensor, outOffset = 0, xOffset = 0): void {
   const [d, n] = w.shape
   const blocksPerRow = n / QUANT_BLOCK_SIZE
   const bytes = w.blocks
@@ -427,12 +427,12 @@ export function quantizedMatvec(out: Float32Array, x: Float32Array, w: Quantized
       for (let b = 0; b < blocksPerRow; b++) {
         const at = (i * blocksPerRow + b) * 34
         const scale = F16_TABLE[bytes[at] | (bytes[at + 1] << 8)]
-        const xo = b * 32
+        const xo = xOffset + b * 32
         let block = 0
         for (let j = 0; j < 32; j++) block += ((bytes[at + 2 + j] << 24) >> 24) * x[xo + j]
         sum += block * scale
       }
-      out[i] = sum
+      out[outOffset + i] = sum
     }
   } else {
     for (let i = 0; i < d; i++) {
@@ -440,7 +440,7 @@ export function quantizedMatvec(out: Float32Array, x: Float32Array, w: Quantized
       for (let b = 0; b < blocksPerRow; b++) {
         const at = (i * blocksPerRow + b) * 18
         const scale = F16_TABLE[bytes[at] | (bytes[at + 1] << 8)]
-        const xo = b * 32
+        const xo = xOffset + b * 32
         let block = 0
         for (let j = 0; j < 16; j++) {
           const byte = bytes[at + 2 + j]
@@ -448,7 +448,7 @@ export function quantizedMatvec(out: Float32Array, x: Float32Array, w: Quantized
         }
         sum += block * scale
       }
-      out[i] = sum
+      out[outOffset + i] = sum
     }
   }
 }

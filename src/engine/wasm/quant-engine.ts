@@ -1,7 +1,7 @@
 import { TabmeshError } from '../../errors.ts'
 import { getTensor, layerTensorName, type LayerTensorName, type ModelSlice } from '../../model/model.ts'
 import type { Engine } from '../engine.ts'
-import { createReferenceEngine, REFERENCE_MAX_BATCH, type Matrix, type Matvec } from '../reference.ts'
+import { createReferenceEngine, REFERENCE_MAX_BATCH, type Matmul, type Matrix } from '../reference.ts'
 import { createEmbedder } from './embedding-rows.ts'
 import { loadQuantKernels, type KernelMatrix } from './quant-kernels.ts'
 
@@ -33,10 +33,11 @@ export async function createWasmQuantEngine(slice: ModelSlice): Promise<WasmQuan
   for (const m of weights) {
     matrices.set(m.matrix, m.matrix instanceof Float32Array ? kernels.uploadF32(m.name, m.matrix, m.rows, m.cols) : kernels.upload(m.matrix))
   }
-  const matvec: Matvec = (out, x, w) => kernels.matvec(matrices.get(w)!, x, 1, out)
+  // a call's rows go to the kernel together: each weight row is read once for all of them
+  const matmul: Matmul = (out, x, w, _n, _d, rows) => kernels.matvec(matrices.get(w)!, x, rows, out)
 
   // the reference holds no embedding table: a quantized one is not its to read
-  const ref = createReferenceEngine({ ...slice, spec: { ...spec, embedding: false } }, { matvec })
+  const ref = createReferenceEngine({ ...slice, spec: { ...spec, embedding: false } }, { matmul })
   const embed = createEmbedder(slice, REFERENCE_MAX_BATCH)
 
   return {

@@ -197,8 +197,10 @@ function layer(c: ModelConfig, w: LayerWeights, li: number, s: RunState, positio
     const pos = positions[r]
     const cacheOffset = layerCache + pos * kvDim
     const qo = r * dim
-    s.keyCache.set(s.k.subarray(r * kvDim, (r + 1) * kvDim), cacheOffset)
-    s.valueCache.set(s.v.subarray(r * kvDim, (r + 1) * kvDim), cacheOffset)
+    for (let i = 0; i < kvDim; i++) {
+      s.keyCache[cacheOffset + i] = s.k[r * kvDim + i]
+      s.valueCache[cacheOffset + i] = s.v[r * kvDim + i]
+    }
     rope(s.q, qo, dim, headSize, pos, s)
     rope(s.keyCache, cacheOffset, kvDim, headSize, pos, s)
     for (let h = 0; h < c.nHeads; h++) {

@@ -85,10 +85,11 @@ export async function readLlama2cConfig(source: ByteSource): Promise<ModelConfig
   return config
 }
 
-export function checkLayerRange(config: ModelConfig, range: LayerRange): void {
+/** Refuses a layer range outside the model (a loader's model-mismatch; an engine's bad-argument). */
+export function checkLayerRange(config: ModelConfig, range: LayerRange, code: 'model-mismatch' | 'bad-argument' = 'model-mismatch'): void {
   const { start, end } = range
   if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > config.nLayers || start > end) {
-    throw new TabmeshError('model-mismatch', `layer range [${start}, ${end}) is not inside the model's ${config.nLayers} layers`)
+    throw new TabmeshError(code, `layer range [${start}, ${end}) is not inside the model's ${config.nLayers} layers`)
   }
 }
 

@@ -1,5 +1,6 @@
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-web'
 import { TabmeshError } from '../../errors.ts'
+import { checkLayerRange } from '../../model/llama2c.ts'
 import type { ModelSlice } from '../../model/model.ts'
 import type { Engine } from '../engine.ts'
 import { createEmbedder } from './embedding-rows.ts'
@@ -52,9 +53,7 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
   const c = slice.config
   const spec = slice.spec
   const { start, end } = spec.layers
-  if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= c.nLayers)) {
-    throw new TabmeshError('bad-argument', `layer range [${start}, ${end}) is not within the model's ${c.nLayers} layers`)
-  }
+  checkLayerRange(c, spec.layers, 'bad-argument')
   const nRange = end - start
   const ort = await loadOrt(options)
   const spinning = options.spinning ?? false

@@ -1,4 +1,5 @@
 import { TabmeshError } from '../../errors.ts'
+import { checkLayerRange } from '../../model/llama2c.ts'
 import { getTensor, layerTensorName, type LayerTensorName, type ModelSlice } from '../../model/model.ts'
 import type { Engine } from '../engine.ts'
 import { createReferenceEngine, REFERENCE_MAX_BATCH, type Matmul, type Matrix } from '../reference.ts'
@@ -23,10 +24,7 @@ export interface WasmQuantEngine extends Engine {
 export async function createWasmQuantEngine(slice: ModelSlice): Promise<WasmQuantEngine> {
   const c = slice.config
   const spec = slice.spec
-  const { start, end } = spec.layers
-  if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= c.nLayers)) {
-    throw new TabmeshError('bad-argument', `layer range [${start}, ${end}) is not within the model's ${c.nLayers} layers`)
-  }
+  checkLayerRange(c, spec.layers, 'bad-argument')
   const { weights, bytes: weightBytes } = checkWeights(slice)
   const kernels = await loadQuantKernels()
   const matrices = new Map<Matrix, KernelMatrix>() // the reference's matrix objects -> their copies in kernel memory

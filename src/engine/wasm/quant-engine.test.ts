@@ -7,7 +7,6 @@ import { dequantizeTensor, quantizeSlice, quantizeTensor } from '../../model/qua
 import { makeSyntheticLlama2c, SYNTHETIC_LLAMA3_SCALING, type SyntheticShape, withFamilyFeatures } from '../../model/synthetic.ts'
 import { loadStories } from '../../test/models.ts'
 import type { Engine } from '../engine.ts'
-import { createPipelineEngine } from '../pipeline.ts'
 import { createReferenceEngine } from '../reference.ts'
 import { createWasmEngine } from './index.ts'
 import { loadQuantKernels } from './quant-kernels.ts'
@@ -132,30 +131,6 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
       stepwise.set(await engine.forward(Float32Array.from(await engine.embed(tokens.subarray(i, i + 1))), positions.subarray(i, i + 1)), i * model.config.dim)
     }
     expect(relativeError(batched, stepwise)).toBeLessThan(TOLERANCE)
-  })
-
-  it('runs a quantized layer range [1, 3) without head or embedding, and a pipeline of quantized ranges, as the reference does', async () => {
-    const model = quantizeSlice(await loadBlockable(), 'q8_0')
-    const middle = part(model, { layers: { start: 1, end: 3 }, embedding: false, head: false })
-    const wasm = await createWasmEngine(middle)
-    const ref = createReferenceEngine(middle)
-    const rng = createRng(7)
-    let pos = 0
-    for (const n of [9, 1, 1, 5]) {
-      const hidden = Float32Array.from({ length: n * model.config.dim }, () => (rng.nextF32() * 2 - 1) * 3)
-      const positions = Int32Array.from({ length: n }, (_, i) => pos + i)
-      pos += n
-      const expected = Float32Array.from(await ref.forward(hidden.slice(), positions))
-      expect(relativeError(Float32Array.from(await wasm.forward(hidden.slice(), positions)), expected)).toBeLessThan(TOLERANCE)
-    }
-    const pipeline = createPipelineEngine([
-      await createWasmEngine(part(model, { layers: { start: 0, end: 1 }, embedding: true, head: false })),
-      wasm,
-      await createWasmEngine(part(model, { layers: { start: 3, end: 4 }, embedding: false, head: true })),
-    ])
-    await wasm.reset()
-    const options = { maxTokens: 40, ...greedy }
-    expect(await collectTokens(pipeline, [1, 77], options)).toEqual(await collectTokens(createReferenceEngine(model), [1, 77], options))
   })
 
   it('adds the attention bias and scales RoPE (llama3) as the reference does, and reads a quantized token embedding', async () => {

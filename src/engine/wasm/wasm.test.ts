@@ -228,10 +228,11 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     }
   }
 
-  it('runs a quantized layer range [1, 3) without head or embedding, and a pipeline of quantized ranges, as the reference does', async () => {
-    const model = quantizeSlice(await loadBlockable(), 'q4_0')
+  // both quantized paths: the SIMD kernels (the default) and onnxruntime's MatMulNBits
+  it.each([['matmulnbits', 'q4_0'], ['simd', 'q8_0']] as const)('%s: runs a %s layer range [1, 3) without head or embedding, and a pipeline of quantized ranges, as the reference does', async (quantized, type) => {
+    const model = quantizeSlice(await loadBlockable(), type)
     const middle = part(model, { layers: { start: 1, end: 3 }, embedding: false, head: false })
-    const wasm = await createWasmEngine(middle, NBITS)
+    const wasm = await createWasmEngine(middle, { quantized })
     const ref = createReferenceEngine(dequantizeSlice(middle))
     const rng = createRng(7)
     let pos = 0
@@ -243,9 +244,9 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
       expect(relativeError(Float32Array.from(await wasm.forward(hidden.slice(), positions)), expected)).toBeLessThan(QUANT_TOLERANCE)
     }
     const pipeline = createPipelineEngine([
-      await createWasmEngine(part(model, { layers: { start: 0, end: 1 }, embedding: true, head: false }), NBITS),
+      await createWasmEngine(part(model, { layers: { start: 0, end: 1 }, embedding: true, head: false }), { quantized }),
       wasm,
-      await createWasmEngine(part(model, { layers: { start: 3, end: 4 }, embedding: false, head: true }), NBITS),
+      await createWasmEngine(part(model, { layers: { start: 3, end: 4 }, embedding: false, head: true }), { quantized }),
     ])
     await wasm.reset()
     const options = { maxTokens: 40, ...greedy }

@@ -1,5 +1,4 @@
 import type { Engine } from '../../src/engine/engine.ts'
-import { generateTokens } from '../../src/engine/generate.ts'
 import { createReferenceEngine } from '../../src/engine/reference.ts'
 import { argmax } from '../../src/engine/sampler.ts'
 import type { WebGpuEngine, WebGpuEngineOptions } from '../../src/engine/webgpu/engine.ts'
@@ -9,6 +8,7 @@ import { loadLlama2c } from '../../src/model/llama2c.ts'
 import { LAYER_TENSORS, layerTensorName, layerTensorShape, type ModelSlice, type RopeScaling, type Tensor } from '../../src/model/model.ts'
 import { dequantizeTensor, quantizeTensor, type QuantType } from '../../src/model/quant.ts'
 import { makeSyntheticLlama2c, withFamilyFeatures, type SyntheticShape } from '../../src/model/synthetic.ts'
+import { greedyIds } from './engine-compare.ts'
 
 /**
  * The webgpu engine on llama-family variations, against the reference engine on the same slice:
@@ -105,13 +105,6 @@ const maxDiff = (a: Float32Array, b: Float32Array) => {
   return m
 }
 
-async function greedyIds(engine: Engine, prompt: number[], maxTokens: number): Promise<number[]> {
-  await engine.reset()
-  const ids: number[] = []
-  for await (const t of generateTokens(engine, prompt, { maxTokens, temperature: 0, topP: 1, seed: 0, prefillChunk: 5 })) ids.push(t)
-  return ids
-}
-
 type EngineFactory = (slice: ModelSlice, options: WebGpuEngineOptions) => Promise<WebGpuEngine>
 
 export async function runFamily(device: GPUDevice, createEngine: EngineFactory, o: FamilyOptions): Promise<FamilyRun> {
@@ -143,7 +136,7 @@ export async function runFamily(device: GPUDevice, createEngine: EngineFactory, 
     const run: FamilyRun = {
       prefill: { calls: o.prefillRows.length, rows: prefillTotal, maxHiddenDiff, maxHidden, ...compareLogits(0, o.prefillRows.length) },
       decode: { steps: o.decodeSteps, ...compareLogits(o.prefillRows.length, a.logits.length) },
-      greedy: { reference: await greedyIds(reference, prompt, o.greedyTokens), webgpu: await greedyIds(gpu, prompt, o.greedyTokens) },
+      greedy: { reference: await greedyIds(reference, prompt, o.greedyTokens, 5), webgpu: await greedyIds(gpu, prompt, o.greedyTokens, 5) },
       quantizedMatrices: gpuSlice.quantized?.size ?? 0,
     }
     // the reference without one feature, on the same weights and tokens

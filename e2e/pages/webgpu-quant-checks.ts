@@ -1,7 +1,4 @@
-import type { Engine } from '../../src/engine/engine.ts'
-import { generateTokens } from '../../src/engine/generate.ts'
 import { createReferenceEngine } from '../../src/engine/reference.ts'
-import { argmax } from '../../src/engine/sampler.ts'
 import type { WebGpuEngine, WebGpuEngineOptions } from '../../src/engine/webgpu/engine.ts'
 import { createKernels, encodeDispatches, type KernelDispatch } from '../../src/engine/webgpu/kernels.ts'
 import { createRng } from '../../src/lib/rng.ts'
@@ -11,6 +8,7 @@ import { modelToGguf } from '../../src/model/gguf-writer.ts'
 import type { ModelSlice } from '../../src/model/model.ts'
 import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, dequantizeTensor, quantizeTensor, quantizedMatvec, type QuantType, type QuantizedTensor } from '../../src/model/quant.ts'
 import { gpuArray, gpuZeros, readFloats } from './webgpu-gpu.ts'
+import { greedyIds, teacherForced } from './engine-compare.ts'
 
 /**
  * matvec_q8_0 / matvec_q4_0 (decode) and matmul_q8_0 / matmul_q4_0 (prefill) against quant.ts's
@@ -146,7 +144,6 @@ export async function runQuantizedEngine(
     blockBytes += q.blocks.byteLength
     expectedSaving += pad16(q.shape[0] * q.shape[1] * 4) - pad16(q.blocks.byteLength)
   }
-  const c = quantized.config
   const reference = createReferenceEngine(dequantized)
 
   // GPU bytes created while building an engine, counted at the device
@@ -166,34 +163,11 @@ export async function runQuantizedEngine(
   const device = await makeDevice()
   const gpu = await createEngine(quantized, { ...o.engine, device })
   try {
-    const greedy = async (e: Engine) => {
-      await e.reset()
-      const ids: number[] = []
-      for await (const t of generateTokens(e, o.prompt, { maxTokens: o.maxTokens, temperature: 0, topP: 1, seed: 0, prefillChunk: 8 })) ids.push(t)
-      return ids
-    }
-    const greedyIds = { reference: await greedy(reference), webgpu: await greedy(gpu) }
-    await reference.reset()
-    await gpu.reset()
-    const rng = createRng(o.seed)
-    const tokens = Int32Array.from({ length: c.seqLen }, () => Math.floor(rng.nextF32() * c.vocabSize))
-    let maxLogitDiff = 0, maxLogit = 0, argmaxMismatches = 0, calls = 0
-    for (let start = 0; start < c.seqLen; calls++) {
-      const n = Math.min(o.rowsPerCall[calls % o.rowsPerCall.length], c.seqLen - start)
-      const ids = tokens.subarray(start, start + n)
-      const positions = Int32Array.from({ length: n }, (_, i) => start + i)
-      const a = (await reference.head(await reference.forward(await reference.embed(ids), positions))).slice()
-      const b = await gpu.head(await gpu.forward(await gpu.embed(ids), positions))
-      for (let i = 0; i < a.length; i++) {
-        maxLogitDiff = Math.max(maxLogitDiff, Math.abs(a[i] - b[i]))
-        maxLogit = Math.max(maxLogit, Math.abs(a[i]))
-      }
-      if (argmax(a) !== argmax(b)) argmaxMismatches++
-      start += n
-    }
+    const greedy = { reference: await greedyIds(reference, o.prompt, o.maxTokens, 8), webgpu: await greedyIds(gpu, o.prompt, o.maxTokens, 8) }
+    const { calls, maxLogitDiff, maxLogit, argmaxMismatches } = await teacherForced(reference, gpu, o.rowsPerCall, o.seed)
     return {
       quantizedMatrices: quantized.quantized?.size ?? 0,
-      greedy: greedyIds,
+      greedy,
       teacherForced: { calls, maxLogitDiff, maxLogit, argmaxMismatches },
       memory: { quantizedEngineBytes: mq.bytes, f32EngineBytes: mf.bytes, expectedSaving, quantizedWeightBytes: mq.weightBytes, f32WeightBytes: mf.weightBytes, blockBytes },
     }

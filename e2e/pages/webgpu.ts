@@ -1,16 +1,15 @@
 import type { Engine } from '../../src/engine/engine.ts'
-import { generateTokens } from '../../src/engine/generate.ts'
 import { createPipelineEngine } from '../../src/engine/pipeline.ts'
 import { createReferenceEngine } from '../../src/engine/reference.ts'
 import { argmax } from '../../src/engine/sampler.ts'
 import { createWebGpuEngine, probeWebGpu, requestWebGpuDevice, type WebGpuEngineOptions } from '../../src/engine/webgpu/index.ts'
 import { TabmeshError } from '../../src/errors.ts'
-import { createRng } from '../../src/lib/rng.ts'
 import { memorySource } from '../../src/model/byte-source.ts'
 import { loadLlama2c } from '../../src/model/llama2c.ts'
 import type { ModelSlice, SliceSpec } from '../../src/model/model.ts'
 import { quantizeTensor } from '../../src/model/quant.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES } from '../../src/model/synthetic.ts'
+import { greedyIds, teacherForced } from './engine-compare.ts'
 import { benchKernels } from './webgpu-bench.ts'
 import { runFamily, type FamilyOptions } from './webgpu-family-checks.ts'
 import { checkKernel, type KernelShape } from './webgpu-kernel-checks.ts'
@@ -39,12 +38,6 @@ const part = (m: ModelSlice, spec: SliceSpec): ModelSlice => ({ config: m.config
 
 let sharedDevice: Promise<GPUDevice> | undefined
 const device = () => (sharedDevice ??= requestWebGpuDevice())
-
-async function greedyIds(engine: Engine, prompt: number[], maxTokens: number, prefillChunk: number): Promise<number[]> {
-  const ids: number[] = []
-  for await (const t of generateTokens(engine, prompt, { maxTokens, temperature: 0, topP: 1, seed: 0, prefillChunk })) ids.push(t)
-  return ids
-}
 
 const errorInfo = (err: unknown) => ({ name: (err as Error).name, code: err instanceof TabmeshError ? err.code : undefined, message: (err as Error).message })
 
@@ -96,28 +89,9 @@ const lab = {
    */
   async teacherForced(o: { model: ModelName; rowsPerCall: number[]; seed: number; engine?: Omit<WebGpuEngineOptions, 'device'> }) {
     const m = await loadModel(o.model)
-    const c = m.config
-    const rng = createRng(o.seed)
-    const tokens = Int32Array.from({ length: c.seqLen }, () => Math.floor(rng.nextF32() * c.vocabSize))
-    const reference = createReferenceEngine(m)
     const gpu = await createWebGpuEngine(m, { ...o.engine, device: await device() })
     try {
-      let maxLogitDiff = 0, maxLogit = 0, argmaxMismatches = 0, calls = 0, lastPosition = -1
-      for (let start = 0; start < c.seqLen; calls++) {
-        const n = Math.min(o.rowsPerCall[calls % o.rowsPerCall.length], c.seqLen - start)
-        const ids = tokens.subarray(start, start + n)
-        const positions = Int32Array.from({ length: n }, (_, i) => start + i)
-        const a = (await reference.head(await reference.forward(await reference.embed(ids), positions))).slice()
-        const b = await gpu.head(await gpu.forward(await gpu.embed(ids), positions))
-        for (let i = 0; i < a.length; i++) {
-          maxLogitDiff = Math.max(maxLogitDiff, Math.abs(a[i] - b[i]))
-          maxLogit = Math.max(maxLogit, Math.abs(a[i]))
-        }
-        if (argmax(a) !== argmax(b)) argmaxMismatches++
-        lastPosition = start + n - 1
-        start += n
-      }
-      return { calls, lastPosition, seqLen: c.seqLen, maxLogitDiff, maxLogit, argmaxMismatches }
+      return await teacherForced(createReferenceEngine(m), gpu, o.rowsPerCall, o.seed)
     } finally {
       gpu.destroy()
     }

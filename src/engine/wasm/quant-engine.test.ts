@@ -10,8 +10,7 @@ import type { Engine } from '../engine.ts'
 import { createReferenceEngine } from '../reference.ts'
 import { createWasmEngine } from './index.ts'
 import { loadQuantKernels } from './quant-kernels.ts'
-import { argmax } from '../sampler.ts'
-import { collectTokens, relativeError } from '../../test/compare.ts'
+import { collectTokens, compareFullModel, relativeError } from '../../test/compare.ts'
 
 /**
  * Tolerance against the reference engine on the same quantized slice (its products are
@@ -28,29 +27,11 @@ const loadBlockable = () => loadLlama2c(memorySource(makeSyntheticLlama2c(BLOCKA
 const part = (m: ModelSlice, spec: SliceSpec): ModelSlice => ({ ...m, spec })
 const greedy = { temperature: 0, topP: 0.9, seed: 1 }
 
-/**
- * Largest relative errors of `engine` against `ref`: a prompt read in one call (hidden states of
- * every row, logits of the last), then `steps` greedy decode steps whose ids must agree.
- */
-async function compareFullModel(engine: Engine, ref: Engine, prompt: number[], steps: number): Promise<number> {
-  await engine.reset()
-  await ref.reset()
-  const tokens = Int32Array.from(prompt)
-  const positions = Int32Array.from(prompt, (_, i) => i)
-  const expected = Float32Array.from(await ref.forward(Float32Array.from(await ref.embed(tokens)), positions))
-  const actual = Float32Array.from(await engine.forward(Float32Array.from(await engine.embed(tokens)), positions))
-  let err = relativeError(actual, expected)
-  let refLogits = Float32Array.from(await ref.head(expected))
-  err = Math.max(err, relativeError(Float32Array.from(await engine.head(actual)), refLogits))
-  for (let step = 0; step < steps; step++) {
-    const next = argmax(refLogits)
-    const position = Int32Array.of(prompt.length + step)
-    const logits = await engine.head(await engine.forward(Float32Array.from(await engine.embed(Int32Array.of(next))), position))
-    refLogits = Float32Array.from(await ref.head(await ref.forward(Float32Array.from(await ref.embed(Int32Array.of(next))), position)))
-    err = Math.max(err, relativeError(Float32Array.from(logits), refLogits))
-    expect(argmax(logits)).toBe(argmax(refLogits))
-  }
-  return err
+/** The largest of compareFullModel's errors; its decode steps must all pick the reference's ids. */
+async function fullModelError(engine: Engine, ref: Engine, prompt: number[], steps: number): Promise<number> {
+  const r = await compareFullModel(engine, ref, prompt, steps)
+  expect(r.argmaxMismatches).toBe(0)
+  return Math.max(r.prefill, r.logits)
 }
 
 describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
@@ -78,7 +59,7 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
         // weightBytes: what it computes with (blocks as blocks): all the slice holds but the fp32 embedding table
         expect(wasm.weightBytes).toBe(heldWeightBytes(q) - 4 * model.config.vocabSize * model.config.dim)
         const ref = createReferenceEngine(q)
-        expect(await compareFullModel(wasm, ref, prompt.map((t) => t % model.config.vocabSize), 12)).toBeLessThan(TOLERANCE)
+        expect(await fullModelError(wasm, ref, prompt.map((t) => t % model.config.vocabSize), 12)).toBeLessThan(TOLERANCE)
         const options = { maxTokens: 48, ...greedy }
         const expected = await collectTokens(ref, [1, 5, 9], options)
         expect(expected.length).toBe(48)
@@ -101,7 +82,7 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
     expect(tied.tensors.get('classifier')!.data).toBe(tied.tensors.get('token_embedding')!.data)
     const wasm = await createWasmEngine(tied)
     const ref = createReferenceEngine(tied)
-    expect(await compareFullModel(wasm, ref, prompt, 12)).toBeLessThan(TOLERANCE)
+    expect(await fullModelError(wasm, ref, prompt, 12)).toBeLessThan(TOLERANCE)
     const options = { maxTokens: 48, ...greedy }
     expect(await collectTokens(wasm, [1, 5, 9], options)).toEqual(await collectTokens(ref, [1, 5, 9], options))
   })
@@ -137,7 +118,7 @@ describe('wasm engine on Q8_0 / Q4_0 weights with the SIMD kernels', () => {
     const model = quantizeSlice(withFamilyFeatures(await loadBlockable(), { biasSeed: 11, ropeScaling: SYNTHETIC_LLAMA3_SCALING }), 'q4_0')
     const wasm = await createWasmEngine(model)
     const ref = createReferenceEngine(model)
-    expect(await compareFullModel(wasm, ref, prompt, 12)).toBeLessThan(TOLERANCE)
+    expect(await fullModelError(wasm, ref, prompt, 12)).toBeLessThan(TOLERANCE)
     const options = { maxTokens: 48, ...greedy }
     expect(await collectTokens(wasm, [1, 5, 9], options)).toEqual(await collectTokens(ref, [1, 5, 9], options))
     // the embedding table as Q8_0 blocks: rows dequantized one at a time

@@ -11,8 +11,7 @@ import type { Engine } from '../engine.ts'
 import { createPipelineEngine } from '../pipeline.ts'
 import { createReferenceEngine } from '../reference.ts'
 import { createWasmEngine, WASM_MAX_BATCH } from './index.ts'
-import { argmax } from '../sampler.ts'
-import { collectTokens, relativeError } from '../../test/compare.ts'
+import { collectTokens, compareFullModel, relativeError } from '../../test/compare.ts'
 
 
 /** Tolerance for hidden states: max |wasm - ref| over max |ref|. Both are fp32; they differ only in summation order. */
@@ -165,30 +164,11 @@ const BLOCKABLE_SHAPE: SyntheticShape = { dim: 64, hiddenDim: 160, nLayers: 4, n
 const loadBlockable = (spec?: SliceSpec) => loadLlama2c(memorySource(makeSyntheticLlama2c(BLOCKABLE_SHAPE, 99)), spec)
 
 
-/**
- * Largest relative errors of `engine` against `ref` (both full models): a prompt read in one call
- * (hidden states of every row, logits of the last), then `steps` greedy decode steps (logits of
- * each), whose ids must agree.
- */
-async function compareFullModel(engine: Engine, ref: Engine, prompt: number[], steps: number): Promise<{ prefill: number; logits: number }> {
-  await engine.reset()
-  await ref.reset()
-  const tokens = Int32Array.from(prompt)
-  const positions = Int32Array.from(prompt, (_, i) => i)
-  const expected = Float32Array.from(await ref.forward(Float32Array.from(await ref.embed(tokens)), positions))
-  const actual = Float32Array.from(await engine.forward(Float32Array.from(await engine.embed(tokens)), positions))
-  const prefill = relativeError(actual, expected)
-  let refLogits = Float32Array.from(await ref.head(expected))
-  let logits = relativeError(Float32Array.from(await engine.head(actual)), refLogits)
-  for (let step = 0; step < steps; step++) {
-    const next = argmax(refLogits)
-    const position = Int32Array.of(prompt.length + step)
-    const e = await engine.head(await engine.forward(Float32Array.from(await engine.embed(Int32Array.of(next))), position))
-    refLogits = Float32Array.from(await ref.head(await ref.forward(Float32Array.from(await ref.embed(Int32Array.of(next))), position)))
-    logits = Math.max(logits, relativeError(Float32Array.from(e), refLogits))
-    expect(argmax(e)).toBe(argmax(refLogits))
-  }
-  return { prefill, logits }
+/** compareFullModel, whose decode steps must all pick the reference's ids. */
+async function fullModelErrors(engine: Engine, ref: Engine, prompt: number[], steps: number): Promise<{ prefill: number; logits: number }> {
+  const r = await compareFullModel(engine, ref, prompt, steps)
+  expect(r.argmaxMismatches).toBe(0)
+  return r
 }
 
 /** MatMulNBits bytes of a quantized matrix: codes (bits / 8 per weight) plus an fp32 scale per block of 32. */
@@ -212,7 +192,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
         expect(q.quantized!.has('classifier')).toBe(true)
         const wasm = await createWasmEngine(q, NBITS)
         const ref = createReferenceEngine(dequantizeSlice(q))
-        const err = await compareFullModel(wasm, ref, prompt.map((t) => t % model.config.vocabSize), 12)
+        const err = await fullModelErrors(wasm, ref, prompt.map((t) => t % model.config.vocabSize), 12)
         expect(err.prefill).toBeLessThan(QUANT_TOLERANCE)
         expect(err.logits).toBeLessThan(QUANT_TOLERANCE)
         const options = { maxTokens: 48, ...greedy }
@@ -266,7 +246,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     for (const slice of [model, quantizeSlice(model, 'q8_0'), quantizeSlice(model, 'q4_0')]) {
       const wasm = await createWasmEngine(slice, NBITS)
       const ref = createReferenceEngine(dequantizeSlice(slice))
-      const err = await compareFullModel(wasm, ref, prompt, 12)
+      const err = await fullModelErrors(wasm, ref, prompt, 12)
       expect(err.prefill).toBeLessThan(QUANT_TOLERANCE)
       expect(err.logits).toBeLessThan(QUANT_TOLERANCE)
       const options = { maxTokens: 48, ...greedy }
@@ -279,7 +259,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     const model = quantizeSlice(await loadBiasedScaled(), 'q4_0')
     const expanded = await createWasmEngine(model, { dequantize: true })
     expect(expanded.weightBytes).toBe((await createWasmEngine(dequantizeSlice(model))).weightBytes)
-    const err = await compareFullModel(expanded, createReferenceEngine(dequantizeSlice(model)), prompt, 6)
+    const err = await fullModelErrors(expanded, createReferenceEngine(dequantizeSlice(model)), prompt, 6)
     expect(Math.max(err.prefill, err.logits)).toBeLessThan(QUANT_TOLERANCE)
   })
 
@@ -298,7 +278,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     const mixed: ModelSlice = { ...all, tensors, quantized }
     // 3 rows of 64 inputs per node: every quantized matrix splits into many nodes, the last one short
     const chunked = await createWasmEngine(mixed, { ...NBITS, matMulNBitsMaxWeights: 3 * 64 })
-    const err = await compareFullModel(chunked, createReferenceEngine(dequantizeSlice(mixed)), prompt, 6)
+    const err = await fullModelErrors(chunked, createReferenceEngine(dequantizeSlice(mixed)), prompt, 6)
     expect(Math.max(err.prefill, err.logits)).toBeLessThan(QUANT_TOLERANCE)
   })
 

@@ -1,9 +1,9 @@
 import { defineConfig } from '@playwright/test'
-import { chromiumLaunchOptions } from './e2e/chromium.ts'
+import { chromiumLaunchOptions } from './lab/chromium.ts'
 
 // A port and a built site per run, so several runs (and the multi-browser suites) do not collide.
 const PORT = Number(process.env.TABMESH_E2E_PORT ?? 4317)
-const SITE = process.env.TABMESH_SITE_DIR ? ` --site-dir ${process.env.TABMESH_SITE_DIR}` : ''
+const SITE = ` --site-dir ${process.env.TABMESH_SITE_DIR ?? 'dist-lab'}` // the site with the lab pages (npm run build:lab)
 
 export default defineConfig({
   testDir: 'e2e',
@@ -18,7 +18,7 @@ export default defineConfig({
     screenshot: 'only-on-failure',
   },
   webServer: {
-    command: `node src/cli/bin.mjs start --port ${PORT} --contributors 0${SITE}`,
+    command: `node src/nodejs/cli/bin.mjs start --port ${PORT} --contributors 0${SITE}`,
     url: `http://localhost:${PORT}/models`,
     reuseExistingServer: false,
     timeout: 60_000,

@@ -1,21 +1,12 @@
-import { readdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import react from '@vitejs/plugin-react'
 import { defineConfig } from 'vitest/config'
-import { assemblyScriptWasmBytes } from './src/engine/wasm/kernels/vite-plugin-asc.ts'
+import { assemblyScriptWasmBytes } from './tools/vite-plugin-asc.ts'
 
 const isolation = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
 }
-
-// Lab pages (e2e/pages/*.html) drive kernels, engines and the mesh from Playwright tests and
-// benchmarks; they are built with the site and served beside it.
-const labPages = Object.fromEntries(
-  readdirSync(resolve(import.meta.dirname, 'e2e/pages'))
-    .filter((f) => f.endsWith('.html'))
-    .map((f) => [`lab-${f.replace(/\.html$/, '')}`, resolve(import.meta.dirname, 'e2e/pages', f)]),
-)
 
 export default defineConfig({
   plugins: [react(), assemblyScriptWasmBytes()],
@@ -27,7 +18,7 @@ export default defineConfig({
     sourcemap: true,
     rollupOptions: {
       input: {
-        main: resolve(import.meta.dirname, 'index.html'), headless: resolve(import.meta.dirname, 'src/headless/index.html'), ...labPages,
+        main: resolve(import.meta.dirname, 'index.html'), headless: resolve(import.meta.dirname, 'src/cli-tab/index.html'),
         embed: resolve(import.meta.dirname, 'src/embed/embed.ts'), embedFrame: resolve(import.meta.dirname, 'src/embed/frame.html'),
       },
       // embed.js: a stable URL for <script src>, one classic script wrapped so it adds no globals
@@ -39,7 +30,7 @@ export default defineConfig({
     },
   },
   test: {
-    include: ['src/**/*.test.ts'],
+    include: ['src/**/*.test.ts', 'testing/**/*.test.ts'],
     environment: 'node',
     testTimeout: 60_000,
   },

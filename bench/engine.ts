@@ -2,12 +2,12 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type {} from '../e2e/pages/wasm.ts' // window.wasmLab's type
+import type {} from '../lab/pages/wasm.ts' // window.wasmLab's type
 import { openLabPage, PROJECT_ROOT } from './lab.ts'
 
 /**
  * `npm run bench:engine`: decode speed of each engine backend in headless Chromium (lab page
- * e2e/pages/wasm.html), on stories260K and on a synthetic model shaped like stories110M made inside
+ * lab/pages/wasm.html), on stories260K and on a synthetic model shaped like stories110M made inside
  * the page, against the machine's streaming-read bandwidth measured in the same page and run.
  * Prints a table and writes bench/results/engine.json.
  *
@@ -19,7 +19,7 @@ process.env.TABMESH_BENCH_PORT ??= '4412'
 if (!process.env.TABMESH_SITE_DIR) {
   const out = join(tmpdir(), 'tabmesh-bench-engine-site')
   console.error(`building the site into ${out} ...`)
-  const build = spawnSync('npx', ['vite', 'build', '--outDir', out, '--emptyOutDir', '--logLevel', 'warn'], { cwd: PROJECT_ROOT, stdio: 'inherit' })
+  const build = spawnSync('npx', ['vite', 'build', '-c', 'lab/vite.config.ts', '--outDir', out, '--emptyOutDir', '--logLevel', 'warn'], { cwd: PROJECT_ROOT, stdio: 'inherit' })
   if (build.status !== 0) throw new Error('vite build failed')
   process.env.TABMESH_SITE_DIR = out
 }

@@ -1,12 +1,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { KernelBenchResult } from '../e2e/pages/webgpu-bench.ts'
+import type { KernelBenchResult } from '../lab/pages/webgpu-bench.ts'
 import { openLabPage, PROJECT_ROOT } from './lab.ts'
 
 /**
  * npm run bench:kernels: every WGSL kernel timed on this machine's WebGPU adapter, in headless
  * Chromium, against the copy kernel's bandwidth measured in the same run. Prints a table and writes
- * bench/results/kernels.json. Needs a built site (npm run build, or TABMESH_SITE_DIR); `--quick`
+ * bench/results/kernels.json. Needs a built site (npm run build:lab, or TABMESH_SITE_DIR); `--quick`
  * uses small shapes. On SwiftShader (a CPU emulation of a GPU) the numbers measure the emulator.
  */
 const quick = process.argv.includes('--quick')

@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
-import { buildMeshSite, launchChromiumProcess, loopbackOnly, openMeshPeer, ROOT, startRelayProcess, type BrowserPeer } from '../e2e/mesh-harness.ts'
+import { buildMeshSite, launchChromiumProcess, loopbackOnly, openMeshPeer, ROOT, startRelayProcess, type BrowserPeer } from '../lab/mesh-harness.ts'
 
 const SIZES = (process.env.TABMESH_MESH_SIZES ?? '2,3,4,6').split(',').map(Number)
 const CHURN_MS = 8000 // advert sampling window

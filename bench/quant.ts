@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { QuantBenchResult } from '../e2e/pages/webgpu-quant-bench.ts'
-import type {} from '../e2e/pages/wasm.ts' // window.wasmLab's type
+import type { QuantBenchResult } from '../lab/pages/webgpu-quant-bench.ts'
+import type {} from '../lab/pages/wasm.ts' // window.wasmLab's type
 import { loadavg } from 'node:os'
 import { openLabPage, PROJECT_ROOT } from './lab.ts'
 
@@ -15,7 +15,7 @@ import { openLabPage, PROJECT_ROOT } from './lab.ts'
  *    them: weight bytes per token, tokens/s, and the bandwidth roofline (streaming-read bandwidth
  *    measured in the same page / weight bytes per token), plus the memory the weights take (the
  *    wasm heap, the GPU weight buffers).
- * Writes bench/results/quant.json. Needs a built site (npm run build, or TABMESH_SITE_DIR);
+ * Writes bench/results/quant.json. Needs a built site (npm run build:lab, or TABMESH_SITE_DIR);
  * `--quick` uses small shapes (a 15M-shaped model). On SwiftShader (a CPU emulation of a GPU) the
  * webgpu numbers measure the emulator.
  */

@@ -11,10 +11,10 @@ import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
-import type { ChatRequest } from '../src/headless/main.ts'
-import { makeSyntheticLlama2c } from '../src/model/synthetic.ts'
-import { resolveModelsDir } from '../src/node/models-dir.ts'
-import { headlessCall, launchChromiumProcess, loopbackOnly, ROOT, startRelayProcess, type ChromiumProcess } from '../e2e/mesh-harness.ts'
+import type { ChatRequest } from '../src/cli-tab/main.ts'
+import { makeSyntheticLlama2c } from '../src/model/formats/synthetic.ts'
+import { resolveModelsDir } from '../src/nodejs/models-dir.ts'
+import { headlessCall, launchChromiumProcess, loopbackOnly, ROOT, startRelayProcess, type ChromiumProcess } from '../lab/mesh-harness.ts'
 
 if (!loopbackOnly()) {
   const r = spawnSync('unshare', ['-n', 'bash', '-c', `ip link set lo up && exec ${process.execPath} --import tsx ${join(ROOT, 'bench/swarm.ts')}`], { stdio: 'inherit', env: process.env })
@@ -52,7 +52,7 @@ async function browser(): Promise<ChromiumProcess> {
 }
 async function tab(b: Browser): Promise<Tab> {
   const page = await (await b.newContext()).newPage()
-  await page.goto(new URL('src/headless/index.html', relay.url).toString())
+  await page.goto(new URL('src/cli-tab/index.html', relay.url).toString())
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' })
   return { page, call: headlessCall(page) }
 }

@@ -1,13 +1,13 @@
 import { spawnSync } from 'node:child_process'
 import { expect, test } from '@playwright/test'
-import { goldenIds as readGolden } from '../src/test/golden.ts'
+import { goldenIds as readGolden } from '../testing/golden.ts'
 
 const goldenIds = readGolden()
 
 // `tabmesh generate --backend wasm|webgpu|auto` runs the generation in headless Chromium
 
 const siteDir = process.env.TABMESH_SITE_DIR
-const tabmesh = (args: string[]) => spawnSync(process.execPath, ['src/cli/bin.mjs', ...args], {
+const tabmesh = (args: string[]) => spawnSync(process.execPath, ['src/nodejs/cli/bin.mjs', ...args], {
   encoding: 'utf8', timeout: 180_000, env: { ...process.env, ...(siteDir ? { TABMESH_SITE_DIR: siteDir } : {}) },
 })
 

@@ -5,10 +5,10 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect, test } from '@playwright/test'
-import { goldenText as readGoldenText } from '../src/test/golden.ts'
+import { goldenText as readGoldenText } from '../testing/golden.ts'
 import type { Browser, Frame, Page } from 'playwright-core'
 import type { TabmeshEngine } from '../src/embed/api.ts'
-import { headlessCall, openLoggedPage, ROOT, startRelayProcess, type RelayProcess } from './mesh-harness.ts'
+import { headlessCall, openLoggedPage, ROOT, startRelayProcess, type RelayProcess } from '../lab/mesh-harness.ts'
 
 /**
  * embed.js on a third-party page: the page is served by a small server of its own on 127.0.0.1 (another
@@ -51,7 +51,7 @@ async function openPage(url: string): Promise<Tab> {
 
 /** A headless tabmesh tab (contributor or observer) in its own browser. */
 async function headless() {
-  const tab = await openPage(new URL('src/headless/index.html', relay.url).href)
+  const tab = await openPage(new URL('src/cli-tab/index.html', relay.url).href)
   await tab.page.waitForFunction(() => document.body.dataset.ready === 'true')
   return { ...tab, call: headlessCall(tab.page) }
 }
@@ -166,7 +166,7 @@ const widget = <T>(page: Page, fn: (engine: WidgetEngine, arg: unknown) => Promi
 test.beforeAll(async () => {
   expect(isolatedNetwork(), 'run this suite with `npm run e2e:embed` (a network namespace with no way out)').toBe(true)
   const siteDir = process.env.TABMESH_SITE_DIR ?? mkdtempSync(join(tmpdir(), 'tabmesh-embed-site-'))
-  const built = spawnSync(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '-c', 'e2e/vite.embed.config.ts', '--outDir', siteDir, '--emptyOutDir', '--logLevel', 'warn'], { cwd: ROOT, encoding: 'utf8' })
+  const built = spawnSync(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '-c', 'lab/vite.embed.config.ts', '--outDir', siteDir, '--emptyOutDir', '--logLevel', 'warn'], { cwd: ROOT, encoding: 'utf8' })
   if (built.status !== 0) throw new Error(`vite build failed:\n${built.stdout}\n${built.stderr}`)
   relay = await startRelayProcess(siteDir)
   host = await startHostServer(hostPages(relay.url))

@@ -3,8 +3,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect, test } from '@playwright/test'
-import { resolveModelsDir } from '../src/node/models-dir.ts'
-import { goldenIds as readGolden } from '../src/test/golden.ts'
+import { resolveModelsDir } from '../src/nodejs/models-dir.ts'
+import { goldenIds as readGolden } from '../testing/golden.ts'
 
 /**
  * GGUF and safetensors models end to end: `tabmesh convert` writes stories260K as GGUF (F32, Q8_0,
@@ -17,7 +17,7 @@ const golden = readGolden()
 const siteDir = process.env.TABMESH_SITE_DIR
 const modelsDir = mkdtempSync(join(tmpdir(), 'tabmesh-e2e-formats-'))
 const tabmesh = (args: string[]) => {
-  const r = spawnSync(process.execPath, ['src/cli/bin.mjs', ...args], {
+  const r = spawnSync(process.execPath, ['src/nodejs/cli/bin.mjs', ...args], {
     encoding: 'utf8', timeout: 180_000, env: { ...process.env, ...(siteDir ? { TABMESH_SITE_DIR: siteDir } : {}) },
   })
   expect(r.stderr, `tabmesh ${args.join(' ')}`).toBe('')
@@ -63,7 +63,7 @@ for (const [model, bytesVsF32] of [['stories260K-q8_0', 0.55], ['stories260K-q4_
 
 test('a registry entry whose files live on another host (public URLs) loads from there, checked part by part', async () => {
   // the "public host": another tabmesh server on its own origin, serving the converted models with CORS
-  const host = spawn(process.execPath, ['src/cli/bin.mjs', 'start', '--port', '0', '--models-dir', modelsDir, '--contributors', '0', ...(siteDir ? ['--site-dir', siteDir] : [])], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const host = spawn(process.execPath, ['src/nodejs/cli/bin.mjs', 'start', '--port', '0', '--models-dir', modelsDir, '--contributors', '0', ...(siteDir ? ['--site-dir', siteDir] : [])], { stdio: ['ignore', 'pipe', 'inherit'] })
   const remoteDir = mkdtempSync(join(tmpdir(), 'tabmesh-e2e-remote-'))
   try {
     const hostUrl = await new Promise<string>((ok, fail) => {

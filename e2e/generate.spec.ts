@@ -1,5 +1,5 @@
 import { expect, test, type Page } from '@playwright/test'
-import { goldenIds } from '../src/test/golden.ts'
+import { goldenIds } from '../testing/golden.ts'
 
 const goldenIdsText = goldenIds().slice(1).join(' ')
 

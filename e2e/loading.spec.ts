@@ -1,6 +1,6 @@
 import { expect, test, type Page } from '@playwright/test'
 import { LAYER_TENSORS, elementCount, layerTensorShape } from '../src/model/model.ts'
-import type { HeadlessApi } from '../src/headless/main.ts'
+import type { HeadlessApi } from '../src/cli-tab/main.ts'
 
 // A contributor's slice: Range requests checked against the registry's part hashes, kept in Cache Storage.
 const call = <K extends keyof HeadlessApi>(page: Page, name: K, ...args: Parameters<HeadlessApi[K]>) =>
@@ -10,7 +10,7 @@ const STORIES = { dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, h
 const layerBytes = LAYER_TENSORS.reduce((n, t) => n + elementCount(layerTensorShape(STORIES, t)) * 4, 0)
 
 test.beforeEach(async ({ page }) => {
-  await page.goto('/src/headless/index.html')
+  await page.goto('/src/cli-tab/index.html')
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' })
   await page.evaluate(() => caches.delete('tabmesh-models-v1'))
 })

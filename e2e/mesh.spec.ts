@@ -3,8 +3,8 @@
  * loopback-only network namespace (run with `npm run e2e:mesh`).
  */
 import { expect, test } from '@playwright/test'
-import { buildMeshSite, launchPeer, loopbackOnly, runRogue, startRelayProcess, type BrowserPeer, type RelayProcess, type RogueReport } from './mesh-harness.ts'
-import type { MeshLabStartOptions } from './pages/mesh.ts'
+import { buildMeshSite, launchPeer, loopbackOnly, runRogue, startRelayProcess, type BrowserPeer, type RelayProcess, type RogueReport } from '../lab/mesh-harness.ts'
+import type { MeshLabStartOptions } from '../lab/pages/mesh.ts'
 
 test.describe.configure({ mode: 'serial' })
 

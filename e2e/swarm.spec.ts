@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, test } from '@playwright/test'
-import type { ChatRequest, ContributeRequest } from '../src/headless/main.ts'
-import { headlessCall, loopbackOnly, openLoggedPage, ROOT, startRelayProcess, type LoggedPage, type RelayProcess } from './mesh-harness.ts'
-import { goldenIds as readGolden } from '../src/test/golden.ts'
+import type { ChatRequest, ContributeRequest } from '../src/cli-tab/main.ts'
+import { headlessCall, loopbackOnly, openLoggedPage, ROOT, startRelayProcess, type LoggedPage, type RelayProcess } from '../lab/mesh-harness.ts'
+import { goldenIds as readGolden } from '../testing/golden.ts'
 
 /**
  * Swarm inference across browser processes: a relay, contributors each hosting part of
@@ -17,7 +17,7 @@ interface Tab extends LoggedPage {
   kill(): void
 }
 
-async function openTab(relay: RelayProcess, path = 'src/headless/index.html'): Promise<Tab> {
+async function openTab(relay: RelayProcess, path = 'src/cli-tab/index.html'): Promise<Tab> {
   const tab = await openLoggedPage(new URL(path, relay.url).toString())
   await tab.page.waitForFunction(() => document.body.dataset.ready === 'true' || 'rogueLab' in window, undefined, { timeout: 30_000 })
   // a separate Chromium process, so the test can SIGKILL it like a crashed machine
@@ -36,7 +36,7 @@ const chat = (t: Tab, request: Partial<ChatRequest> = {}) => t.call('chat', { ..
 
 test.beforeAll(async () => {
   expect(loopbackOnly(), 'run this suite with `npm run e2e:swarm` (a loopback-only network namespace)').toBe(true)
-  relay = await startRelayProcess(process.env.TABMESH_SITE_DIR ?? join(ROOT, 'dist'))
+  relay = await startRelayProcess(process.env.TABMESH_SITE_DIR ?? join(ROOT, 'dist-lab'))
 })
 test.afterEach(async ({}, testInfo) => {
   if (testInfo.status !== testInfo.expectedStatus) {
@@ -99,7 +99,7 @@ for (const mode of ['malformed', 'stall'] as const) {
     await contributor([0, 2])
     await contributor([2, 4])
     await contributor([4, 5])
-    const rogue = await tab('e2e/pages/swarm-rogue.html')
+    const rogue = await tab('lab/pages/swarm-rogue.html')
     type RogueLab = { start(o: unknown): Promise<{ peerId: string }>; forwards(): number }
     const { peerId: rogueId } = await rogue.page.evaluate((m) => (window as unknown as { rogueLab: RogueLab }).rogueLab.start({ modelId: 'stories260K', layers: { start: 2, end: 4 }, mode: m, dim: 64 }), mode)
     const client = await tab()

@@ -1,8 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { goldenIds, goldenText } from '../src/test/golden.ts'
+import { goldenIds, goldenText } from '../testing/golden.ts'
 import { join } from 'node:path'
 import { expect, test, type BrowserContext, type Page } from '@playwright/test'
-import { loopbackOnly, openLoggedPage, ROOT, startRelayProcess, type RelayProcess } from './mesh-harness.ts'
+import { loopbackOnly, openLoggedPage, ROOT, startRelayProcess, type RelayProcess } from '../lab/mesh-harness.ts'
 
 /**
  * The product, driven only through its UI: two visitors switch Contribute on (each hosting part of

@@ -1,9 +1,9 @@
 import { expect, test, type Page } from '@playwright/test'
-import { CHROMIUM_ARGS, chromiumLaunchOptions } from './chromium.ts'
-import { goldenIds as readGolden } from '../src/test/golden.ts'
+import { CHROMIUM_ARGS, chromiumLaunchOptions } from '../lab/chromium.ts'
+import { goldenIds as readGolden } from '../testing/golden.ts'
 
 // The WASM engine in real Chromium, on the built site (cross-origin isolated, so onnxruntime-web
-// runs its threads), driven through the lab page e2e/pages/wasm.html.
+// runs its threads), driven through the lab page lab/pages/wasm.html.
 const goldenIds = readGolden()
 
 // precise heap numbers and window.gc for the allocation check
@@ -20,7 +20,7 @@ test.describe.configure({ mode: 'serial' })
 test.beforeAll(async ({ browser }) => {
   page = await browser.newPage()
   page.on('pageerror', (e) => errors.push(e.message))
-  await page.goto('/e2e/pages/wasm.html')
+  await page.goto('/lab/pages/wasm.html')
   await page.waitForFunction(() => 'wasmLab' in window)
 })
 

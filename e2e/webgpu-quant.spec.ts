@@ -3,14 +3,14 @@ import { expect, test, type Page } from '@playwright/test'
 /**
  * The quantized kernels (shaders/matvec_q8_0.wgsl, matvec_q4_0.wgsl for decode, matmul_q8_0.wgsl,
  * matmul_q4_0.wgsl for prefill) in real Chromium (SwiftShader here), each against quant.ts's
- * quantizedMatvec twin (per row) on fresh random inputs. The lab page (e2e/pages/webgpu-quant-checks.ts)
+ * quantizedMatvec twin (per row) on fresh random inputs. The lab page (lab/pages/webgpu-quant-checks.ts)
  * quantizes, uploads the blocks as they are and compares.
  */
 
 async function openLab(page: Page): Promise<void> {
   const errors: string[] = []
   page.on('pageerror', (e) => errors.push(e.message))
-  await page.goto('/e2e/pages/webgpu.html')
+  await page.goto('/lab/pages/webgpu.html')
   await page.waitForFunction(() => 'webgpuLab' in window)
   expect(errors).toEqual([])
 }

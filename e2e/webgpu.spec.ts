@@ -1,11 +1,11 @@
 import { expect, test, type Page } from '@playwright/test'
 import type { RopeScaling } from '../src/model/model.ts'
-import { goldenIds as readGolden } from '../src/test/golden.ts'
+import { goldenIds as readGolden } from '../testing/golden.ts'
 
 /**
  * The WebGPU backend in real Chromium (SwiftShader here): every WGSL kernel against its TypeScript
  * twin on fresh random inputs, and whole-model output against the reference engine and GOLDEN.md.
- * The lab page (e2e/pages/webgpu.ts) does the work; these tests choose shapes and check results.
+ * The lab page (lab/pages/webgpu.ts) does the work; these tests choose shapes and check results.
  */
 
 const goldenIds = readGolden().slice(1)
@@ -13,7 +13,7 @@ const goldenIds = readGolden().slice(1)
 async function openLab(page: Page): Promise<void> {
   const errors: string[] = []
   page.on('pageerror', (e) => errors.push(e.message))
-  await page.goto('/e2e/pages/webgpu.html')
+  await page.goto('/lab/pages/webgpu.html')
   await page.waitForFunction(() => 'webgpuLab' in window)
   expect(errors).toEqual([])
 }

@@ -3,7 +3,7 @@
  * - pages: network first, else the cached shell (the site is a single page);
  * - the model registry and tokenizers (/models/...): network first, else the cached copy;
  * - other same-origin files (hashed bundles, wasm, icons): cache first, fetched and kept otherwise;
- * - Range requests (model weights: src/model/cache.ts keeps those) and /relay: never touched.
+ * - Range requests (model weights: src/model/source/cache.ts keeps those) and /relay: never touched.
  * Cached responses keep their headers, COOP/COEP included, so the page stays cross-origin isolated
  * (WASM threads need it) when it is served from here.
  */

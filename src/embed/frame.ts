@@ -1,6 +1,6 @@
 import type { BackendName } from '../engine/engine.ts'
-import { TabmeshError } from '../errors.ts'
-import { DEFAULT_MODEL_ID } from '../model/registry.ts'
+import { TabmeshError } from '../core/errors.ts'
+import { DEFAULT_MODEL_ID } from '../model/source/registry.ts'
 import { createTabRuntime } from '../swarm/tab-runtime.ts'
 import { isWebLLMModel, tabmeshBackend, webllmBackend, type ChatBackend, type InitProgress } from './chat-backend.ts'
 import { messageId, parseHostMessage, PROTOCOL, type ChatRequest, type ContributionStatus, type FrameMessage, type FrameStatus, type HostMessage } from './protocol.ts'

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { TabmeshError } from '../errors.ts'
-import { compileChatTemplate, PLAIN_CONTINUATION_TEMPLATE } from '../model/chat-template.ts'
+import { TabmeshError } from '../core/errors.ts'
+import { compileChatTemplate, PLAIN_CONTINUATION_TEMPLATE } from '../model/template/chat-template.ts'
 import { renderPrompt } from './chat-backend.ts'
 import { boundedSize, MAX_MESSAGE_BYTES, messageId, parseHostMessage, PROTOCOL } from './protocol.ts'
 

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { TabmeshError } from '../errors.ts'
+import { TabmeshError } from '../core/errors.ts'
 
 /**
  * The postMessage protocol between a host page (embed.js, or the npm package's connect()) and the

@@ -1,7 +1,7 @@
-import { TabmeshError } from '../errors.ts'
+import { TabmeshError } from '../core/errors.ts'
 import type { ModelSlice } from '../model/model.ts'
 import type { BackendName, Engine } from './engine.ts'
-import { createReferenceEngine } from './reference.ts'
+import { createReferenceEngine } from './reference/reference.ts'
 
 /** Every backend an engine can run on; the heavy ones load only when asked for. */
 export const BACKENDS: readonly BackendName[] = ['ref', 'wasm', 'webgpu']

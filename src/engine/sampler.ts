@@ -1,5 +1,5 @@
-import { TabmeshError } from '../errors.ts'
-import { createRng } from '../lib/rng.ts'
+import { TabmeshError } from '../core/errors.ts'
+import { createRng } from '../core/rng.ts'
 
 /**
  * Token sampling as llama2.c's run.c does it, in float32 arithmetic, so a seed picks the same

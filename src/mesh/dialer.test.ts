@@ -2,7 +2,7 @@ import type { Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { describe, expect, it } from 'vitest'
 import { createDialer, dialsFirst, webrtcAddrs, type DialerOptions } from './dialer.ts'
-import { fakePeerId } from './test-fixtures.ts'
+import { fakePeerId } from '../../testing/mesh-fixtures.ts'
 
 const RELAY = fakePeerId(900)
 const addrOf = (peerId: string) => `/ip4/127.0.0.1/tcp/9090/ws/p2p/${RELAY}/p2p-circuit/webrtc/p2p/${peerId}`

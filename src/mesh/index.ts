@@ -14,7 +14,7 @@
  * mesh.table.recordOutcome(ranked[0].e.peerId, { ok: true, latencyMs }) // feeds selection's history
  * ```
  */
-import { TabmeshError } from '../errors.ts'
+import { TabmeshError } from '../core/errors.ts'
 
 export { createMeshNode, type MeshNode, type MeshNodeOptions, type MeshDelivery, type MeshNodeStats, type MeshLibp2p } from './node.ts'
 export * from './protocol.ts'

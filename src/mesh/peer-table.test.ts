@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { classifyHealth, createPeerTable, type PeerTableEvent } from './peer-table.ts'
-import { fakePeerId, makeAdvert } from './test-fixtures.ts'
+import { fakePeerId, makeAdvert } from '../../testing/mesh-fixtures.ts'
 
 const A = fakePeerId(1)
 const B = fakePeerId(2)

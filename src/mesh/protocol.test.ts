@@ -4,7 +4,7 @@ import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { ADVERT_TOPIC, decodeMessage, encodeMessage, MAX_MESSAGE_BYTES, TASK_TOPIC, type MeshTopic } from './protocol.ts'
-import { makeAdvert, makeAnnounce } from './test-fixtures.ts'
+import { makeAdvert, makeAnnounce } from '../../testing/mesh-fixtures.ts'
 import { createMeshValidators, type Rejection } from './validation.ts'
 
 const bytes = (value: unknown) => new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value))

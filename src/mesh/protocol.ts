@@ -10,7 +10,7 @@
  * This module is plain TypeScript (no DOM, no Node APIs): the browser node and the relay share it.
  */
 import { z } from 'zod'
-import { TabmeshError } from '../errors.ts'
+import { TabmeshError } from '../core/errors.ts'
 
 /** The protocol version; it appears in every topic, stream protocol and message. */
 export const PROTOCOL_VERSION = 1

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { createPeerTable, type PeerEntry } from './peer-table.ts'
 import type { Advert } from './protocol.ts'
 import { routeCost, selectWorkers, type HopWork } from './selection.ts'
-import { fakePeerId, makeAdvert } from './test-fixtures.ts'
+import { fakePeerId, makeAdvert } from '../../testing/mesh-fixtures.ts'
 
 function entries(...adverts: Advert[]): PeerEntry[] {
   const table = createPeerTable({ selfId: fakePeerId(0), now: () => 0 })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ADVERT_TOPIC, TASK_TOPIC, decodeMessage, encodeMessage, type TaskClaim, type TaskMessage } from './protocol.ts'
 import { createTaskCoordinator, pickWinner, type AwardEvent, type TaskCoordinator } from './tasks.ts'
-import { fakePeerId } from './test-fixtures.ts'
+import { fakePeerId } from '../../testing/mesh-fixtures.ts'
 
 /** Coordinators joined by an in-memory broadcast that encodes and validates like the wire does. */
 function bus(count: number, delayMs = () => 1) {

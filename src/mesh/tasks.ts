@@ -4,7 +4,7 @@
  * it to exactly one: the lowest claim by (score, peer id). Only the announcer's award counts, so
  * two peers can never both believe they won, even if they saw different sets of claims.
  */
-import { TabmeshError } from '../errors.ts'
+import { TabmeshError } from '../core/errors.ts'
 import { taskAnnounceSchema, type TaskAnnounce, type TaskAward, type TaskClaim, type TaskKind, type TaskMessage, type LayerRange } from './protocol.ts'
 
 export interface TaskRequest {

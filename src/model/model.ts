@@ -1,4 +1,4 @@
-import type { QuantizedTensor } from './quant.ts'
+import type { QuantizedTensor } from './quant/quant.ts'
 
 /**
  * The one model description every format maps onto and every engine reads: a typed config plus
@@ -96,7 +96,7 @@ export interface ModelSlice {
   tensors: Map<string, Tensor>
   /**
    * Weight matrices kept in their quantized blocks (only when a loader was asked to keep them);
-   * a name is either here or in `tensors`, never both. See src/model/quant.ts.
+   * a name is either here or in `tensors`, never both. See src/model/quant/quant.ts.
    */
   quantized?: Map<string, QuantizedTensor>
 }

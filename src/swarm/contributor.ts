@@ -1,4 +1,4 @@
-import type { EngineWorker } from '../engine/worker-engine.ts'
+import type { EngineWorker } from '../engine/worker/index.ts'
 import type { MeshNode } from '../mesh/node.ts'
 import { INFER_PROTOCOL } from './frames.ts'
 import { createSwarmHost, type HostOptions, type HostStats, type SwarmHost } from './host.ts'

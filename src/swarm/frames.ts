@@ -1,4 +1,4 @@
-import { TabmeshError } from '../errors.ts'
+import { TabmeshError } from '../core/errors.ts'
 
 /**
  * The activation protocol's frames (/tabmesh/1/infer): binary, little-endian, one frame per

@@ -1,4 +1,4 @@
-import { TabmeshError } from '../errors.ts'
+import { TabmeshError } from '../core/errors.ts'
 import type { LayerRange } from '../model/model.ts'
 import type { FrameChannel } from './channel.ts'
 import { decodeFrame, encodeFrame, type Dtype, type Frame } from './frames.ts'

@@ -1,4 +1,4 @@
-import { TabmeshError } from '../errors.ts'
+import { TabmeshError } from '../core/errors.ts'
 import type { LayerRange } from '../model/model.ts'
 
 /**

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'react'
-import type { ModelEntry } from '../model/registry.ts'
+import type { ModelEntry } from '../model/source/registry.ts'
 import type { TabRuntime } from '../swarm/tab-runtime.ts'
 import type { ChatController } from './chat-state.ts'
 import { ChatView } from './ChatView.tsx'

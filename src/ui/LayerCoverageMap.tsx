@@ -1,4 +1,4 @@
-import type { ModelEntry } from '../model/registry.ts'
+import type { ModelEntry } from '../model/source/registry.ts'
 import { contribution } from './contribute-state.ts'
 import { useStore } from './store.ts'
 import { layerCoverage, swarm } from './swarm-state.ts'

@@ -2,7 +2,7 @@ import { ContributionStatsCard } from './ContributionStatsCard.tsx'
 import { useApp } from './context.ts'
 import { LayerCoverageMap } from './LayerCoverageMap.tsx'
 import { LineChart } from './LineChart.tsx'
-import { PeerTable } from './PeerTable.tsx'
+import { PeerTable } from './PeerList.tsx'
 import { useStore } from './store.ts'
 import { swarm } from './swarm-state.ts'
 

@@ -1,4 +1,4 @@
-import type { LoadProgress } from '../model/progress.ts'
+import type { LoadProgress } from '../model/source/progress.ts'
 import { createStore } from './store.ts'
 
 /**

@@ -7,7 +7,7 @@ import { startContributeController } from './contribute-state.ts'
 import { registerServiceWorker } from './pwa.ts'
 import { loadSettings } from './settings.ts'
 import { startSwarmSampler } from './swarm-state.ts'
-import type { ModelEntry } from '../model/registry.ts'
+import type { ModelEntry } from '../model/source/registry.ts'
 import './styles.css'
 
 // One runtime per tab; the controllers live outside React so a re-render never restarts them.

@@ -1,10 +1,10 @@
-import { MODEL_CACHE, clearModelCache } from '../model/cache.ts'
+import { MODEL_CACHE, clearModelCache } from '../model/source/cache.ts'
 import { fullSpec } from '../model/model.ts'
-import { entrySliceBytes, modelFileUrl, type ModelEntry } from '../model/registry.ts'
+import { entrySliceBytes, modelFileUrl, type ModelEntry } from '../model/source/registry.ts'
 import { SHELL_CACHE } from './pwa.ts'
 
 /**
- * What Cache Storage holds of each model: the byte ranges the engine worker read (src/model/cache.ts
+ * What Cache Storage holds of each model: the byte ranges the engine worker read (src/model/source/cache.ts
  * keys them by file URL and range), and a marker written once the whole model loaded, which is what
  * "works offline" means. Clearing the model cache drops both.
  */

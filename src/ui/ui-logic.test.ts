@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { TabmeshError } from '../errors.ts'
-import type { ModelEntry } from '../model/registry.ts'
+import { TabmeshError } from '../core/errors.ts'
+import type { ModelEntry } from '../model/source/registry.ts'
 import { explainError, summarizeRoute } from './chat-state.ts'
 import { pauseReason } from './contribute-state.ts'
 import { formatBytes, formatDuration, layerText } from './format.ts'

@@ -1,6 +1,6 @@
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-web'
-import { TabmeshError } from '../../errors.ts'
-import { checkLayerRange } from '../../model/llama2c.ts'
+import { TabmeshError } from '../../core/errors.ts'
+import { checkLayerRange } from '../../model/formats/llama2c.ts'
 import type { ModelSlice } from '../../model/model.ts'
 import type { Engine } from '../engine.ts'
 import { createEmbedder } from './embedding-rows.ts'

@@ -1,6 +1,6 @@
-import { TabmeshError } from '../../errors.ts'
+import { TabmeshError } from '../../core/errors.ts'
 import { getTensor, layerTensorName, ropeInverseFrequencies, type LayerTensorName, type ModelConfig, type ModelSlice } from '../../model/model.ts'
-import { dequantizeTensor, type QuantizedTensor } from '../../model/quant.ts'
+import { dequantizeTensor, type QuantizedTensor } from '../../model/quant/quant.ts'
 import { MATMUL_NBITS_BLOCK, packMatMulNBits } from './matmul-nbits.ts'
 import { createGraphBuilder, FLOAT, INT64, type BuiltModel, type GraphBuilder } from './onnx-graph.ts'
 

@@ -1,5 +1,5 @@
-import { TabmeshError } from '../../errors.ts'
-import { f16ToF32, QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
+import { TabmeshError } from '../../core/errors.ts'
+import { f16ToF32, QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor, type QuantType } from '../../model/quant/quant.ts'
 
 /**
  * GGML Q8_0 / Q4_0 blocks rewritten as the inputs of onnxruntime's com.microsoft MatMulNBits

@@ -1,5 +1,5 @@
 import type * as OrtModule from 'onnxruntime-web'
-import { TabmeshError } from '../../errors.ts'
+import { TabmeshError } from '../../core/errors.ts'
 
 export type Ort = typeof OrtModule
 

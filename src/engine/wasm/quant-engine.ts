@@ -1,8 +1,8 @@
-import { TabmeshError } from '../../errors.ts'
-import { checkLayerRange } from '../../model/llama2c.ts'
+import { TabmeshError } from '../../core/errors.ts'
+import { checkLayerRange } from '../../model/formats/llama2c.ts'
 import { getTensor, layerTensorName, type LayerTensorName, type ModelSlice } from '../../model/model.ts'
 import type { Engine } from '../engine.ts'
-import { createReferenceEngine, REFERENCE_MAX_BATCH, type Matmul, type Matrix } from '../reference.ts'
+import { createReferenceEngine, REFERENCE_MAX_BATCH, type Matmul, type Matrix } from '../reference/reference.ts'
 import { createEmbedder } from './embedding-rows.ts'
 import { loadQuantKernels, type KernelMatrix } from './quant-kernels.ts'
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { createRng, type Rng } from '../../lib/rng.ts'
-import { dequantizeTensor, QUANT_BLOCK_BYTES, quantizedMatvec, quantizeTensor, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
+import { createRng, type Rng } from '../../core/rng.ts'
+import { dequantizeTensor, QUANT_BLOCK_BYTES, quantizedMatvec, quantizeTensor, type QuantizedTensor, type QuantType } from '../../model/quant/quant.ts'
 import { createQuantKernels, loadQuantKernels } from './quant-kernels.ts'
-import { relativeError } from '../../test/compare.ts'
+import { relativeError } from '../../../testing/compare.ts'
 
 /**
  * Tolerance against quantizedMatvec (the TypeScript twin), as max |kernel - twin| over max |twin|

@@ -1,10 +1,10 @@
-import { watchedWasmMemories } from './heap-watch.ts' // first: before onnxruntime loads
+import { watchedWasmMemories } from '../../../testing/heap-watch.ts' // first: before onnxruntime loads
 import { expect, it } from 'vitest'
-import { memorySource } from '../../model/byte-source.ts'
-import { loadLlama2c } from '../../model/llama2c.ts'
-import { quantizeSlice } from '../../model/quant.ts'
-import { makeSyntheticLlama2c, type SyntheticShape } from '../../model/synthetic.ts'
-import { loadStories } from '../../test/models.ts'
+import { memorySource } from '../../model/source/byte-source.ts'
+import { loadLlama2c } from '../../model/formats/llama2c.ts'
+import { quantizeSlice } from '../../model/quant/quant.ts'
+import { makeSyntheticLlama2c, type SyntheticShape } from '../../model/formats/synthetic.ts'
+import { loadStories } from '../../../testing/models.ts'
 import { createWasmEngine } from './index.ts'
 
 // A file of its own so onnxruntime's heap here is fresh: a wasm heap only grows, and what other

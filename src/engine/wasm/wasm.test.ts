@@ -1,17 +1,17 @@
-import { watchedWasmMemories } from './heap-watch.ts' // first: before onnxruntime loads
+import { watchedWasmMemories } from '../../../testing/heap-watch.ts' // first: before onnxruntime loads
 import { describe, expect, it } from 'vitest'
-import { createRng } from '../../lib/rng.ts'
-import { memorySource } from '../../model/byte-source.ts'
-import { loadLlama2c } from '../../model/llama2c.ts'
+import { createRng } from '../../core/rng.ts'
+import { memorySource } from '../../model/source/byte-source.ts'
+import { loadLlama2c } from '../../model/formats/llama2c.ts'
 import { ropeInverseFrequencies, type ModelSlice, type SliceSpec } from '../../model/model.ts'
-import { dequantizeSlice, type QuantizedTensor, quantizeSlice, quantizeTensor } from '../../model/quant.ts'
-import { makeSyntheticLlama2c, SYNTHETIC_LLAMA3_SCALING, type SyntheticShape, withFamilyFeatures } from '../../model/synthetic.ts'
-import { GOLDEN_IDS, loadStories, loadSynthetic, storiesTokenizer } from '../../test/models.ts'
+import { dequantizeSlice, type QuantizedTensor, quantizeSlice, quantizeTensor } from '../../model/quant/quant.ts'
+import { makeSyntheticLlama2c, SYNTHETIC_LLAMA3_SCALING, type SyntheticShape, withFamilyFeatures } from '../../model/formats/synthetic.ts'
+import { GOLDEN_IDS, loadStories, loadSynthetic, storiesTokenizer } from '../../../testing/models.ts'
 import type { Engine } from '../engine.ts'
-import { createPipelineEngine } from '../pipeline.ts'
-import { createReferenceEngine } from '../reference.ts'
+import { createPipelineEngine } from '../../../testing/pipeline.ts'
+import { createReferenceEngine } from '../reference/reference.ts'
 import { createWasmEngine, WASM_MAX_BATCH } from './index.ts'
-import { collectTokens, compareFullModel, relativeError } from '../../test/compare.ts'
+import { collectTokens, compareFullModel, relativeError } from '../../../testing/compare.ts'
 
 
 /** Tolerance for hidden states: max |wasm - ref| over max |ref|. Both are fp32; they differ only in summation order. */

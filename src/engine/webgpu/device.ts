@@ -1,4 +1,4 @@
-import { TabmeshError } from '../../errors.ts'
+import { TabmeshError } from '../../core/errors.ts'
 
 /** What this browser's WebGPU offers: the backend probe shows it and chooses a backend by it. */
 export interface WebGpuProbe {

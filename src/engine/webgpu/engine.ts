@@ -1,10 +1,10 @@
-import { TabmeshError } from '../../errors.ts'
+import { TabmeshError } from '../../core/errors.ts'
 import { getTensor, layerTensorName, ropeInverseFrequencies, type LayerBiasName, type LayerTensorName, type ModelConfig, type ModelSlice } from '../../model/model.ts'
-import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor, type QuantType } from '../../model/quant.ts'
+import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor, type QuantType } from '../../model/quant/quant.ts'
 import type { Engine } from '../engine.ts'
 import { requestWebGpuDevice, watchDevice, withErrorScopes } from './device.ts'
 import { createKernels, encodeDispatches, KERNEL_LIMITS, type KernelDispatch, type Kernels, type LinearKernel } from './kernels.ts'
-import { ropeTable } from './kernels-reference.ts'
+import { ropeTable } from '../../../testing/webgpu-twins.ts'
 
 /**
  * The WebGPU engine: llama2.c's forward pass as WGSL kernels (shaders/). Weights, KV cache and scratch

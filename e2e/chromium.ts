@@ -1,2 +1,0 @@
-// The tests launch Chromium exactly as the CLI does.
-export { CHROMIUM_ARGS, CHROMIUM_PATH, chromiumLaunchOptions } from '../src/node/chromium.ts'

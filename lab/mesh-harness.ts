@@ -1,0 +1,164 @@
+/**
+ * Shared by the mesh e2e suite and the mesh benchmark: build the mesh lab page, run the relay
+ * process, and launch browser peers, each in its own Chromium process.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
+import { chromium, type Browser, type BrowserContextOptions, type Page } from 'playwright-core'
+import type { HeadlessApi } from '../src/cli-tab/main.ts'
+import { chromiumLaunchOptions } from './chromium.ts'
+import type { MeshLabStartOptions } from './pages/mesh.ts'
+
+export const ROOT = resolve(import.meta.dirname, '..')
+
+/** Builds the mesh lab page into $TABMESH_SITE_DIR (or a fresh temp dir); returns the dir. */
+export function buildMeshSite(): string {
+  const outDir = process.env.TABMESH_SITE_DIR ?? mkdtempSync(join(tmpdir(), 'tabmesh-mesh-site-'))
+  if (!process.env.TABMESH_SITE_DIR) process.once('exit', () => rmSync(outDir, { recursive: true, force: true }))
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'lab/vite.mesh.config.ts', '--outDir', outDir, '--logLevel', 'warn'], { cwd: ROOT, encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`vite build failed:\n${r.stdout}\n${r.stderr}`)
+  return outDir
+}
+
+export interface RelayProcess {
+  url: string
+  peerId: string
+  multiaddrs: string[]
+  process: ChildProcess
+  /** SIGKILLs the relay (as a crash would) and waits for it to exit. */
+  kill(): Promise<void>
+}
+
+export async function startRelayProcess(siteDir: string): Promise<RelayProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'lab/mesh-server.ts')], {
+    // stdin stays open as a lifeline: the relay exits when this process dies
+    cwd: ROOT, env: { ...process.env, TABMESH_SITE_DIR: siteDir }, stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  const line = await new Promise<string>((resolveLine, reject) => {
+    const rl = createInterface({ input: child.stdout! })
+    rl.once('line', resolveLine)
+    child.once('exit', (code) => reject(new Error(`relay exited with ${code} before it was ready`)))
+  })
+  const info = JSON.parse(line) as { url: string; peerId: string; multiaddrs: string[] }
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  return {
+    ...info,
+    process: child,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      await exited
+    },
+  }
+}
+
+export interface BrowserPeer {
+  browser: Browser
+  /** The peer's own Chromium process (SIGKILL it to crash the tab). */
+  process: ChildProcess
+  page: Page
+  peerId: string
+  /** Console lines of the page, for diagnosing failures. */
+  console: string[]
+  close(): Promise<void>
+}
+
+export interface ChromiumProcess {
+  browser: Browser
+  process: ChildProcess
+  close(): Promise<void>
+}
+
+/** Starts a Chromium process of its own (launchServer, so the test can get at the process). */
+export async function launchChromiumProcess(): Promise<ChromiumProcess> {
+  const server = await chromium.launchServer(chromiumLaunchOptions)
+  const browser = await chromium.connect(server.wsEndpoint())
+  return {
+    browser,
+    process: server.process(),
+    async close() {
+      await browser.close().catch(() => {})
+      await server.close().catch(() => {})
+    },
+  }
+}
+
+/**
+ * Opens the mesh lab page in `chromium` and starts its node: by the driver after load, or with
+ * `autostart` by the page itself at load (so timings from navigation include no driver round trip).
+ */
+export async function openMeshPeer(chromiumProcess: ChromiumProcess, siteUrl: string, options: MeshLabStartOptions = {}, autostart = false): Promise<BrowserPeer> {
+  const context = await chromiumProcess.browser.newContext()
+  const page = await context.newPage()
+  const lines: string[] = []
+  page.on('console', (m) => lines.push(`${m.type()}: ${m.text()}`))
+  page.on('pageerror', (e) => lines.push(`pageerror: ${e.message}`))
+  const url = new URL('lab/pages/mesh.html', siteUrl)
+  if (autostart) url.searchParams.set('autostart', JSON.stringify(options))
+  await page.goto(url.toString())
+  await page.waitForFunction(() => window.meshLab !== undefined)
+  const { peerId } = autostart
+    ? ((await page.evaluate(() => (window as unknown as { meshLabStarted: Promise<unknown> }).meshLabStarted)) as { peerId: string })
+    : await page.evaluate((o) => window.meshLab.start(o), options)
+  return { browser: chromiumProcess.browser, process: chromiumProcess.process, page, peerId, console: lines, close: () => chromiumProcess.close() }
+}
+
+/** Launches a Chromium process, opens the mesh lab page and starts its node. */
+export async function launchPeer(siteUrl: string, options: MeshLabStartOptions = {}): Promise<BrowserPeer> {
+  return openMeshPeer(await launchChromiumProcess(), siteUrl, options)
+}
+
+/** Whether this process runs in a network namespace whose only interface is loopback. */
+export function loopbackOnly(): boolean {
+  const r = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
+  const links = r.stdout.split('\n').filter((l) => l.trim() !== '')
+  return links.length === 1 && /: lo:/.test(links[0])
+}
+
+export interface RogueReport {
+  peerId: string
+  marker: string
+  sent: Record<string, number>
+  process: ChildProcess
+  stderr: string[]
+}
+
+/** Runs the rogue peer against the tabs; resolves once it has sent everything. */
+export async function runRogue(relayAddr: string, tabAddrs: string[]): Promise<RogueReport> {
+  const child = spawn(process.execPath, ['--experimental-websocket', '--no-warnings', '--import', 'tsx', join(ROOT, 'lab/mesh-rogue.ts'), relayAddr, ...tabAddrs], {
+    cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], // stdin: lifeline, as for the relay
+  })
+  const stderr: string[] = []
+  createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l))
+  const line = await new Promise<string>((resolveLine, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolveLine)
+    child.once('exit', (code) => reject(new Error(`rogue exited with ${code}:\n${stderr.join('\n')}`)))
+  })
+  return { ...(JSON.parse(line) as Omit<RogueReport, 'process' | 'stderr'>), process: child, stderr }
+}
+
+export interface LoggedPage {
+  chromium: ChromiumProcess
+  page: Page
+  /** The page's console lines and errors, written out when a test fails. */
+  log: string[]
+  close(): Promise<void>
+}
+
+/** Opens `url` in a Chromium process of its own, keeping the page's console for failure reports. */
+export async function openLoggedPage(url: string, contextOptions: BrowserContextOptions = {}): Promise<LoggedPage> {
+  const process = await launchChromiumProcess()
+  const page = await (await process.browser.newContext(contextOptions)).newPage()
+  const log: string[] = []
+  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`))
+  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
+  await page.goto(url)
+  return { chromium: process, page, log, close: () => process.close() }
+}
+
+/** Calls the headless page's API (src/cli-tab/main.ts) in `page`. */
+export const headlessCall = (page: Page) =>
+  <K extends keyof HeadlessApi>(name: K, ...args: Parameters<HeadlessApi[K]>): Promise<Awaited<ReturnType<HeadlessApi[K]>>> =>
+    page.evaluate(([n, a]) => (window as unknown as { tabmeshHeadless: Record<string, (...x: unknown[]) => unknown> }).tabmeshHeadless[n as string](...(a as unknown[])), [name, args] as const) as never

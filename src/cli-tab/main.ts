@@ -1,0 +1,141 @@
+import type { BackendName } from '../engine/engine.ts'
+import { startEngineWorker } from '../engine/worker/index.ts'
+import type { LayerRange } from '../model/model.ts'
+import { createTabRuntime } from '../swarm/tab-runtime.ts'
+import type { SwarmEvent } from '../swarm/swarm-engine.ts'
+
+/**
+ * What the CLI and the multi-browser tests drive in headless Chromium: the tab runtime the site
+ * uses, called through page.evaluate. Results are plain JSON.
+ */
+export interface HeadlessGenerateRequest {
+  model?: string
+  prompt: string
+  maxTokens: number
+  temperature: number
+  topP: number
+  seed: number
+  backend: BackendName | 'auto'
+}
+
+export interface ContributeRequest {
+  model?: string
+  layers?: LayerRange
+  backend: BackendName | 'auto'
+  memoryBudgetBytes?: number
+}
+
+export interface ChatRequest extends Omit<HeadlessGenerateRequest, 'backend'> {
+  mode?: 'swarm' | 'local' | 'auto'
+  routeTimeoutMs?: number
+  hopTimeoutMs?: number
+  pauseAtToken?: number // stop after this many tokens until resume() (tests kill a peer there)
+}
+
+let runtime = createTabRuntime()
+let resumeChat: (() => void) | undefined
+const chatState = { tokens: 0, paused: false }
+
+/** Generates with the whole model in this tab (the CLI's --backend wasm|webgpu|auto). */
+async function generate(r: HeadlessGenerateRequest) {
+  const session = await runtime.openChat({ model: r.model, mode: 'local', backend: r.backend })
+  try {
+    const promptTokens = session.tokenizer.encode(r.prompt)
+    const tokens: number[] = []
+    const started = performance.now()
+    for await (const t of session.generate({ ...r })) if (t.token >= 0) tokens.push(t.token)
+    const seconds = (performance.now() - started) / 1000
+    return {
+      backend: session.engine.backend, weightBytes: session.loaded.weightBytes, promptTokens, tokens,
+      text: session.tokenizer.decode(tokens, promptTokens[promptTokens.length - 1]),
+      tokensPerSecond: seconds > 0 ? tokens.length / seconds : 0,
+    }
+  } finally {
+    session.close()
+  }
+}
+
+async function contribute(r: ContributeRequest) {
+  const c = await runtime.contribute(r)
+  return { peerId: c.peerId, modelId: c.modelId, layers: c.layers, backend: c.backend, layerTokensPerSecond: c.layerTokensPerSecond }
+}
+
+/** Generates through the swarm: embedding and head here, the layers on contributors. */
+async function chat(r: ChatRequest) {
+  const events: (SwarmEvent & { at: number })[] = []
+  const session = await runtime.openChat({
+    model: r.model, mode: r.mode ?? 'swarm', routeTimeoutMs: r.routeTimeoutMs, hopTimeoutMs: r.hopTimeoutMs,
+    onEvent: (e) => { events.push({ ...e, at: performance.now() }); console.info(`swarm ${e.type}: ${JSON.stringify(e)}`) },
+  })
+  try {
+    const promptTokens = session.tokenizer.encode(r.prompt)
+    const tokens: number[] = []
+    const routes: { peerId: string; layers: LayerRange; ms: number }[][] = []
+    const tokenTimes: number[] = [] // performance.now() when each token arrived
+    let text = ''
+    chatState.tokens = 0
+    const started = performance.now()
+    for await (const t of session.generate(r)) {
+      text += t.text
+      if (t.token < 0) continue
+      tokens.push(t.token)
+      tokenTimes.push(performance.now())
+      routes.push(t.route)
+      chatState.tokens = tokens.length
+      if (tokens.length === r.pauseAtToken) {
+        chatState.paused = true
+        await new Promise<void>((resolve) => { resumeChat = resolve })
+        chatState.paused = false
+      }
+    }
+    const seconds = (performance.now() - started) / 1000
+    return { backend: session.mode, promptTokens, tokens, text, tokensPerSecond: tokens.length / seconds, routes, events, tokenTimes, startedAt: started }
+  } finally {
+    session.close()
+  }
+}
+
+/** Loads a slice into a fresh engine worker and reports where its bytes came from. */
+async function load(r: { model?: string; layers: LayerRange; backend: BackendName | 'auto' }) {
+  const entry = await runtime.model(r.model)
+  const worker = await startEngineWorker({ baseUrl: runtime.baseUrl, entry, spec: { layers: r.layers, embedding: false, head: false }, backend: r.backend })
+  worker.terminate()
+  const { bytesDownloaded, bytesFromCache, backend } = worker.loaded
+  return { bytesDownloaded, bytesFromCache, backend }
+}
+
+const api = {
+  generate, contribute, chat, load,
+  /** Uses these relay multiaddrs instead of this site's GET /relay (before the mesh is joined). */
+  configure: (o: { relay?: string[] }) => { runtime = createTabRuntime({ relay: o.relay }) },
+  stopContributing: (reason?: string) => runtime.stopContributing(reason),
+  /** Joins the mesh as a client (chat does this on first use). */
+  join: async () => (await runtime.mesh('client')).peerId,
+  resume: () => resumeChat?.(),
+  chatState: () => ({ ...chatState }),
+  peerId: async () => (await runtime.mesh()).peerId,
+  peers: async () => (await runtime.mesh()).table.list().map((e) => ({ peerId: e.peerId, hosted: e.advert.hosted, health: e.health, status: e.advert.health.status })),
+  contributorStats: () => runtime.contribution()?.contributor.stats(),
+  /** Median round trip of libp2p ping (32 bytes on a stream) to each directly connected peer, ms. */
+  pingPeers: async (count = 20) => {
+    const mesh = await runtime.mesh()
+    const out: Record<string, number> = {}
+    for (const conn of mesh.libp2p.getConnections().filter((c) => c.limits === undefined && c.status === 'open' && c.remoteAddr.toString().includes('/webrtc'))) {
+      const times: number[] = []
+      // the mesh's own RTT pings share the one ping stream a connection allows: retry when busy
+      for (let attempt = 0; times.length < count && attempt < count * 5; attempt++) {
+        try {
+          times.push(await mesh.libp2p.services.ping.ping(conn.remotePeer))
+        } catch {
+          await new Promise((r) => setTimeout(r, 20))
+        }
+      }
+      if (times.length === 0) continue
+      out[conn.remotePeer.toString()] = times.sort((a, b) => a - b)[times.length >> 1]
+    }
+    return out
+  },
+}
+export type HeadlessApi = typeof api
+;(window as unknown as { tabmeshHeadless: HeadlessApi }).tabmeshHeadless = api
+document.body.dataset.ready = 'true'

@@ -1,0 +1,138 @@
+import * as Comlink from 'comlink'
+import { TabmeshError } from '../../core/errors.ts'
+import { createBackendEngine } from '../backends.ts'
+import type { BackendName, Engine } from '../engine.ts'
+import { probeDevice, type ProbeResult } from '../probe.ts'
+import type { EngineWorkerApi, LoadedModel, LoadRequest } from './api.ts'
+import type { ByteSource } from '../../model/source/byte-source.ts'
+import { cachingSource, forgetCached, openModelCache } from '../../model/source/cache.ts'
+import { httpOpener, loadEntrySlice } from '../../model/source/entry.ts'
+import { verifySlice } from '../../model/source/integrity.ts'
+import { entrySliceBytes } from '../../model/source/registry.ts'
+import { fullSpec, heldWeightBytes, type ModelSlice, type SliceSpec } from '../../model/model.ts'
+import { withProgress, type LoadProgress } from '../../model/source/progress.ts'
+
+/**
+ * The engine worker: loads one model slice (Range requests, checked against the registry's part
+ * hashes, kept in Cache Storage) and runs sessions over it, each an engine with its own KV cache,
+ * off the main thread. Results are copied out of the engine's buffers and transferred.
+ * If the GPU device is lost, the error reaches the caller and later sessions run on WASM.
+ */
+export function createEngineWorkerHost(): EngineWorkerApi {
+  let slice: ModelSlice | undefined
+  let backend: BackendName = 'ref'
+  let probed: ProbeResult | undefined
+  const sessions = new Map<number, Engine>()
+  let nextSession = 1
+  // engines of closed sessions, kept to serve the next session of the same spec: building one can be
+  // slow (a WebGPU engine uploads weights and compiles pipelines), a reset is cheap
+  const idle: Engine[] = []
+  const sameSpec = (a: SliceSpec, b: SliceSpec) => a.layers.start === b.layers.start && a.layers.end === b.layers.end && a.embedding === b.embedding && a.head === b.head
+
+  const transferOut = (view: Float32Array) => {
+    const copy = view.slice()
+    return Comlink.transfer(copy, [copy.buffer])
+  }
+
+  function session(id: number): Engine {
+    const e = sessions.get(id)
+    if (!e) throw new TabmeshError('bad-argument', `no engine session ${id} in this worker`)
+    return e
+  }
+
+  /** Runs an engine call; a lost GPU device moves later sessions to the WASM backend. */
+  async function guarded<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call()
+    } catch (err) {
+      if (err instanceof TabmeshError && err.code === 'device-lost' && backend === 'webgpu') backend = 'wasm'
+      throw err
+    }
+  }
+
+  const withinSlice = (spec: SliceSpec, held: SliceSpec) =>
+    spec.layers.start >= held.layers.start && spec.layers.end <= held.layers.end && (!spec.embedding || held.embedding) && (!spec.head || held.head)
+
+  return {
+    async probe() {
+      probed ??= await probeDevice()
+      return probed
+    },
+
+    async load(request: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<LoadedModel> {
+      sessions.clear()
+      idle.length = 0
+      slice = undefined
+      const { entry } = request
+      const spec = request.spec ?? fullSpec(entry.config)
+      // every file is read by Range requests, through Cache Storage, with progress; without Cache
+      // Storage (an embedded iframe whose browser blocks third-party storage) it loads uncached
+      const cache = request.cache !== false && typeof caches !== 'undefined' ? await openModelCache().catch(() => undefined) : undefined
+      const network: ByteSource[] = []
+      const cached: ReturnType<typeof cachingSource>[] = []
+      const totalBytes = entrySliceBytes(entry, spec)
+      let loadedBytes = 0
+      const http = httpOpener(request.baseUrl, entry)
+      const open = (file: Parameters<typeof http>[0]): ByteSource => {
+        const raw = http(file)
+        network.push(raw)
+        let source: ByteSource = raw
+        if (cache) {
+          const c = cachingSource(raw, cache)
+          cached.push(c)
+          source = c
+        }
+        if (onProgress) source = withProgress(source, Infinity, (p) => onProgress({ loadedBytes: Math.min(totalBytes, (loadedBytes += p.lastReadBytes)), totalBytes, lastReadBytes: p.lastReadBytes }))
+        return source
+      }
+      let loaded: ModelSlice
+      try {
+        // Q8_0 / Q4_0 matrices stay in their blocks: every backend computes on them, so memory stays at the quantized size
+        loaded = await loadEntrySlice(entry, open, spec, { keepQuantized: true })
+        if (request.verify !== false) await verifySlice(loaded, entry.parts, entry.id)
+      } catch (err) {
+        if (cache) for (const source of network) await forgetCached(source.name) // nothing half-loaded or corrupt stays in the cache
+        throw err
+      }
+      if (request.backend === 'auto') probed = await probeDevice({ slice: loaded })
+      const wanted = request.backend === 'auto' ? probed!.chosen : request.backend
+      // build one engine now so a backend that cannot run this model fails here, not mid-session
+      idle.push(await createBackendEngine(loaded, wanted))
+      slice = loaded
+      backend = wanted
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
+      return { backend, config: loaded.config, spec, bytesDownloaded: sum(network.map((s) => s.bytesRead)), bytesFromCache: sum(cached.map((s) => s.cachedBytes)), weightBytes: heldWeightBytes(loaded), probe: probed }
+    },
+
+    async open(spec?: SliceSpec) {
+      if (!slice) throw new TabmeshError('bad-argument', 'no model loaded in this worker')
+      const want = spec ?? slice.spec
+      if (!withinSlice(want, slice.spec)) throw new TabmeshError('refused', `this worker holds layers [${slice.spec.layers.start}, ${slice.spec.layers.end}); it cannot open [${want.layers.start}, ${want.layers.end})`)
+      const id = nextSession++
+      const reuse = idle.findIndex((e) => sameSpec(e.spec, want) && e.backend === backend)
+      if (reuse >= 0) {
+        const engine = idle.splice(reuse, 1)[0]
+        await guarded(() => engine.reset())
+        sessions.set(id, engine)
+      } else {
+        sessions.set(id, await guarded(() => createBackendEngine({ ...slice!, spec: want }, backend)))
+      }
+      return id
+    },
+
+    embed: (id, tokens) => guarded(async () => transferOut(await session(id).embed(tokens))),
+    forward: (id, hidden, positions) => guarded(async () => transferOut(await session(id).forward(hidden, positions))),
+    head: (id, hidden) => guarded(async () => transferOut(await session(id).head(hidden))),
+    reset: (id) => guarded(() => session(id).reset()),
+    async close(id) {
+      const engine = sessions.get(id)
+      sessions.delete(id)
+      if (engine && idle.length < 4) idle.push(engine)
+    },
+  }
+}
+
+/** Serves a new host to the page that started this worker (call it from the worker's module). */
+export function exposeEngineWorkerHost(): void {
+  Comlink.expose(createEngineWorkerHost())
+}

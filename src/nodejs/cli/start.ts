@@ -1,0 +1,57 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { TabmeshError } from '../../core/errors.ts'
+import { resolveModelsDir, scanModels, PROJECT_ROOT } from '../models-dir.ts'
+import { startTabmeshServer, type TabmeshServer } from '../relay/server.ts'
+import { numberFlag, parseFlags } from './args.ts'
+import { listenError, untilSignal } from './relay.ts'
+import { launchHeadless, type HeadlessBrowser } from './browser.ts'
+
+export const START_USAGE = `tabmesh start [options]      serve the built site and the models, and run the libp2p relay (run \`npm start\` to build first)
+  --host <addr>          interface to bind (default 127.0.0.1)
+  --port N               HTTP port (default 8080; 0 picks a free one)
+  --relay-port N         libp2p WebSockets port (default 0: a free one; tabs learn it from GET /relay)
+  --models-dir <dir>     models to serve (default $TABMESH_MODELS or ../shared/models)
+  --site-dir <dir>       built site (default dist/)
+  --contributors N       headless contributor tabs hosting the default model (default 2; 0 for none)`
+
+export async function startCommand(argv: string[], out: (line: string) => void): Promise<number> {
+  const flags = parseFlags(argv, {
+    host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, 'relay-port': { type: 'string' },
+    'models-dir': { type: 'string' }, 'site-dir': { type: 'string' }, contributors: { type: 'string' }, help: { type: 'boolean', default: false },
+  })
+  if (flags.help) {
+    out(START_USAGE)
+    return 0
+  }
+  const port = numberFlag(flags.port, 'port', 8080, (n) => Number.isInteger(n) && n >= 0 && n < 65536)
+  const relayPort = numberFlag(flags['relay-port'], 'relay-port', 0, (n) => Number.isInteger(n) && n >= 0 && n < 65536)
+  const siteDir = flags['site-dir'] ?? join(PROJECT_ROOT, 'dist')
+  if (!existsSync(join(siteDir, 'index.html'))) throw new TabmeshError('bad-argument', `${siteDir} holds no built site; run \`npm run build\` first (or \`npm start\`, which builds)`)
+  const modelsDir = resolveModelsDir(flags['models-dir'])
+  const models = await scanModels(modelsDir, (m) => console.error(`tabmesh: ${m}`))
+  if (models.length === 0) throw new TabmeshError('model-not-found', `${modelsDir} holds no usable model`)
+  let server: TabmeshServer
+  try {
+    server = await startTabmeshServer({ host: flags.host!, port, relayPort, siteDir, modelsDir, registry: { models } })
+  } catch (err) {
+    throw new TabmeshError('bad-argument', `cannot listen on ${flags.host} (HTTP port ${port}, relay port ${relayPort}): ${listenError(err)}`)
+  }
+  out(`tabmesh serving ${models.map((m) => m.id).join(', ')} from ${modelsDir}`)
+  for (const addr of server.relay.multiaddrs) out(`relay ${addr}`)
+  const contributors = numberFlag(flags.contributors, 'contributors', 2, (n) => Number.isInteger(n) && n >= 0 && n <= 16)
+  let browser: HeadlessBrowser | undefined
+  if (contributors > 0) {
+    browser = await launchHeadless(server.url)
+    for (let i = 0; i < contributors; i++) {
+      const tab = await browser.open()
+      const info = await tab.call('contribute', { backend: 'auto' })
+      out(`contributor ${i + 1}: ${info.peerId} hosts layers [${info.layers.start}, ${info.layers.end}) of ${info.modelId} on ${info.backend}`)
+    }
+  }
+  out(`open ${server.url}`)
+  await untilSignal()
+  await browser?.close().catch(() => {})
+  await server.stop()
+  return 0
+}

@@ -1,0 +1,83 @@
+import { TabmeshError } from '../../core/errors.ts'
+import type { BackendName } from '../../engine/engine.ts'
+import { isBackendName } from '../../engine/backends.ts'
+import { DEFAULT_MODEL_ID } from '../../model/source/registry.ts'
+import { numberFlag, parseFlags } from './args.ts'
+import { withHeadlessTab, type HeadlessTab } from './browser.ts'
+import { untilSignal } from './relay.ts'
+
+/** `tabmesh contribute` and `tabmesh chat`: a contributor or a client in headless Chromium. */
+export const CONTRIBUTE_USAGE = `tabmesh contribute --relay <url|multiaddr> [options]   host layers for the swarm until stopped (Ctrl-C leaves cleanly)
+  --relay <url|addr>     the tabmesh site (http://host:port/) or the relay's libp2p multiaddr
+  --model M              model id (default ${DEFAULT_MODEL_ID})
+  --layers a:b           layers to host (default: where the swarm is weakest)
+  --backend B            auto | wasm | webgpu | ref (default auto)
+  --models-dir <dir>     with a multiaddr relay: models to serve to the local page`
+
+export const CHAT_USAGE = `tabmesh chat --relay <url|multiaddr> --prompt <text> [options]   generate through the swarm
+  --max-tokens N, --temperature T, --top-p P, --seed S, --json   as for generate; --json adds the route`
+
+function relayTarget(relay: string | undefined): { siteUrl?: string; multiaddrs?: string[] } {
+  if (!relay) throw new TabmeshError('bad-argument', '--relay <url|multiaddr> is required')
+  if (/^https?:\/\//.test(relay)) return { siteUrl: relay.endsWith('/') ? relay : relay + '/' }
+  if (relay.startsWith('/')) return { multiaddrs: [relay] }
+  throw new TabmeshError('bad-argument', `--relay ${relay} is neither an http(s) URL nor a multiaddr`)
+}
+
+async function onTab<T>(relay: string | undefined, modelsDir: string | undefined, work: (tab: HeadlessTab) => Promise<T>): Promise<T> {
+  const target = relayTarget(relay)
+  return withHeadlessTab({ siteUrl: target.siteUrl, modelsDir }, async (tab) => {
+    if (target.multiaddrs) await tab.call('configure', { relay: target.multiaddrs })
+    return work(tab)
+  })
+}
+
+function parseLayers(value: string | undefined) {
+  if (value === undefined) return undefined
+  const m = /^(\d+):(\d+)$/.exec(value)
+  if (!m || Number(m[1]) >= Number(m[2])) throw new TabmeshError('bad-argument', `--layers ${value} should be a:b with a < b`)
+  return { start: Number(m[1]), end: Number(m[2]) }
+}
+
+export async function contributeCommand(argv: string[], out: (line: string) => void): Promise<number> {
+  const flags = parseFlags(argv, {
+    relay: { type: 'string' }, model: { type: 'string' }, layers: { type: 'string' }, backend: { type: 'string', default: 'auto' },
+    'models-dir': { type: 'string' }, help: { type: 'boolean', default: false },
+  })
+  if (flags.help) return (out(CONTRIBUTE_USAGE), 0)
+  const backend = flags.backend!
+  if (!isBackendName(backend) && backend !== 'auto') throw new TabmeshError('bad-argument', `--backend ${backend} is not one of auto, wasm, webgpu, ref`)
+  const layers = parseLayers(flags.layers)
+  return onTab(flags.relay, flags['models-dir'], async (tab) => {
+    const info = await tab.call('contribute', { model: flags.model, layers, backend: backend as BackendName | 'auto' })
+    out(JSON.stringify({ contributing: info }))
+    await untilSignal()
+    await tab.call('stopContributing', 'the contributor was stopped (SIGINT/SIGTERM)')
+    out(JSON.stringify({ stopped: await tab.call('contributorStats') ?? null }))
+    return 0
+  })
+}
+
+export async function chatCommand(argv: string[], out: (line: string) => void): Promise<number> {
+  const flags = parseFlags(argv, {
+    relay: { type: 'string' }, model: { type: 'string' }, prompt: { type: 'string', default: '' }, 'max-tokens': { type: 'string' },
+    temperature: { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean', default: false },
+    'models-dir': { type: 'string' }, help: { type: 'boolean', default: false },
+  })
+  if (flags.help) return (out(CHAT_USAGE), 0)
+  const request = {
+    model: flags.model, prompt: flags.prompt ?? '',
+    maxTokens: numberFlag(flags['max-tokens'], 'max-tokens', 64, (n) => Number.isInteger(n) && n >= 0),
+    temperature: numberFlag(flags.temperature, 'temperature', 0, (n) => n >= 0 && Number.isFinite(n)),
+    topP: numberFlag(flags['top-p'], 'top-p', 0.9),
+    seed: numberFlag(flags.seed, 'seed', 42, (n) => Number.isSafeInteger(n) && n >= 0),
+  }
+  return onTab(flags.relay, flags['models-dir'], async (tab) => {
+    const r = await tab.call('chat', request)
+    const route = r.routes.at(-1)?.map((h) => ({ peerId: h.peerId, layers: [h.layers.start, h.layers.end], ms: Math.round(h.ms * 10) / 10 })) ?? []
+    out(flags.json
+      ? JSON.stringify({ backend: 'swarm', promptTokens: r.promptTokens, tokens: r.tokens, text: r.text, tokensPerSecond: r.tokensPerSecond, route, failovers: r.events.filter((e) => e.type === 'failover').length })
+      : r.text)
+    return 0
+  })
+}

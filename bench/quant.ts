@@ -56,7 +56,7 @@ if (a.isFallbackAdapter) console.log('\nnote: a software adapter; these numbers 
 const base = quick ? 'llama15M' : 'llama110M'
 const FORMATS = [['f32', base], ['q8_0', `${base}-q8_0`], ['q4_0', `${base}-q4_0`]] as const
 interface EngineRow {
-  backend: 'wasm' | 'wasm-matmulnbits' | 'webgpu' // wasm-matmulnbits: Q8_0 / Q4_0 through onnxruntime's MatMulNBits, for comparison
+  backend: 'wasm' | 'webgpu'
   format: (typeof FORMATS)[number][0]
   tokens: number
   tokensPerSecond: number
@@ -81,9 +81,8 @@ try {
   }
   await measureBandwidth()
   await page.evaluate(() => window.wasmLab.closeWorker('probe'))
-  for (const backend of hasWebGpu ? ['wasm', 'wasm-matmulnbits', 'webgpu'] as const : ['wasm', 'wasm-matmulnbits'] as const) {
+  for (const backend of hasWebGpu ? ['wasm', 'webgpu'] as const : ['wasm'] as const) {
     for (const [format, model] of FORMATS) {
-      if (backend === 'wasm-matmulnbits' && format === 'f32') continue // the same engine as wasm f32
       // a fresh worker per engine: its wasm heap then holds this model's weights only
       const key = `${backend}-${format}`
       const tokens = backend === 'webgpu' ? (quick ? 16 : 6) : backend === 'wasm' ? (quick ? 64 : 32) : (quick ? 16 : 8)
@@ -102,7 +101,7 @@ try {
   await engines.close()
 }
 for (const r of engineRows) {
-  const f32 = engineRows.find((x) => x.backend === (r.backend === 'wasm-matmulnbits' ? 'wasm' : r.backend) && x.format === 'f32')!
+  const f32 = engineRows.find((x) => x.backend === r.backend && x.format === 'f32')!
   r.bytesVsF32 = r.weightBytesPerToken / f32.weightBytesPerToken
   r.speedupVsF32 = r.tokensPerSecond / f32.tokensPerSecond
   r.rooflineTokensPerSecond = (bandwidthGBps * 1e9) / r.weightBytesPerToken

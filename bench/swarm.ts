@@ -11,7 +11,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
-import type { ChatRequest } from '../src/cli-tab/main.ts'
+import type { TabChatRequest } from '../src/cli-tab/main.ts'
 import { makeSyntheticLlama2c } from '../src/model/formats/synthetic.ts'
 import { resolveModelsDir } from '../src/nodejs/models-dir.ts'
 import { headlessCall, launchChromiumProcess, loopbackOnly, ROOT, startRelayProcess, type ChromiumProcess } from '../lab/mesh-harness.ts'
@@ -69,7 +69,7 @@ async function host(model: string, bounds: number[]) {
   await new Promise((r) => setTimeout(r, 2500)) // adverts settle; stale ones expire
 }
 const decodeMsPerToken = (r: { tokenTimes: number[] }) => (r.tokenTimes.at(-1)! - r.tokenTimes[0]) / (r.tokenTimes.length - 1)
-const request = (model: string, extra: Partial<ChatRequest> = {}): ChatRequest => ({ model, prompt: 'Once upon a time', maxTokens: TOKENS, temperature: 0, topP: 0.9, seed: 1, hopTimeoutMs: 5000, ...extra })
+const request = (model: string, extra: Partial<TabChatRequest> = {}): TabChatRequest => ({ model, prompt: 'Once upon a time', maxTokens: TOKENS, temperature: 0, topP: 0.9, seed: 1, hopTimeoutMs: 5000, ...extra })
 
 const rows: Record<string, unknown>[] = []
 const result: Record<string, unknown> = { tokens: TOKENS, rows }

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, test } from '@playwright/test'
-import type { ChatRequest, ContributeRequest } from '../src/cli-tab/main.ts'
+import type { TabChatRequest, TabContributeRequest } from '../src/cli-tab/main.ts'
 import { headlessCall, loopbackOnly, openLoggedPage, ROOT, startRelayProcess, type LoggedPage, type RelayProcess } from '../lab/mesh-harness.ts'
 import { goldenIds as readGolden } from '../testing/golden.ts'
 
@@ -27,12 +27,12 @@ async function openTab(relay: RelayProcess, path = 'src/cli-tab/index.html'): Pr
 let relay: RelayProcess
 const tabs: Tab[] = []
 const tab = async (path?: string) => { const t = await openTab(relay, path); tabs.push(t); return t }
-const contributor = async (layers: [number, number], backend: ContributeRequest['backend'] = 'ref') => {
+const contributor = async (layers: [number, number], backend: TabContributeRequest['backend'] = 'ref') => {
   const t = await tab()
   await t.call('contribute', { layers: { start: layers[0], end: layers[1] }, backend })
   return t
 }
-const chat = (t: Tab, request: Partial<ChatRequest> = {}) => t.call('chat', { ...greedy, ...request })
+const chat = (t: Tab, request: Partial<TabChatRequest> = {}) => t.call('chat', { ...greedy, ...request })
 
 test.beforeAll(async () => {
   expect(loopbackOnly(), 'run this suite with `npm run e2e:swarm` (a loopback-only network namespace)').toBe(true)

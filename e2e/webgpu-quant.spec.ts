@@ -2,7 +2,7 @@ import { expect, test, type Page } from '@playwright/test'
 
 /**
  * The quantized kernels (shaders/matvec_q8_0.wgsl, matvec_q4_0.wgsl for decode, matmul_q8_0.wgsl,
- * matmul_q4_0.wgsl for prefill) in real Chromium (SwiftShader here), each against quant.ts's
+ * matmul_q4_0.wgsl for prefill) in real Chromium (SwiftShader here), each against the reference's
  * quantizedMatvec twin (per row) on fresh random inputs. The lab page (lab/pages/webgpu-quant-checks.ts)
  * quantizes, uploads the blocks as they are and compares.
  */

@@ -1,8 +1,11 @@
 /**
  * Plain TypeScript twins of the WGSL kernels in shaders/, with the reference engine's arithmetic
  * (sums in double precision, results stored as f32). The kernel tests run each kernel and its twin
- * on the same random inputs; the engine uses ropeTable to fill the GPU's cos/sin table.
+ * on the same random inputs. The cos/sin table rope_f32 and ropeRef read is the engines' own
+ * (ropeTable, src/engine/rope.ts), re-exported here with the twins.
  */
+
+export { ropeTable } from '../src/engine/rope.ts'
 
 /** Twin of matvec_f32 and matmul_f32: y[m, rowOffset + o] = W[o, :] . x[m, :]; W (n, k), x (rows, k). */
 export function linearRef(y: Float32Array, w: Float32Array, x: Float32Array, rows: number, n: number, k: number, rowOffset: number, yStride: number): void {
@@ -25,25 +28,7 @@ export function rmsnormRef(out: Float32Array, x: Float32Array, weight: Float32Ar
   }
 }
 
-/**
- * cos and sin of every (position, pair) as the reference engine computes them: angle
- * f32(pos * inverseFrequency[pair]), with the inverse frequencies of ropeInverseFrequencies (the
- * model's RoPE scaling applied). Layout (seqLen, headSize / 2, 2).
- */
-export function ropeTable(seqLen: number, inverseFrequency: Float32Array): Float32Array {
-  const half = inverseFrequency.length
-  const table = new Float32Array(seqLen * half * 2) // (seqLen, half, cos|sin)
-  for (let pos = 0; pos < seqLen; pos++) {
-    for (let pair = 0; pair < half; pair++) {
-      const angle = Math.fround(pos * inverseFrequency[pair])
-      table[(pos * half + pair) * 2] = Math.cos(angle)
-      table[(pos * half + pair) * 2 + 1] = Math.sin(angle)
-    }
-  }
-  return table
-}
-
-/** Twin of rope_f32, in place on v (rows, width): pairs (2i, 2i+1) within each head. */
+/** Twin of rope_f32, in place on v (rows, width): pairs (2i, 2i+1) within each head; table as made by ropeTable. */
 export function ropeRef(v: Float32Array, positions: ArrayLike<number>, rows: number, width: number, headSize: number, table: Float32Array): void {
   const half = headSize / 2
   for (let r = 0; r < rows; r++) {

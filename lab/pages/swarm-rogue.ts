@@ -3,8 +3,9 @@
  * accepts /tabmesh/1/infer sessions, then answers forwards with malformed frames or never answers.
  * Test code only: the adversary, not the thing under test.
  */
+import { INFER_PROTOCOL } from '../../src/core/vocabulary.ts'
 import { createMeshNode, fetchRelayAddrs, probeCapabilities, type MeshNode } from '../../src/mesh/index.ts'
-import { INFER_PROTOCOL, decodeFrame, encodeFrame } from '../../src/swarm/frames.ts'
+import { decodeFrame, encodeFrame } from '../../src/swarm/frames.ts'
 import { streamChannel } from '../../src/swarm/stream-channel.ts'
 
 let node: MeshNode | undefined

@@ -9,7 +9,7 @@ import { createRng } from '../../src/core/rng.ts'
 import { memorySource } from '../../src/model/source/byte-source.ts'
 import { loadLlama2c } from '../../src/model/formats/llama2c.ts'
 import { getTensor, layerTensorName, LAYER_TENSORS, type ModelSlice, type SliceSpec } from '../../src/model/model.ts'
-import { quantizeSlice, type QuantType } from '../../src/model/quant/quant.ts'
+import { quantizeSlice, type QuantType } from '../../src/model/quant/index.ts'
 import { fetchRegistry, loadRemoteSlice } from '../../src/model/source/remote.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES, type SyntheticShape } from '../../src/model/formats/synthetic.ts'
 import { measureStreamRead, type BandwidthResult } from './stream-read.ts'
@@ -25,7 +25,7 @@ const BENCH_SHAPES = {
 } satisfies Record<string, SyntheticShape>
 const SHAPES: Record<string, SyntheticShape> = { ...SYNTHETIC_SHAPES, ...BENCH_SHAPES }
 
-export type LabBackend = 'ref' | 'wasm' | 'wasm-matmulnbits' | 'webgpu' | 'wasm+ref' | 'wasm+webgpu'
+export type LabBackend = 'ref' | 'wasm' | 'webgpu' | 'wasm+ref' | 'wasm+webgpu'
 
 // the webgpu engine is another module that may not exist yet; the lab uses it when it does
 const webgpuModules = import.meta.glob<{ createWebGpuEngine?: (slice: ModelSlice) => Promise<Engine> }>('../../src/engine/webgpu/index.ts')
@@ -66,7 +66,6 @@ async function makeEngine(name: string, backend: LabBackend): Promise<Engine> {
   switch (backend) {
     case 'ref': return createReferenceEngine(m)
     case 'wasm': return createWasmEngine(m)
-    case 'wasm-matmulnbits': return createWasmEngine(m, { quantized: 'matmulnbits' }) // Q8_0 / Q4_0 through onnxruntime, for comparison
     case 'webgpu': return (await webgpuFactory())(m)
     case 'wasm+ref': return createPipelineEngine([await createWasmEngine(part(m, first)), createReferenceEngine(part(m, rest))])
     case 'wasm+webgpu': return createPipelineEngine([await createWasmEngine(part(m, first)), await (await webgpuFactory())(part(m, rest))])

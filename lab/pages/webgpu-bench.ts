@@ -1,6 +1,6 @@
 import { probeWebGpu } from '../../src/engine/webgpu/device.ts'
 import { createKernels, encodeDispatches, type KernelDispatch, type Kernels } from '../../src/engine/webgpu/kernels.ts'
-import { ropeTable } from '../../testing/webgpu-twins.ts'
+import { ropeTable } from '../../src/engine/rope.ts'
 import { gpuArray, gpuZeros } from './webgpu-gpu.ts'
 
 /**

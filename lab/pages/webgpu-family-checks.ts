@@ -6,7 +6,7 @@ import { createRng } from '../../src/core/rng.ts'
 import { memorySource } from '../../src/model/source/byte-source.ts'
 import { loadLlama2c } from '../../src/model/formats/llama2c.ts'
 import { LAYER_TENSORS, layerTensorName, layerTensorShape, type ModelSlice, type RopeScaling, type Tensor } from '../../src/model/model.ts'
-import { dequantizeTensor, quantizeTensor, type QuantType } from '../../src/model/quant/quant.ts'
+import { dequantizeTensor, quantizeTensor, type QuantType } from '../../src/model/quant/index.ts'
 import { makeSyntheticLlama2c, withFamilyFeatures, type SyntheticShape } from '../../src/model/formats/synthetic.ts'
 import { greedyIds } from './engine-compare.ts'
 

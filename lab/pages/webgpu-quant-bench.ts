@@ -1,6 +1,6 @@
 import { probeWebGpu } from '../../src/engine/webgpu/device.ts'
 import { createKernels, encodeDispatches, type KernelDispatch } from '../../src/engine/webgpu/kernels.ts'
-import { quantizeQ4_0, quantizeQ8_0 } from '../../src/model/quant/quant.ts'
+import { quantizeQ4_0, quantizeQ8_0 } from '../../src/model/quant/index.ts'
 import { gpuArray, gpuZeros } from './webgpu-gpu.ts'
 import { gpuBytes } from './webgpu-quant-checks.ts'
 

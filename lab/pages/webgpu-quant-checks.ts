@@ -6,12 +6,13 @@ import { memorySource } from '../../src/model/source/byte-source.ts'
 import { loadGguf } from '../../src/model/formats/gguf.ts'
 import { modelToGguf } from '../../src/model/formats/gguf-writer.ts'
 import type { ModelSlice } from '../../src/model/model.ts'
-import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, dequantizeTensor, quantizeTensor, quantizedMatvec, type QuantType, type QuantizedTensor } from '../../src/model/quant/quant.ts'
+import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, dequantizeTensor, quantizeTensor, type QuantType, type QuantizedTensor } from '../../src/model/quant/index.ts'
+import { quantizedMatvec } from '../../src/engine/reference/quant-matvec.ts'
 import { gpuArray, gpuZeros, readFloats } from './webgpu-gpu.ts'
 import { greedyIds, teacherForced } from './engine-compare.ts'
 
 /**
- * matvec_q8_0 / matvec_q4_0 (decode) and matmul_q8_0 / matmul_q4_0 (prefill) against quant.ts's
+ * matvec_q8_0 / matvec_q4_0 (decode) and matmul_q8_0 / matmul_q4_0 (prefill) against the reference's
  * quantizedMatvec twin applied to every row: seeded random fp32 weights are quantized, the blocks
  * uploaded as they are (split by rows into several bindings when asked), and the GPU output compared
  * with the twin's on the same blocks and inputs.

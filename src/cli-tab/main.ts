@@ -1,6 +1,8 @@
-import type { BackendName } from '../engine/engine.ts'
+// The cli-tab room: the page the Node CLI (src/nodejs/cli) and the multi-browser tests open in
+// headless Chromium; it exposes the tab runtime on window for page.evaluate.
+import { type BackendName, type LayerRange } from '../core/vocabulary.ts'
 import { startEngineWorker } from '../engine/worker/index.ts'
-import type { LayerRange } from '../model/model.ts'
+import { buildPrompt, type ChatMessage } from '../model/template/index.ts'
 import { createTabRuntime } from '../swarm/tab-runtime.ts'
 import type { SwarmEvent } from '../swarm/swarm-engine.ts'
 
@@ -8,7 +10,7 @@ import type { SwarmEvent } from '../swarm/swarm-engine.ts'
  * What the CLI and the multi-browser tests drive in headless Chromium: the tab runtime the site
  * uses, called through page.evaluate. Results are plain JSON.
  */
-export interface HeadlessGenerateRequest {
+export interface TabGenerateRequest {
   model?: string
   prompt: string
   maxTokens: number
@@ -18,14 +20,18 @@ export interface HeadlessGenerateRequest {
   backend: BackendName | 'auto'
 }
 
-export interface ContributeRequest {
+export interface TabContributeRequest {
   model?: string
   layers?: LayerRange
   backend: BackendName | 'auto'
   memoryBudgetBytes?: number
 }
 
-export interface ChatRequest extends Omit<HeadlessGenerateRequest, 'backend'> {
+export interface TabChatRequest extends Omit<TabGenerateRequest, 'backend'> {
+  /** A conversation to render with the model's chat template (buildPrompt), used instead of the raw `prompt`. */
+  messages?: ChatMessage[]
+  /** With `messages`: a system message to open the conversation with. */
+  system?: string
   mode?: 'swarm' | 'local' | 'auto'
   routeTimeoutMs?: number
   hopTimeoutMs?: number
@@ -37,7 +43,7 @@ let resumeChat: (() => void) | undefined
 const chatState = { tokens: 0, paused: false }
 
 /** Generates with the whole model in this tab (the CLI's --backend wasm|webgpu|auto). */
-async function generate(r: HeadlessGenerateRequest) {
+async function generate(r: TabGenerateRequest) {
   const session = await runtime.openChat({ model: r.model, mode: 'local', backend: r.backend })
   try {
     const promptTokens = session.tokenizer.encode(r.prompt)
@@ -55,27 +61,28 @@ async function generate(r: HeadlessGenerateRequest) {
   }
 }
 
-async function contribute(r: ContributeRequest) {
+async function contribute(r: TabContributeRequest) {
   const c = await runtime.contribute(r)
   return { peerId: c.peerId, modelId: c.modelId, layers: c.layers, backend: c.backend, layerTokensPerSecond: c.layerTokensPerSecond }
 }
 
 /** Generates through the swarm: embedding and head here, the layers on contributors. */
-async function chat(r: ChatRequest) {
+async function chat(r: TabChatRequest) {
   const events: (SwarmEvent & { at: number })[] = []
   const session = await runtime.openChat({
     model: r.model, mode: r.mode ?? 'swarm', routeTimeoutMs: r.routeTimeoutMs, hopTimeoutMs: r.hopTimeoutMs,
     onEvent: (e) => { events.push({ ...e, at: performance.now() }); console.info(`swarm ${e.type}: ${JSON.stringify(e)}`) },
   })
   try {
-    const promptTokens = session.tokenizer.encode(r.prompt)
+    const prompt = r.messages ? buildPrompt(await session.chatTemplate(), r.messages, { system: r.system }) : r.prompt
+    const promptTokens = session.tokenizer.encode(prompt)
     const tokens: number[] = []
     const routes: { peerId: string; layers: LayerRange; ms: number }[][] = []
     const tokenTimes: number[] = [] // performance.now() when each token arrived
     let text = ''
     chatState.tokens = 0
     const started = performance.now()
-    for await (const t of session.generate(r)) {
+    for await (const t of session.generate({ ...r, prompt })) {
       text += t.text
       if (t.token < 0) continue
       tokens.push(t.token)

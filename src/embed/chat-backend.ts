@@ -1,6 +1,5 @@
 import { TabmeshError } from '../core/errors.ts'
-import { httpOpener, loadEntryChatTemplate } from '../model/source/entry.ts'
-import type { ChatTemplate } from '../model/template/chat-template.ts'
+import { buildPrompt, type ChatTemplate } from '../model/template/index.ts'
 import type { ChatSession, TabRuntime } from '../swarm/tab-runtime.ts'
 import type { ChatCompletionChunk, CompletionUsage, FinishReason, GenerationStats } from './openai.ts'
 import type { ChatRequest } from './protocol.ts'
@@ -40,10 +39,12 @@ export const chunkOf = (id: string, model: string, created: number, content: str
   ...(usage ? { usage } : {}),
 })
 
-/** Messages to prompt text: the model's own chat template, the same for the swarm and a local tabmesh engine. */
+/**
+ * Messages to prompt text: the model's own chat template, the same for the swarm and a local tabmesh
+ * engine, with the generation prompt and no BOS text (the tokenizer adds BOS), as buildPrompt does by default.
+ */
 export function renderPrompt(template: ChatTemplate, messages: ChatRequest['messages']): string {
-  // BOS is added by the tokenizer, so the template must not write it as text too
-  return template.render(messages.map((m) => ({ ...m })), { addGenerationPrompt: true, bosToken: '', eosToken: '' })
+  return buildPrompt(template, messages)
 }
 
 const randomSeed = () => crypto.getRandomValues(new Uint32Array(1))[0]
@@ -52,14 +53,17 @@ const randomSeed = () => crypto.getRandomValues(new Uint32Array(1))[0]
 export function tabmeshBackend(runtime: TabRuntime, modelId: string, mode: 'swarm' | 'local' | 'auto', onProgress?: (p: InitProgress) => void): ChatBackend {
   let opened: Promise<{ session: ChatSession; template: ChatTemplate }> | undefined
   const open = () => (opened ??= (async () => {
-    const entry = await runtime.model(modelId)
-    const [session, template] = await Promise.all([
-      runtime.openChat({
-        model: modelId, mode,
-        onProgress: (p) => onProgress?.({ progress: p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : 0, text: `loading ${modelId}: ${p.loadedBytes} of ${p.totalBytes} bytes` }),
-      }),
-      loadEntryChatTemplate(entry, httpOpener(runtime.baseUrl, entry)),
-    ])
+    const session = await runtime.openChat({
+      model: modelId, mode,
+      onProgress: (p) => onProgress?.({ progress: p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : 0, text: `loading ${modelId}: ${p.loadedBytes} of ${p.totalBytes} bytes` }),
+    })
+    let template: ChatTemplate
+    try {
+      template = await session.chatTemplate()
+    } catch (err) {
+      session.close()
+      throw err
+    }
     onProgress?.({ progress: 1, text: `${modelId} ready (${session.mode})` })
     return { session, template }
   })().catch((err) => { opened = undefined; throw err }))

@@ -1,3 +1,5 @@
+// The embed room: embed.js for third-party pages (this file), the JS API they call (api.ts), and
+// the iframe on the tabmesh origin that does the work (frame.ts) through the tab runtime.
 import { connect, frameEngine, frameUrl, openFrame, type ConnectOptions, type TabmeshEngine } from './api.ts'
 
 /**

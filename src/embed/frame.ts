@@ -1,4 +1,4 @@
-import type { BackendName } from '../engine/engine.ts'
+import { type BackendName } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
 import { DEFAULT_MODEL_ID } from '../model/source/registry.ts'
 import { createTabRuntime } from '../swarm/tab-runtime.ts'

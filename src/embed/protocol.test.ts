@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { TabmeshError } from '../core/errors.ts'
-import { compileChatTemplate, PLAIN_CONTINUATION_TEMPLATE } from '../model/template/chat-template.ts'
+import { compileChatTemplate, PLAIN_CONTINUATION_TEMPLATE } from '../model/template/index.ts'
 import { renderPrompt } from './chat-backend.ts'
 import { boundedSize, MAX_MESSAGE_BYTES, messageId, parseHostMessage, PROTOCOL } from './protocol.ts'
 

@@ -1,14 +1,8 @@
+import { type BackendName } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
 import type { ModelSlice } from '../model/model.ts'
-import type { BackendName, Engine } from './engine.ts'
+import type { Engine } from './engine.ts'
 import { createReferenceEngine } from './reference/reference.ts'
-
-/** Every backend an engine can run on; the heavy ones load only when asked for. */
-export const BACKENDS: readonly BackendName[] = ['ref', 'wasm', 'webgpu']
-
-export function isBackendName(name: string): name is BackendName {
-  return (BACKENDS as readonly string[]).includes(name)
-}
 
 export async function createBackendEngine(slice: ModelSlice, backend: BackendName): Promise<Engine> {
   switch (backend) {

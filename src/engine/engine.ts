@@ -1,3 +1,4 @@
+import type { BackendName } from '../core/vocabulary.ts'
 import type { ModelConfig, SliceSpec } from '../model/model.ts'
 
 /**
@@ -24,5 +25,3 @@ export interface Engine {
   /** Forgets every cached position (a new conversation). */
   reset(): Promise<void>
 }
-
-export type BackendName = 'ref' | 'wasm' | 'webgpu'

@@ -1,9 +1,9 @@
+import { type BackendName } from '../core/vocabulary.ts'
 import { memorySource } from '../model/source/byte-source.ts'
 import { loadLlama2c } from '../model/formats/llama2c.ts'
 import type { ModelSlice } from '../model/model.ts'
 import { makeSyntheticLlama2c } from '../model/formats/synthetic.ts'
 import { createBackendEngine } from './backends.ts'
-import type { BackendName } from './engine.ts'
 import { probeWebGpu, type WebGpuProbe } from './webgpu/device.ts'
 
 /**

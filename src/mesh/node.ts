@@ -6,33 +6,25 @@
  *
  * What the swarm layer uses: `table` (who hosts what, load, health, RTT), `handle` / `openStream`
  * for '/tabmesh/1/infer' streams, `tasks` to announce and claim work, `update` to advertise its own
- * hosting and load, and `routeCost` / `selectWorkers` from selection.ts over `table.list()`.
+ * hosting and load, and `routeCost` from selection.ts over `table.list()`.
+ * The libp2p stack is built in libp2p.ts; the gossip traffic (own advert, incoming messages,
+ * stream repair) runs in pubsub.ts.
  */
-import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
-import { identify, type Identify } from '@libp2p/identify'
-import type { Connection, Libp2p, PrivateKey, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
-import { noise } from '@libp2p/noise'
-import { ping, type Ping } from '@libp2p/ping'
-import { webRTC } from '@libp2p/webrtc'
-import { webSockets } from '@libp2p/websockets'
-import { yamux } from '@libp2p/yamux'
+import type { PrivateKey, Stream, StreamHandler, StreamHandlerOptions, Connection } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
-import type { GossipsubOpts, Message } from '@libp2p/gossipsub'
-import { createLibp2p } from 'libp2p'
+import type { GossipsubOpts } from '@libp2p/gossipsub'
 import { TabmeshError } from '../core/errors.ts'
 import { createDialer, webrtcAddrs, type Dialer, type DialerOptions, type DialStats } from './dialer.ts'
-import { meshGossipsub, type MeshPubSub } from './gossip.ts'
 import { loadTabIdentity } from './identity.ts'
+import { createMeshLibp2p, isDirect, pingOver, type MeshLibp2p } from './libp2p.ts'
 import { createPeerTable, type PeerTable } from './peer-table.ts'
-import {
-  ADVERT_TOPIC, decodeMessage, encodeMessage, MESH_TOPICS, TASK_TOPIC,
-  type Advert, type Capabilities, type HostedSlice, type Load, type MeshMessage, type MeshTopic, type SelfHealth, type TaskMessage,
-} from './protocol.ts'
+import { ADVERT_TOPIC, encodeMessage, MESH_TOPICS, TASK_TOPIC, type Advert, type Capabilities, type HostedSlice, type Load, type SelfHealth, type TaskMessage } from './protocol.ts'
+import { createAdvertiser, receiveMessages, repairGossipStreams, type MeshDelivery } from './pubsub.ts'
 import { createTaskCoordinator, type TaskCoordinator } from './tasks.ts'
 import { createMeshValidators, type MeshValidatorOptions, type ValidationStats } from './validation.ts'
 
-export type MeshServices = { identify: Identify; ping: Ping; pubsub: MeshPubSub }
-export type MeshLibp2p = Libp2p<MeshServices>
+export type { MeshLibp2p, MeshServices } from './libp2p.ts'
+export type { MeshDelivery } from './pubsub.ts'
 
 export interface MeshNodeOptions {
   /** The relay's ws multiaddr(s), each ending in /p2p/<relay id> (GET /relay on the site lists them). */
@@ -60,15 +52,6 @@ export interface MeshNodeOptions {
   validation?: MeshValidatorOptions
   gossipsub?: Partial<GossipsubOpts>
   log?: (line: string) => void
-}
-
-/** A validated mesh message as the app layer receives it. */
-export interface MeshDelivery {
-  topic: MeshTopic
-  message: MeshMessage
-  /** The signer (always equal to the message's author field). */
-  from: string
-  receivedAt: number
 }
 
 export interface MeshNodeStats {
@@ -116,34 +99,6 @@ export interface MeshNode {
   stop(): Promise<void>
 }
 
-const isDirect = (c: Connection) => c.limits === undefined && c.status === 'open'
-const PING_PROTOCOL = '/ipfs/ping/1.0.0' // @libp2p/ping's; it echoes what it is sent
-
-/** Round trip of 32 bytes over this very connection (libp2p's ping picks any connection to the peer), ms. */
-async function pingOver(c: Connection, timeoutMs: number): Promise<number> {
-  const signal = AbortSignal.timeout(timeoutMs)
-  const stream = await c.newStream(PING_PROTOCOL, { signal })
-  const onTimeout = () => stream.abort(new Error('ping timed out'))
-  signal.addEventListener('abort', onTimeout, { once: true })
-  try {
-    const probe = crypto.getRandomValues(new Uint8Array(32)) // (32) bytes
-    const start = performance.now()
-    stream.send(probe)
-    let echoed = 0
-    for await (const chunk of stream) {
-      echoed += chunk.byteLength
-      if (echoed >= probe.length) break
-      if (signal.aborted) break
-    }
-    if (echoed < probe.length) throw new Error(signal.aborted ? 'ping timed out' : 'no echo')
-    return performance.now() - start
-  } finally {
-    signal.removeEventListener('abort', onTimeout)
-    if (stream.status === 'open') void stream.close({ signal }).catch(() => stream.abort(new Error('ping done')))
-  }
-}
-const MIN_ADVERT_GAP_MS = 200 // at most 5 adverts/s, under the receivers' limit of 8/s (validation.ts)
-
 export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode> {
   const log = options.log ?? ((line: string) => console.warn(line))
   const heartbeatMs = options.heartbeatMs ?? 1000
@@ -161,68 +116,30 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const identity = options.privateKey ? undefined : await loadTabIdentity()
   const validators = createMeshValidators({ log, ...options.validation })
 
-  const libp2p: MeshLibp2p = (await createLibp2p({
-    privateKey: options.privateKey ?? identity!.privateKey,
-    addresses: { listen: ['/p2p-circuit', '/webrtc'] },
-    transports: [webSockets(), webRTC({ rtcConfiguration: { iceServers: [] } }), circuitRelayTransport()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    // browsers deny ws:// and private addresses by default; the relay is ws:// on loopback or a LAN
-    connectionGater: { denyDialMultiaddr: async () => false },
-    connectionManager: { maxConnections: Math.max(64, maxDirectPeers * 3) },
-    // libp2p pings every connection every 10 s and aborts it after a 5 s timeout; a tab stalled by
-    // a busy CPU is not dead (the advert heartbeat decides that), so allow longer
-    connectionMonitor: { pingTimeout: { minTimeout: 10_000 } },
-    services: {
-      identify: identify(),
-      ping: ping(),
-      pubsub: meshGossipsub({ validators, overrides: options.gossipsub }),
-    },
-  })) as unknown as MeshLibp2p
+  const libp2p = await createMeshLibp2p({ privateKey: options.privateKey ?? identity!.privateKey, maxDirectPeers, validators, gossipsub: options.gossipsub })
   const peerId = libp2p.peerId.toString()
   const pubsub = libp2p.services.pubsub
   const table = createPeerTable({ selfId: peerId, staleAfterMs: options.staleAfterMs })
-  const listeners = new Set<(delivery: MeshDelivery) => void>()
-  let advertsSent = 0
-  let deliveries = 0
-  let invalidDelivered = 0
   let stopped = false
 
   // ---- own advert ------------------------------------------------------------------------------
-  // a returning tab (same peer id) must out-number the adverts others still hold from its last visit
-  let seq = Date.now()
-  let state = {
-    capabilities: options.capabilities,
-    hosted: options.hosted ?? [],
-    load: options.load ?? { queueDepth: 0, activeSessions: 0 },
-    health: { status: 'ok', recentErrors: 0 } as SelfHealth,
-  }
   const ownAddrs = () => libp2p.getMultiaddrs().map((a) => a.toString()).filter((a) => a.includes('/webrtc')).slice(0, 8)
-  const makeAdvert = (reason: Advert['reason']): Advert => ({
-    v: 1, type: 'advert', peerId, seq: ++seq, sentAt: Date.now(), reason, addrs: ownAddrs(), ...state,
+  const adverts = createAdvertiser({
+    pubsub,
+    peerId,
+    initial: {
+      capabilities: options.capabilities,
+      hosted: options.hosted ?? [],
+      load: options.load ?? { queueDepth: 0, activeSessions: 0 },
+      health: { status: 'ok', recentErrors: 0 } as SelfHealth,
+    },
+    ownAddrs,
+    heartbeatMs,
+    stopped: () => stopped,
+    log,
   })
-  let lastAdvertAt = 0
-  let advertTimer: ReturnType<typeof setTimeout> | undefined
+  const { publish, makeAdvert, sendAdvert, advertSoon } = adverts
   let joined = false
-  const publish = async (topic: MeshTopic, message: MeshMessage) => {
-    await pubsub.publish(topic, encodeMessage(topic, message))
-  }
-  const sendAdvert = (reason: Advert['reason']) => {
-    if (stopped) return
-    if (advertTimer) clearTimeout(advertTimer)
-    lastAdvertAt = Date.now()
-    advertsSent++
-    publish(ADVERT_TOPIC, makeAdvert(reason)).catch((err: Error) => log(`tabmesh: advert not sent: ${err.message}`))
-    advertTimer = setTimeout(() => sendAdvert('heartbeat'), heartbeatMs)
-  }
-  /** Sends an advert soon, keeping MIN_ADVERT_GAP_MS between ours. */
-  const advertSoon = (reason: Advert['reason']) => {
-    if (stopped) return
-    const wait = lastAdvertAt + MIN_ADVERT_GAP_MS - Date.now()
-    if (wait <= 0) return sendAdvert(reason)
-    if (advertTimer) clearTimeout(advertTimer)
-    advertTimer = setTimeout(() => sendAdvert(reason), wait)
-  }
 
   // ---- dialing discovered peers ----------------------------------------------------------------
   const directPeerIds = () => [...new Set(libp2p.getConnections().filter(isDirect).map((c) => c.remotePeer.toString()))].filter((id) => table.has(id))
@@ -243,37 +160,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const tasks = createTaskCoordinator({ selfId: peerId, publish: (m: TaskMessage) => publish(TASK_TOPIC, m), log })
 
   // ---- incoming messages -----------------------------------------------------------------------
-  pubsub.addEventListener('message', (evt: CustomEvent<Message>) => {
-    const msg = evt.detail
-    if (!(MESH_TOPICS as readonly string[]).includes(msg.topic)) return
-    const decoded = decodeMessage(msg.topic, msg.data)
-    if (!decoded.ok || msg.type !== 'signed') {
-      invalidDelivered++
-      return
-    }
-    const delivery: MeshDelivery = { topic: msg.topic as MeshTopic, message: decoded.message, from: msg.from.toString(), receivedAt: Date.now() }
-    deliveries++
-    if (delivery.message.type === 'advert') {
-      const known = table.has(delivery.from)
-      const entry = table.applyAdvert(delivery.message, delivery.receivedAt)
-      if (entry) dialer.discovered(entry.peerId, entry.advert.addrs)
-      // a newcomer learns about us now rather than at our next heartbeat, so it can dial us sooner
-      if (entry && !known) advertSoon('heartbeat')
-    } else {
-      tasks.handle(delivery.message)
-    }
-    for (const listener of listeners) {
-      try {
-        listener(delivery)
-      } catch (err) {
-        log(`tabmesh: mesh message listener failed: ${(err as Error).message}`)
-      }
-    }
-  })
-  // a new subscriber learns about us at once instead of at our next heartbeat
-  pubsub.addEventListener('subscription-change', (evt) => {
-    if (evt.detail.subscriptions.some((s) => s.subscribe && s.topic === ADVERT_TOPIC)) advertSoon('heartbeat')
-  })
+  const inbox = receiveMessages({ pubsub, table, dialer, tasks, advertSoon, log })
   table.subscribe((event) => {
     if (event.type !== 'leave') return
     dialer.forget(event.peerId)
@@ -358,37 +245,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         .catch(() => {})
     }
   }, pingIntervalMs)
-  // gossipsub opens its outbound stream to a peer once, on the peer's first connection; if that
-  // connection closes while another stays open (a duplicate from a retried dial), it never opens
-  // a new one and our gossip stops reaching that peer directly. Open it again on the newest direct
-  // connection (see "TODO make this behavior more robust" in gossipsub.js). Calling the router's
-  // addPeer and createOutboundStream directly, not through its queue: the queue runs one at a time
-  // and can sit behind a stream being opened on a connection that died without closing.
-  let gossipRepairs = 0
-  const router = pubsub as unknown as {
-    peers?: Map<string, unknown>
-    streamsOutbound?: Map<string, unknown>
-    addPeer?: (peer: Connection['remotePeer'], direction: Connection['direction'], addr: Connection['remoteAddr']) => void
-    createOutboundStream?: (peer: Connection['remotePeer'], c: Connection) => Promise<void>
-  }
-  let streamless = new Set<string>() // direct peers without an outbound stream at the last check
-  const repairTimer = setInterval(() => {
-    if (!router.peers || !router.streamsOutbound || typeof router.addPeer !== 'function' || typeof router.createOutboundStream !== 'function') return
-    const now = new Set<string>()
-    for (const entry of table.list()) {
-      if (router.streamsOutbound.has(entry.peerId)) continue
-      const conn = newestDirect(entry.peerId)
-      if (!conn) continue
-      now.add(entry.peerId)
-      // a stream being opened right now is not lost: repair only what stayed missing for a whole period
-      if (!streamless.has(entry.peerId)) continue
-      gossipRepairs++
-      // a read error on the lost connection may also have removed the peer from the router
-      if (!router.peers.has(entry.peerId)) router.addPeer.call(pubsub, conn.remotePeer, conn.direction, conn.remoteAddr)
-      router.createOutboundStream.call(pubsub, conn.remotePeer, conn).catch(() => {})
-    }
-    streamless = now
-  }, heartbeatMs)
+  const gossipRepair = repairGossipStreams({ pubsub, table, newestDirect, periodMs: heartbeatMs })
   joined = true
   sendAdvert('join')
   // a tab that closes says so, and the others drop it at once instead of after the stale time
@@ -402,17 +259,11 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     peerId,
     table,
     tasks,
-    advert: () => ({ v: 1, type: 'advert', peerId, seq, sentAt: Date.now(), reason: 'heartbeat', addrs: ownAddrs(), ...state }),
-    update(patch) {
-      const next = { ...state, ...patch }
-      // refuse what receivers would reject, here and now, rather than failing every heartbeat later
-      encodeMessage(ADVERT_TOPIC, { v: 1, type: 'advert', peerId, seq, sentAt: Date.now(), reason: 'change', addrs: ownAddrs(), ...next })
-      state = next
-      advertSoon('change')
-    },
+    advert: () => adverts.current(),
+    update: (patch) => adverts.update(patch),
     onMessage(listener) {
-      listeners.add(listener)
-      return () => listeners.delete(listener)
+      inbox.listeners.add(listener)
+      return () => inbox.listeners.delete(listener)
     },
     handle: (protocol, handler, opts) => libp2p.handle(protocol, handler, { runOnLimitedConnection: false, ...opts }),
     unhandle: (protocol) => libp2p.unhandle(protocol),
@@ -438,8 +289,8 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     },
     directPeers: directPeerIds,
     stats: () => ({
-      peerId, advertsSent, deliveries, invalidDelivered, validation: validators.stats(), dial: dialer.stats(),
-      directPeers: node.directPeers(), relayConnected: relayConnected(), gossipRepairs, zombiesClosed,
+      peerId, advertsSent: adverts.sent(), deliveries: inbox.deliveries(), invalidDelivered: inbox.invalidDelivered(), validation: validators.stats(), dial: dialer.stats(),
+      directPeers: node.directPeers(), relayConnected: relayConnected(), gossipRepairs: gossipRepair.repairs(), zombiesClosed,
     }),
     async stop() {
       if (stopped) return
@@ -450,11 +301,11 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
       }
       stopped = true
       globalThis.removeEventListener?.('pagehide', onPageHide)
-      if (advertTimer) clearTimeout(advertTimer)
+      adverts.stop()
       if (relayTimer) clearTimeout(relayTimer)
       clearInterval(sweepTimer)
       clearInterval(pingTimer)
-      clearInterval(repairTimer)
+      gossipRepair.stop()
       dialer.stop()
       tasks.stop()
       await libp2p.stop()

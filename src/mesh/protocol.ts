@@ -11,9 +11,8 @@
  */
 import { z } from 'zod'
 import { TabmeshError } from '../core/errors.ts'
+import { PROTOCOL_VERSION, type BackendName, type LayerRange } from '../core/vocabulary.ts'
 
-/** The protocol version; it appears in every topic, stream protocol and message. */
-export const PROTOCOL_VERSION = 1
 
 /** Peer adverts: capabilities, hosted layers, load, health. Sent on join, on change and as heartbeats. */
 export const ADVERT_TOPIC = '/tabmesh/1/adverts'
@@ -22,9 +21,6 @@ export const TASK_TOPIC = '/tabmesh/1/tasks'
 /** Every gossipsub topic of protocol version 1; the relay subscribes to all of them. */
 export const MESH_TOPICS = [ADVERT_TOPIC, TASK_TOPIC] as const
 export type MeshTopic = (typeof MESH_TOPICS)[number]
-
-/** The stream protocol the swarm uses to pipeline activations through a peer. */
-export const INFER_PROTOCOL = '/tabmesh/1/infer'
 
 /** Largest accepted message per topic, in bytes of the encoded (UTF-8 JSON) payload. */
 export const MAX_MESSAGE_BYTES: Record<MeshTopic, number> = {
@@ -47,7 +43,14 @@ export const layerRangeSchema = z
   .strictObject({ start: layerIndex, end: layerIndex })
   .refine((r) => r.start < r.end, 'layers.start must be below layers.end')
 
+/**
+ * A backend as adverts name it on the wire: 'js' is the reference engine, 'none' a tab that computes
+ * nothing (chat only). The code's own names are core's BackendName; advertBackend maps at this edge.
+ */
 export const backendSchema = z.enum(['webgpu', 'wasm', 'js', 'none'])
+const ADVERT_BACKEND = { ref: 'js', wasm: 'wasm', webgpu: 'webgpu' } as const satisfies Record<BackendName, AdvertBackend>
+/** The wire name of a backend this tab computes on. */
+export const advertBackend = (backend: BackendName): AdvertBackend => ADVERT_BACKEND[backend]
 
 export const capabilitiesSchema = z.strictObject({
   /** The backend the peer's probe found fastest ('none': it computes nothing, e.g. a chat-only tab). */
@@ -136,8 +139,9 @@ export const taskAwardSchema = z.strictObject({
 
 export const taskMessageSchema = z.discriminatedUnion('type', [taskAnnounceSchema, taskClaimSchema, taskAwardSchema])
 
-export type LayerRange = z.infer<typeof layerRangeSchema>
-export type Backend = z.infer<typeof backendSchema>
+export type AdvertBackend = z.infer<typeof backendSchema>
+// the schema parses exactly core's LayerRange
+layerRangeSchema satisfies z.ZodType<LayerRange>
 export type Capabilities = z.infer<typeof capabilitiesSchema>
 export type HostedSlice = z.infer<typeof hostedSliceSchema>
 export type Load = z.infer<typeof loadSchema>

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createPeerTable, type PeerEntry } from './peer-table.ts'
 import type { Advert } from './protocol.ts'
-import { routeCost, selectWorkers, type HopWork } from './selection.ts'
+import { canServe, routeCost, type HopWork, type WorkNeed } from './selection.ts'
 import { fakePeerId, makeAdvert } from '../../testing/mesh-fixtures.ts'
 
 function entries(...adverts: Advert[]): PeerEntry[] {
@@ -11,34 +11,10 @@ function entries(...adverts: Advert[]): PeerEntry[] {
 }
 
 const load = (queueDepth: number, activeSessions = 0) => ({ load: { queueDepth, activeSessions } })
-const ids = (list: PeerEntry[]) => list.map((e) => e.peerId)
+const serving = (list: PeerEntry[], need: WorkNeed) => list.filter((e) => canServe(e, need)).map((e) => e.peerId)
 const [P1, P2, P3, P4] = [1, 2, 3, 4].map(fakePeerId)
 
-describe('worker selection (QMesh rule)', () => {
-  it('puts peers with an empty queue first, even a less healthy one', () => {
-    const list = entries(makeAdvert(P1, load(1)), makeAdvert(P2, { ...load(0, 5), health: { status: 'degraded', recentErrors: 3 } }))
-    expect(ids(selectWorkers(list, {}, 2))).toEqual([P2, P1])
-  })
-
-  it('then prefers better health, then the higher weighted score', () => {
-    const list = entries(makeAdvert(P1, load(9)), makeAdvert(P2, load(4)), makeAdvert(P3, load(1)), makeAdvert(P4, load(2)))
-    // health: P3, P4 moderate; P2 busy; P1 overloaded. Within moderate, the shorter queue scores higher.
-    expect(ids(selectWorkers(list, {}, 4))).toEqual([P3, P4, P2, P1])
-  })
-
-  it('weighs measured history among otherwise equal peers', () => {
-    const table = createPeerTable({ selfId: fakePeerId(0), now: () => 0 })
-    table.applyAdvert(makeAdvert(P1))
-    table.applyAdvert(makeAdvert(P2))
-    for (let i = 0; i < 5; i++) table.recordOutcome(P1, { ok: false })
-    table.recordOutcome(P2, { ok: true, latencyMs: 50 })
-    expect(ids(selectWorkers(table.list(), {}, 2))).toEqual([P2, P1])
-  })
-
-  it('breaks exact ties by peer id, so every node ranks alike', () => {
-    expect(ids(selectWorkers(entries(makeAdvert(P3), makeAdvert(P1), makeAdvert(P2)), {}, 3))).toEqual([P1, P2, P3])
-  })
-
+describe('who can serve a hop', () => {
   it('leaves out peers that cannot serve: wrong layers, too little memory, draining, no backend, excluded', () => {
     const list = entries(
       makeAdvert(P1, { hosted: [{ modelId: 'stories260K', layers: { start: 0, end: 2 }, embedding: true, head: false }] }),
@@ -46,10 +22,10 @@ describe('worker selection (QMesh rule)', () => {
       makeAdvert(P3, { health: { status: 'draining', recentErrors: 0 } }),
       makeAdvert(P4, { capabilities: { backend: 'none', memoryBudgetBytes: 2 ** 30, speed: { gflops: 0 } } }),
     )
-    expect(ids(selectWorkers(list, { hosts: { modelId: 'stories260K', layers: { start: 1, end: 4 } } }, 4))).toEqual([P2])
-    expect(ids(selectWorkers(list, { minMemoryBytes: 2 ** 20 }, 4))).toEqual([P1])
-    expect(ids(selectWorkers(list, { exclude: new Set([P1, P2]) }, 4))).toEqual([])
-    expect(ids(selectWorkers(list, { backends: ['none'] }, 4))).toEqual([P4])
+    expect(serving(list, { hosts: { modelId: 'stories260K', layers: { start: 1, end: 4 } } })).toEqual([P2])
+    expect(serving(list, { minMemoryBytes: 2 ** 20 })).toEqual([P1])
+    expect(serving(list, { exclude: new Set([P1, P2]) })).toEqual([])
+    expect(serving(list, { backends: ['none'] })).toEqual([P4])
   })
 })
 

@@ -1,16 +1,11 @@
 /**
- * Choosing peers for work, from the peer table.
- *
- * Worker selection follows QMesh's rule as the baseline: a peer with an empty queue first; among
- * equals, the healthier one; then a weighted score of queue availability, health and measured
- * history (successes and latency of work already sent to it); peer id breaks the last ties so every
- * node ranks the same table the same way.
- *
- * `routeCost` estimates, in milliseconds, what one pipeline hop through a peer costs (round trip,
+ * Choosing peers for work, from the peer table: `canServe` says whether a peer can take a piece of
+ * work at all (capability, not load), and `routeCost` estimates, in milliseconds, what one pipeline hop through a peer costs (round trip,
  * activation transfer, queue wait and compute); the swarm's route planner minimises its sum.
  */
-import { HEALTH_ORDER, type Health, type PeerEntry } from './peer-table.ts'
-import type { Backend, HostedSlice, LayerRange } from './protocol.ts'
+import { type LayerRange } from '../core/vocabulary.ts'
+import type { Health, PeerEntry } from './peer-table.ts'
+import type { AdvertBackend, HostedSlice } from './protocol.ts'
 
 /** What a worker must offer. */
 export interface WorkNeed {
@@ -19,21 +14,10 @@ export interface WorkNeed {
   /** Take on new work (e.g. host layers): at least this memory budget. */
   minMemoryBytes?: number
   /** Acceptable backends (default: any that computes, i.e. not 'none'). */
-  backends?: readonly Backend[]
+  backends?: readonly AdvertBackend[]
   /** Peers to leave out (already chosen, failed before, ourselves). */
   exclude?: ReadonlySet<string>
 }
-
-export interface SelectionWeights {
-  queue: number
-  health: number
-  history: number
-}
-
-/** Weights of the QMesh-style score; they sum to 1. */
-export const QMESH_WEIGHTS: SelectionWeights = { queue: 0.4, health: 0.35, history: 0.25 }
-
-const HEALTH_SCORE: Record<Health, number> = { idle: 1, moderate: 0.67, busy: 0.33, overloaded: 0 }
 
 /** The hosted slice of `modelId` that covers `layers`, if any. */
 export function coveringSlice(hosted: readonly HostedSlice[], modelId: string, layers: LayerRange): HostedSlice | undefined {
@@ -50,43 +34,6 @@ export function canServe(entry: PeerEntry, need: WorkNeed): boolean {
   if (need.minMemoryBytes !== undefined && advert.capabilities.memoryBudgetBytes < need.minMemoryBytes) return false
   if (need.hosts && !coveringSlice(advert.hosted, need.hosts.modelId, need.hosts.layers)) return false
   return true
-}
-
-/** Queue availability in (0, 1]: 1 for an empty queue, halving by the first queued item. */
-export function queueAvailability(entry: PeerEntry): number {
-  return 1 / (1 + entry.advert.load.queueDepth)
-}
-
-/**
- * History in (0, 1): Laplace-smoothed success rate (a fresh peer: 0.5), scaled down by the mean
- * latency of its successful work (1 s halves it).
- */
-export function historyScore(entry: PeerEntry): number {
-  const { successes, failures, latencyMs } = entry.history
-  const successRate = (successes + 1) / (successes + failures + 2)
-  return successRate / (1 + (latencyMs ?? 0) / 1000)
-}
-
-/** The weighted QMesh score in [0, 1]; higher is better. */
-export function workerScore(entry: PeerEntry, weights: SelectionWeights = QMESH_WEIGHTS): number {
-  return weights.queue * queueAvailability(entry) + weights.health * HEALTH_SCORE[entry.health] + weights.history * historyScore(entry)
-}
-
-/** Orders workers best first: empty queue, then health, then score, then peer id. */
-export function compareWorkers(a: PeerEntry, b: PeerEntry, weights: SelectionWeights = QMESH_WEIGHTS): number {
-  const aEmpty = a.advert.load.queueDepth === 0
-  const bEmpty = b.advert.load.queueDepth === 0
-  if (aEmpty !== bEmpty) return aEmpty ? -1 : 1
-  const health = HEALTH_ORDER.indexOf(a.health) - HEALTH_ORDER.indexOf(b.health)
-  if (health !== 0) return health
-  const score = workerScore(b, weights) - workerScore(a, weights)
-  if (score !== 0) return score
-  return a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0
-}
-
-/** Up to `count` peers that can serve `need`, best first. */
-export function selectWorkers(entries: Iterable<PeerEntry>, need: WorkNeed, count = 1, weights: SelectionWeights = QMESH_WEIGHTS): PeerEntry[] {
-  return [...entries].filter((e) => canServe(e, need)).sort((a, b) => compareWorkers(a, b, weights)).slice(0, count)
 }
 
 // ---- route cost --------------------------------------------------------------------------------

@@ -4,8 +4,9 @@
  * it to exactly one: the lowest claim by (score, peer id). Only the announcer's award counts, so
  * two peers can never both believe they won, even if they saw different sets of claims.
  */
+import { type LayerRange } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
-import { taskAnnounceSchema, type TaskAnnounce, type TaskAward, type TaskClaim, type TaskKind, type TaskMessage, type LayerRange } from './protocol.ts'
+import { taskAnnounceSchema, type TaskAnnounce, type TaskAward, type TaskClaim, type TaskKind, type TaskMessage } from './protocol.ts'
 
 export interface TaskRequest {
   kind: TaskKind

@@ -1,4 +1,5 @@
-import type { QuantizedTensor } from './quant/quant.ts'
+import type { LayerRange } from '../core/vocabulary.ts'
+import type { QuantizedTensor } from './quant/index.ts'
 
 /**
  * The one model description every format maps onto and every engine reads: a typed config plus
@@ -24,7 +25,7 @@ export interface ModelConfig {
   // Optional llama-family variations (GGUF and Hugging Face models); absent means llama2.c's behaviour.
   /** More ids that end a turn (Llama-3 instruct: <|end_of_text|>, <|eom_id|>, <|eot_id|>); eosId is the first. */
   eosIds?: number[]
-  /** RoPE frequency scaling; absent means plain theta^(-2i/head_size). See ropeInverseFrequencies. */
+  /** RoPE frequency scaling; absent means plain theta^(-2i/head_size). See ropeInverseFrequencies (engine/rope.ts). */
   ropeScaling?: RopeScaling
   /**
    * Qwen2-style bias on the q, k and v projections: tensors layers.<l>.bq (dim), bk and bv (kv_dim),
@@ -38,40 +39,6 @@ export type RopeScaling =
   | { type: 'linear'; factor: number } // every frequency divided by factor
   | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalContext: number }
   | { type: 'factors'; factors: number[] } // per-pair divisors (GGUF rope_freqs.weight), head_size / 2 of them
-
-/**
- * RoPE's inverse frequency for each pair (2i, 2i+1) of a head, with the model's scaling applied
- * (formulas from Hugging Face transformers' rope utilities; llama.cpp computes the same).
- */
-export function ropeInverseFrequencies(c: ModelConfig): Float32Array {
-  const half = c.headSize / 2
-  const out = new Float32Array(half) // (head_size / 2)
-  const s = c.ropeScaling
-  for (let i = 0; i < half; i++) {
-    const base = Math.fround(1 / Math.pow(c.ropeTheta, (2 * i) / c.headSize))
-    if (!s) out[i] = base
-    else if (s.type === 'linear') out[i] = base / s.factor
-    else if (s.type === 'factors') out[i] = base / s.factors[i]
-    else {
-      const wavelength = (2 * Math.PI) / base
-      const lowWavelength = s.originalContext / s.lowFreqFactor
-      const highWavelength = s.originalContext / s.highFreqFactor
-      if (wavelength < highWavelength) out[i] = base
-      else if (wavelength > lowWavelength) out[i] = base / s.factor
-      else {
-        const smooth = (s.originalContext / wavelength - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor)
-        out[i] = (1 - smooth) * (base / s.factor) + smooth * base
-      }
-    }
-  }
-  return out
-}
-
-/** Layers [start, end) of a model. */
-export interface LayerRange {
-  start: number
-  end: number
-}
 
 export interface Tensor {
   name: string
@@ -96,7 +63,7 @@ export interface ModelSlice {
   tensors: Map<string, Tensor>
   /**
    * Weight matrices kept in their quantized blocks (only when a loader was asked to keep them);
-   * a name is either here or in `tensors`, never both. See src/model/quant/quant.ts.
+   * a name is either here or in `tensors`, never both. See src/model/quant/.
    */
   quantized?: Map<string, QuantizedTensor>
 }

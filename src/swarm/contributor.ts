@@ -1,6 +1,6 @@
+import { INFER_PROTOCOL } from '../core/vocabulary.ts'
 import type { EngineWorker } from '../engine/worker/index.ts'
 import type { MeshNode } from '../mesh/node.ts'
-import { INFER_PROTOCOL } from './frames.ts'
 import { createSwarmHost, type HostOptions, type HostStats, type SwarmHost } from './host.ts'
 import { streamChannel } from './stream-channel.ts'
 

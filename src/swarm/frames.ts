@@ -1,4 +1,6 @@
+import { INFER_PROTOCOL } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
+import { f16ToF32, f32ToF16Wire } from '../core/f16.ts'
 
 /**
  * The activation protocol's frames (/tabmesh/1/infer): binary, little-endian, one frame per
@@ -16,7 +18,6 @@ import { TabmeshError } from '../core/errors.ts'
  *   CLOSE    (empty)
  *   ERROR    u8 code length | code (ascii) | u16 message length | message (utf-8)
  */
-export const INFER_PROTOCOL = '/tabmesh/1/infer'
 export const FRAME_VERSION = 1
 export const MAX_FRAME_BYTES = 8 * 1024 * 1024 // a prefill chunk of 64 rows of dim 8192 in f32 fits twice over
 const HEADER_BYTES = 6
@@ -39,43 +40,15 @@ const fail = (why: string): never => {
   throw new TabmeshError('protocol', `bad ${INFER_PROTOCOL} frame: ${why}`)
 }
 
-// IEEE half precision <-> single, for f16 transfers (no Float16Array in Node 20)
-const f32 = new Float32Array(1)
-const u32 = new Uint32Array(f32.buffer)
-export function toHalf(value: number): number {
-  f32[0] = value
-  const x = u32[0]
-  const sign = (x >>> 16) & 0x8000
-  const exp = ((x >>> 23) & 0xff) - 127 + 15
-  const mant = x & 0x7fffff
-  if (((x >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0) // inf, nan
-  if (exp >= 0x1f) return sign | 0x7c00 // overflow to inf
-  if (exp <= 0) {
-    if (exp < -10) return sign
-    const m = (mant | 0x800000) >>> (1 - exp)
-    return sign | ((m + 0x1000 + ((m >>> 13) & 1) - 1) >>> 13)
-  }
-  const rounded = (exp << 10) + ((mant + 0xfff + ((mant >>> 13) & 1)) >>> 13)
-  return sign | Math.min(rounded, 0x7c00)
-}
-export function fromHalf(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1
-  const exp = (h >>> 10) & 0x1f
-  const mant = h & 0x3ff
-  if (exp === 0) return sign * mant * 2 ** -24
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15)
-}
-
 function writeValues(view: DataView, offset: number, values: Float32Array, dtype: Dtype): void {
   if (dtype === 'f32') new Uint8Array(view.buffer, view.byteOffset + offset, values.length * 4).set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength))
-  else for (let i = 0; i < values.length; i++) view.setUint16(offset + i * 2, toHalf(values[i]), true)
+  else for (let i = 0; i < values.length; i++) view.setUint16(offset + i * 2, f32ToF16Wire(values[i]), true)
 }
 
 function readValues(view: DataView, offset: number, count: number, dtype: Dtype): Float32Array {
   const out = new Float32Array(count)
   if (dtype === 'f32') new Uint8Array(out.buffer).set(new Uint8Array(view.buffer, view.byteOffset + offset, count * 4))
-  else for (let i = 0; i < count; i++) out[i] = fromHalf(view.getUint16(offset + i * 2, true))
+  else for (let i = 0; i < count; i++) out[i] = f16ToF32(view.getUint16(offset + i * 2, true))
   return out
 }
 

@@ -1,5 +1,5 @@
+import { type LayerRange } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
-import type { LayerRange } from '../model/model.ts'
 import type { FrameChannel } from './channel.ts'
 import { decodeFrame, encodeFrame, type Dtype, type Frame } from './frames.ts'
 

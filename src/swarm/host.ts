@@ -1,6 +1,7 @@
+import { type LayerRange } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
 import type { Engine } from '../engine/engine.ts'
-import type { LayerRange, ModelConfig } from '../model/model.ts'
+import type { ModelConfig } from '../model/model.ts'
 import type { FrameChannel } from './channel.ts'
 import { decodeFrame, encodeFrame, type Frame } from './frames.ts'
 

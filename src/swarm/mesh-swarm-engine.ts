@@ -1,7 +1,7 @@
+import { INFER_PROTOCOL } from '../core/vocabulary.ts'
 import type { Engine } from '../engine/engine.ts'
 import type { MeshNode } from '../mesh/node.ts'
 import { routeCost } from '../mesh/selection.ts'
-import { INFER_PROTOCOL } from './frames.ts'
 import type { RouteCandidate } from './route.ts'
 import { streamChannel } from './stream-channel.ts'
 import { createSwarmEngine, type SwarmEngine, type SwarmEngineOptions } from './swarm-engine.ts'

@@ -1,5 +1,5 @@
+import { type LayerRange } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
-import type { LayerRange } from '../model/model.ts'
 
 /**
  * Shard placement, after Petals' block selection: a contributor hosts the contiguous window of

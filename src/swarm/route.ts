@@ -1,5 +1,5 @@
+import { type LayerRange } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
-import type { LayerRange } from '../model/model.ts'
 
 /**
  * Route planning: the cheapest chain of peers that covers a span of layers. A peer hosting [a, b)

@@ -1,6 +1,6 @@
+import { type LayerRange } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
 import type { Engine } from '../engine/engine.ts'
-import type { LayerRange } from '../model/model.ts'
 import type { FrameChannel } from './channel.ts'
 import type { Dtype } from './frames.ts'
 import { openHop, type Hop } from './hop.ts'

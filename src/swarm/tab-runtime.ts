@@ -1,10 +1,11 @@
-import type { BackendName, Engine } from '../engine/engine.ts'
+import { type BackendName, type LayerRange } from '../core/vocabulary.ts'
+import type { Engine } from '../engine/engine.ts'
 import { startEngineWorker, type EngineWorker, type LoadedModel } from '../engine/worker/index.ts'
-import { createMeshNode, fetchRelayAddrs, probeCapabilities, type MeshNode } from '../mesh/index.ts'
-import type { LayerRange } from '../model/model.ts'
+import { advertBackend, createMeshNode, fetchRelayAddrs, probeCapabilities, type MeshNode } from '../mesh/index.ts'
 import type { LoadProgress } from '../model/source/progress.ts'
 import { DEFAULT_MODEL_ID, entrySliceBytes, type ModelEntry, type Registry } from '../model/source/registry.ts'
-import { fetchRegistry, loadRemoteTokenizer } from '../model/source/remote.ts'
+import { fetchRegistry, loadRemoteChatTemplate, loadRemoteTokenizer } from '../model/source/remote.ts'
+import type { ChatTemplate } from '../model/template/index.ts'
 import type { Tokenizer } from '../model/tokenizer/tokenizer.ts'
 import { generateText, type GeneratedToken, type GenerateRequest } from './text-generation.ts'
 import { startContributor, type Contributor } from './contributor.ts'
@@ -18,7 +19,7 @@ import type { SwarmEngine, SwarmEvent } from './swarm-engine.ts'
  * chat through the swarm or locally. The site's UI, the embed iframe and the headless CLI page all
  * use it, so they behave the same.
  */
-export interface ContributeOptions {
+export interface RuntimeContributeOptions {
   model?: string
   layers?: LayerRange // default: where the swarm is weakest, as much as the memory budget holds
   backend: BackendName | 'auto'
@@ -56,6 +57,8 @@ export interface ChatSession {
   readonly engine: Engine
   /** What the local engine worker loaded (the embedding and head only, in swarm mode). */
   readonly loaded: LoadedModel
+  /** The model's chat template, read on first use (a plain continuation for a model without one); buildPrompt renders messages with it. */
+  chatTemplate(): Promise<ChatTemplate>
   generate(request: GenerateRequest): AsyncGenerator<GeneratedToken>
   close(): void
 }
@@ -66,7 +69,7 @@ export interface TabRuntime {
   model(id?: string): Promise<ModelEntry>
   /** The tab's mesh node, joined on first use. */
   mesh(role?: 'contributor' | 'client'): Promise<MeshNode>
-  contribute(options: ContributeOptions): Promise<Contribution>
+  contribute(options: RuntimeContributeOptions): Promise<Contribution>
   contribution(): Contribution | undefined
   stopContributing(reason?: string): Promise<void>
   openChat(options: ChatOptions): Promise<ChatSession>
@@ -133,7 +136,7 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
         const layerTokensPerSecond = (steps * (layers.end - layers.start)) / ((performance.now() - started) / 1000)
         probe.close()
         const caps = mesh.advert().capabilities
-        mesh.update({ capabilities: { ...caps, backend: worker.loaded.backend === 'ref' ? 'js' : worker.loaded.backend, speed: { ...caps.speed, layerTokensPerSecond } }, health: { status: 'ok', recentErrors: 0 } })
+        mesh.update({ capabilities: { ...caps, backend: advertBackend(worker.loaded.backend), speed: { ...caps.speed, layerTokensPerSecond } }, health: { status: 'ok', recentErrors: 0 } })
         const contributor = await startContributor({ mesh, worker, modelId: entry.id })
         contribution = {
           peerId: mesh.peerId, modelId: entry.id, layers, backend: worker.loaded.backend, layerTokensPerSecond,
@@ -189,8 +192,10 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
       if (mode === 'swarm') {
         engine = swarm = createMeshSwarmEngine({ mesh: mesh!, local, modelId: entry.id, maxLength: c.seqLen, hopTimeoutMs: o.hopTimeoutMs ?? 5000, onEvent: o.onEvent })
       }
+      let template: Promise<ChatTemplate> | undefined
       return {
         modelId: entry.id, mode: mode as 'swarm' | 'local', tokenizer, engine, loaded: worker.loaded,
+        chatTemplate: () => (template ??= loadRemoteChatTemplate(baseUrl, entry).catch((err) => { template = undefined; throw err })),
         generate: (request) => generateText(engine, tokenizer, request),
         close() {
           swarm?.close()

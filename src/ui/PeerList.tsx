@@ -3,7 +3,7 @@ import { useStore } from './store.ts'
 import { swarm } from './swarm-state.ts'
 
 /** Every peer this tab knows: backend, hosted layers, health, round-trip time. */
-export function PeerTable() {
+export function PeerList() {
   const { peers } = useStore(swarm)
   return (
     <section className="panel" aria-labelledby="peers-title">

@@ -2,7 +2,7 @@ import { ContributionStatsCard } from './ContributionStatsCard.tsx'
 import { useApp } from './context.ts'
 import { LayerCoverageMap } from './LayerCoverageMap.tsx'
 import { LineChart } from './LineChart.tsx'
-import { PeerTable } from './PeerList.tsx'
+import { PeerList } from './PeerList.tsx'
 import { useStore } from './store.ts'
 import { swarm } from './swarm-state.ts'
 
@@ -23,7 +23,7 @@ export function SwarmView() {
         <h2 id="coverage-title">Layer coverage</h2>
         {models.map((m) => <LayerCoverageMap key={m.id} model={m} />)}
       </section>
-      <PeerTable />
+      <PeerList />
       <div className="grid-2">
         <LineChart title="Throughput" unit="tokens/s" t={t} series={[
           { name: 'generated here', color: 'var(--c-accent)', values: s.samples.map((x) => x.generatedPerSecond) },

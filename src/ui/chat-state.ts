@@ -1,5 +1,5 @@
 import { TabmeshError } from '../core/errors.ts'
-import { compileChatTemplate, PLAIN_CONTINUATION_TEMPLATE } from '../model/template/chat-template.ts'
+import { buildPrompt, type ChatTemplate } from '../model/template/index.ts'
 import type { ModelEntry } from '../model/source/registry.ts'
 import type { ChatSession, TabRuntime } from '../swarm/tab-runtime.ts'
 import { layerText } from './format.ts'
@@ -11,9 +11,10 @@ import { createStore } from './store.ts'
 import { counters, layerCoverage, swarm } from './swarm-state.ts'
 
 /**
- * Conversations and replies: builds the prompt from the conversation, streams the reply from a
- * chat session (swarm or local), records the route each token took, and keeps everything in
- * IndexedDB. One reply at a time per tab.
+ * Conversations and replies: builds the prompt from the conversation with the model's chat
+ * template (buildPrompt, as the embed does), streams the reply from a chat session (swarm or
+ * local), records the route each token took, and keeps everything in IndexedDB. One reply at a
+ * time per tab.
  */
 export interface ChatState {
   conversations: ConversationRecord[]
@@ -22,9 +23,6 @@ export interface ChatState {
 }
 
 export const chat = createStore<ChatState>({ conversations: [], activeId: undefined })
-
-// stories260K and the other llama2.c story models continue text; the messages are the story so far
-const template = compileChatTemplate(PLAIN_CONTINUATION_TEMPLATE, 'plain continuation')
 
 const newId = () => crypto.randomUUID()
 const titleFrom = (text: string) => { const t = text.trim().replace(/\s+/g, ' '); return t.length > 48 ? `${t.slice(0, 47)}…` : t }
@@ -76,6 +74,14 @@ export function explainError(err: unknown, entry: ModelEntry | undefined): { cod
   if (code === 'hop-failed') return { code, message: `A peer on the route failed and no other peer could take over: ${raw}. Try again in a moment.` }
   if (code === 'fetch') return { code, message: `The model could not be loaded: ${raw}` }
   return { code, message: raw }
+}
+
+/**
+ * A conversation's prompt: its messages through the model's own chat template. stories260K and the
+ * other llama2.c story models have the plain continuation, so their prompt is the story so far.
+ */
+export function conversationPrompt(template: ChatTemplate | undefined, messages: readonly Pick<ChatMessageRecord, 'role' | 'content'>[]): string {
+  return buildPrompt(template, messages.map((m) => ({ role: m.role, content: m.content })))
 }
 
 /** Folds one token's route into the reply's per-hop summary (a failover adds the new hop as a row). */
@@ -167,8 +173,8 @@ export function createChatController(runtime: TabRuntime, settings: SettingsStor
     let started = performance.now()
     try {
       if (!entry) throw new TabmeshError('model-not-found', `the registry has no model "${conversation.modelId}"`)
-      const prompt = template.render(conversation.messages.map((m) => ({ role: m.role, content: m.content })))
       const chatSession = await session(entry, mode)
+      const prompt = conversationPrompt(await chatSession.chatTemplate(), conversation.messages)
       if (signal.aborted) throw new TabmeshError('aborted', 'generation stopped')
       chat.set({ busy: { conversationId: conv.id, messageId: message.id, phase: 'generating' } })
       let lastPaint = 0

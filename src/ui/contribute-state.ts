@@ -22,7 +22,7 @@ export interface ContributionStats {
   startedAt: number
 }
 
-export interface ContributionState {
+export interface ContributeViewState {
   status: 'off' | 'starting' | 'on' | 'paused' | 'stopping' | 'error'
   pausedBecause?: string
   error?: string
@@ -33,7 +33,7 @@ export interface ContributionState {
   env: { hidden: boolean; onBattery: boolean | undefined; idle: boolean }
 }
 
-export const contribution = createStore<ContributionState>({
+export const contribution = createStore<ContributeViewState>({
   status: 'off',
   env: { hidden: typeof document !== 'undefined' && document.hidden, onBattery: undefined, idle: false },
 })
@@ -41,7 +41,7 @@ export const contribution = createStore<ContributionState>({
 /** Input-free time after which the user counts as away (idle-only contributing). */
 export const IDLE_AFTER_MS = 60_000
 
-export function pauseReason(s: Settings, env: ContributionState['env']): string | undefined {
+export function pauseReason(s: Settings, env: ContributeViewState['env']): string | undefined {
   if (s.pauseWhenHidden && env.hidden) return 'the tab is hidden'
   if (s.pauseOnBattery && env.onBattery === true) return 'the device is on battery'
   if (s.idleOnly && !env.idle) return 'you are using the device (idle-only)'
@@ -100,7 +100,7 @@ export function startContributeController(runtime: TabRuntime, settings: Setting
   }
 
   const reconcile = () => { chain = chain.then(step, step) }
-  const setEnv = (patch: Partial<ContributionState['env']>) => {
+  const setEnv = (patch: Partial<ContributeViewState['env']>) => {
     const next = { ...env(), ...patch }
     if (JSON.stringify(next) === JSON.stringify(env())) return
     contribution.set({ env: next })

@@ -1,3 +1,5 @@
+// The ui room: the React site (Chat, Contribute, Swarm, Models views, PWA shell). It talks to the
+// swarm only through the tab runtime (src/swarm) and keeps per-view state in small stores.
 import { StrictMode } from 'react'
 import { createRoot } from 'react-dom/client'
 import { createTabRuntime } from '../swarm/tab-runtime.ts'

@@ -1,5 +1,4 @@
-import type { BackendName } from '../engine/engine.ts'
-import type { LayerRange } from '../model/model.ts'
+import { type BackendName, type LayerRange } from '../core/vocabulary.ts'
 import { DEFAULT_MODEL_ID } from '../model/source/registry.ts'
 import { readSetting, writeSetting } from './storage.ts'
 import { createStore, type Store } from './store.ts'

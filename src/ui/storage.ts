@@ -1,5 +1,5 @@
+import { type LayerRange } from '../core/vocabulary.ts'
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb'
-import type { LayerRange } from '../model/model.ts'
 
 /**
  * What the site keeps in IndexedDB: the user's settings (one record) and the conversations.

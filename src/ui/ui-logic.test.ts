@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { TabmeshError } from '../core/errors.ts'
 import type { ModelEntry } from '../model/source/registry.ts'
-import { explainError, summarizeRoute } from './chat-state.ts'
+import { compileChatTemplate } from '../model/template/index.ts'
+import { conversationPrompt, explainError, summarizeRoute } from './chat-state.ts'
 import { pauseReason } from './contribute-state.ts'
 import { formatBytes, formatDuration, layerText } from './format.ts'
 import { loadRate, type LoadEntry } from './loads.ts'
@@ -59,6 +60,18 @@ describe('error messages', () => {
   })
   it('says a prompt is too long, with the engine’s numbers', () => {
     expect(explainError(new TabmeshError('context-window', 'needs 600 positions'), entry).message).toBe('Prompt too long: needs 600 positions')
+  })
+})
+
+describe('conversation prompts', () => {
+  const story = [{ role: 'user' as const, content: 'Once upon a time' }, { role: 'assistant' as const, content: ', there was' }, { role: 'user' as const, content: ' a girl' }]
+  it('stories260K (no chat template, the plain continuation): the story so far, as before', () => {
+    expect(conversationPrompt(undefined, [{ role: 'user', content: '' }])).toBe('')
+    expect(conversationPrompt(undefined, story)).toBe('Once upon a time, there was a girl')
+  })
+  it('a chat model: its own template, ending where the assistant replies; only role and content reach it', () => {
+    const t = compileChatTemplate("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ m['id'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    expect(conversationPrompt(t, story.map((m) => ({ ...m, id: 'x' })))).toBe('<|user|>Once upon a time\n<|assistant|>, there was\n<|user|> a girl\n<|assistant|>')
   })
 })
 

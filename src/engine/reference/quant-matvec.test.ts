@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { linearRef } from '../../../testing/webgpu-twins.ts'
 import { createRng } from '../../core/rng.ts'
-import { quantizeTensor, quantizedMatvec } from '../../model/quant/quant.ts'
+import { quantizeTensor } from '../../model/quant/index.ts'
+import { quantizedMatvec } from './quant-matvec.ts'
 
 /**
  * How far the quantized matvec twin (the contract of matvec_q8_0 / matvec_q4_0) lands from the fp32

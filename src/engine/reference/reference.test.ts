@@ -98,7 +98,7 @@ describe('reference engine on weights kept quantized', () => {
   // blocks by quantizedMatvec, against the same engine on the dequantized fp32 values: the numbers
   // are the same weights, only the summation order differs
   it.each(['q8_0', 'q4_0'] as const)('%s: logits within 1e-4 of the dequantized weights, identical greedy ids', async (type) => {
-    const { dequantizeSlice, quantizeSlice } = await import('../../model/quant/quant.ts')
+    const { dequantizeSlice, quantizeSlice } = await import('../../model/quant/index.ts')
     const { integrityParts } = await import('../../model/source/integrity.ts')
     const m = await loadStories()
     const kept = quantizeSlice(m, type)

@@ -1,7 +1,9 @@
 import { TabmeshError } from '../../core/errors.ts'
-import { getTensor, layerTensorName, ropeInverseFrequencies, type ModelConfig, type ModelSlice, type SliceSpec } from '../../model/model.ts'
-import { quantizedMatvec, type QuantizedTensor } from '../../model/quant/quant.ts'
+import { getTensor, layerTensorName, type ModelConfig, type ModelSlice, type SliceSpec } from '../../model/model.ts'
+import type { QuantizedTensor } from '../../model/quant/index.ts'
+import { quantizedMatvec } from './quant-matvec.ts'
 import type { Engine } from '../engine.ts'
+import { ropeInverseFrequencies, ropeTable } from '../rope.ts'
 
 /**
  * The reference forward pass: plain TypeScript, written for clarity after llama2.c's run.c.
@@ -47,8 +49,7 @@ interface RunState {
   logits: Float32Array // (vocab)
   keyCache: Float32Array // (n_range_layers, seq_len, kv_dim)
   valueCache: Float32Array // (n_range_layers, seq_len, kv_dim)
-  ropeCos: Float32Array // (seq_len, head_size / 2)
-  ropeSin: Float32Array // (seq_len, head_size / 2)
+  rope: Float32Array // (seq_len, head_size / 2, 2) cos, sin of each (position, pair): ropeTable
 }
 
 export const REFERENCE_MAX_BATCH = 64
@@ -92,8 +93,8 @@ function rope(vec: Float32Array, vecOffset: number, size: number, headSize: numb
   const half = headSize / 2
   for (let i = 0; i < size; i += 2) {
     const pair = (i % headSize) / 2
-    const cos = s.ropeCos[pos * half + pair]
-    const sin = s.ropeSin[pos * half + pair]
+    const cos = s.rope[(pos * half + pair) * 2]
+    const sin = s.rope[(pos * half + pair) * 2 + 1]
     const v0 = vec[vecOffset + i]
     const v1 = vec[vecOffset + i + 1]
     vec[vecOffset + i] = v0 * cos - v1 * sin
@@ -138,17 +139,6 @@ function collectWeights(slice: ModelSlice): Weights {
 
 function createRunState(c: ModelConfig, spec: SliceSpec): RunState {
   const nRange = spec.layers.end - spec.layers.start
-  const half = c.headSize / 2
-  const ropeCos = new Float32Array(c.seqLen * half)
-  const ropeSin = new Float32Array(c.seqLen * half)
-  const inverseFrequency = ropeInverseFrequencies(c) // (head_size / 2), with the model's RoPE scaling
-  for (let pos = 0; pos < c.seqLen; pos++) {
-    for (let pair = 0; pair < half; pair++) {
-      const angle = Math.fround(pos * inverseFrequency[pair])
-      ropeCos[pos * half + pair] = Math.cos(angle)
-      ropeSin[pos * half + pair] = Math.sin(angle)
-    }
-  }
   return {
     x: new Float32Array(REFERENCE_MAX_BATCH * c.dim),
     xb: new Float32Array(REFERENCE_MAX_BATCH * c.dim),
@@ -162,7 +152,7 @@ function createRunState(c: ModelConfig, spec: SliceSpec): RunState {
     logits: new Float32Array(spec.head ? c.vocabSize : 0),
     keyCache: new Float32Array(nRange * c.seqLen * c.kvDim),
     valueCache: new Float32Array(nRange * c.seqLen * c.kvDim),
-    ropeCos, ropeSin,
+    rope: ropeTable(c.seqLen, ropeInverseFrequencies(c)), // with the model's RoPE scaling
   }
 }
 

@@ -1,6 +1,6 @@
 import { TabmeshError } from '../../core/errors.ts'
 import { getTensor, type ModelSlice } from '../../model/model.ts'
-import { dequantize, QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, QUANT_GGML_TYPE } from '../../model/quant/quant.ts'
+import { dequantize, QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, QUANT_GGML_TYPE } from '../../model/quant/index.ts'
 
 /** Copies the embedding of token t into out at offset: fp32 rows, or one row of Q8_0 / Q4_0 blocks dequantized. */
 export function embeddingRows(slice: ModelSlice): (t: number, out: Float32Array, offset: number) => void {

@@ -1,10 +1,15 @@
+/**
+ * The WASM backend: onnxruntime-web running ONNX graphs built from a slice's weights
+ * (llama-graph.ts), or this project's WASM SIMD kernels for slices with Q8_0 / Q4_0 matrices
+ * (quant-engine.ts). The KV cache lives in JavaScript.
+ */
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-web'
 import { TabmeshError } from '../../core/errors.ts'
 import { checkLayerRange } from '../../model/formats/llama2c.ts'
 import type { ModelSlice } from '../../model/model.ts'
 import type { Engine } from '../engine.ts'
 import { createEmbedder } from './embedding-rows.ts'
-import { buildHeadGraph, buildLayerGraph, HEAD_GRAPH_INPUT, HEAD_GRAPH_OUTPUT, LAYER_GRAPH_INPUT, LAYER_GRAPH_OUTPUT, type GraphOptions } from './llama-graph.ts'
+import { buildHeadGraph, buildLayerGraph, HEAD_GRAPH_INPUT, HEAD_GRAPH_OUTPUT, LAYER_GRAPH_INPUT, LAYER_GRAPH_OUTPUT } from './llama-graph.ts'
 import type { BuiltModel } from './onnx-graph.ts'
 import { loadOrt, type Ort, type OrtOptions } from './ort.ts'
 import { createWasmQuantEngine } from './quant-engine.ts'
@@ -14,7 +19,7 @@ export { loadOrt, ortThreads } from './ort.ts'
 /** Rows per call, as for the reference engine. */
 export const WASM_MAX_BATCH = 64
 
-export interface WasmEngineOptions extends OrtOptions, GraphOptions {
+export interface WasmEngineOptions extends OrtOptions {
   /**
    * Let onnxruntime's idle threads spin between ops instead of sleeping (default false). Spinning
    * saves a wake-up per op on an idle machine; on a busy one (other tabs, other processes) spinning
@@ -23,18 +28,16 @@ export interface WasmEngineOptions extends OrtOptions, GraphOptions {
    */
   spinning?: boolean
   /**
-   * How a slice's Q8_0 / Q4_0 matrices run (when it keeps any, and `dequantize` is not set):
-   * 'simd' (default): the reference forward pass with this project's WASM SIMD kernels reading the
-   * blocks (quant-engine.ts; helper threads in a cross-origin isolated worker); 'matmulnbits': the onnxruntime graphs with MatMulNBits nodes, which
-   * onnxruntime-web's wasm build dequantizes in full on every call (several times slower; kept for
-   * comparison).
+   * Expand a slice's Q8_0 / Q4_0 matrices to fp32 and run them on onnxruntime's Gemm (default
+   * false: such slices run on this project's SIMD kernels, quant-engine.ts, reading the blocks).
+   * Trades 4 bytes a weight (and onnxruntime's packed copy beside them) for nothing but comparison.
    */
-  quantized?: 'simd' | 'matmulnbits'
+  dequantize?: boolean
 }
 
 /** The Engine, plus release(): frees the onnxruntime sessions (their weights live in the wasm heap). */
 export interface WasmEngine extends Engine {
-  /** Bytes of weights handed to onnxruntime (both graphs): quantized matrices count as MatMulNBits codes and fp32 scales. */
+  /** Bytes of weights handed to onnxruntime (both graphs), all fp32. */
   readonly weightBytes: number
   release(): Promise<void>
 }
@@ -42,14 +45,14 @@ export interface WasmEngine extends Engine {
 /**
  * The WASM backend: onnxruntime-web (wasm execution provider, SIMD, threads when cross-origin
  * isolated) running ONNX graphs built from the slice's weights (llama-graph.ts): fp32 matrices as
- * Gemm, Q8_0 / Q4_0 ones (slice.quantized) as MatMulNBits at about their quantized size. The KV
+ * Gemm. The KV
  * cache lives here, in JavaScript; each forward feeds the slots [0, last position] in and writes
  * the new rows that come back into it. Embedding is a row copy (a dequantized row when the table
- * is held in blocks). Slices with Q8_0 / Q4_0 matrices run on the SIMD kernels instead (options.quantized).
+ * is held in blocks). Slices with Q8_0 / Q4_0 matrices run on the SIMD kernels instead, unless options.dequantize.
  */
 export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOptions = {}): Promise<WasmEngine> {
   const quantizedMatrices = [...(slice.quantized?.keys() ?? [])].some((name) => name !== 'token_embedding')
-  if (quantizedMatrices && !options.dequantize && (options.quantized ?? 'simd') === 'simd') return createWasmQuantEngine(slice)
+  if (quantizedMatrices && !options.dequantize) return createWasmQuantEngine(slice)
   const c = slice.config
   const spec = slice.spec
   const { start, end } = spec.layers
@@ -63,10 +66,10 @@ export async function createWasmEngine(slice: ModelSlice, options: WasmEngineOpt
     weightBytes += model.externalData.reduce((n, d) => n + d.data.byteLength, 0)
     return createSession(ort, model, what, spinning)
   }
-  const layerSession = nRange > 0 ? await session(() => buildLayerGraph(slice, options), `layers [${start}, ${end})`) : undefined
+  const layerSession = nRange > 0 ? await session(() => buildLayerGraph(slice), `layers [${start}, ${end})`) : undefined
   let headSession: InferenceSession | undefined
   try {
-    headSession = spec.head ? await session(() => buildHeadGraph(slice, options), 'head') : undefined
+    headSession = spec.head ? await session(() => buildHeadGraph(slice), 'head') : undefined
   } catch (err) {
     await layerSession?.release()
     throw err

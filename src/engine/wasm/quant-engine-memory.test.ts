@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest'
 import { memorySource } from '../../model/source/byte-source.ts'
 import { loadLlama2c } from '../../model/formats/llama2c.ts'
-import { quantizeSlice } from '../../model/quant/quant.ts'
+import { quantizeSlice } from '../../model/quant/index.ts'
 import { makeSyntheticLlama2c, type SyntheticShape } from '../../model/formats/synthetic.ts'
 import { createWasmEngine } from './index.ts'
 import { loadQuantKernels } from './quant-kernels.ts'

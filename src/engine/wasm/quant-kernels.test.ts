@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createRng, type Rng } from '../../core/rng.ts'
-import { dequantizeTensor, QUANT_BLOCK_BYTES, quantizedMatvec, quantizeTensor, type QuantizedTensor, type QuantType } from '../../model/quant/quant.ts'
+import { dequantizeTensor, QUANT_BLOCK_BYTES, quantizeTensor, type QuantizedTensor, type QuantType } from '../../model/quant/index.ts'
+import { quantizedMatvec } from '../reference/quant-matvec.ts'
 import { createQuantKernels, loadQuantKernels } from './quant-kernels.ts'
 import { relativeError } from '../../../testing/compare.ts'
 

@@ -1,5 +1,5 @@
 import { TabmeshError } from '../../core/errors.ts'
-import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor } from '../../model/quant/quant.ts'
+import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor } from '../../model/quant/index.ts'
 import kernelWasm, { shared as sharedKernelWasm } from './kernels/quant-matvec.as.ts?wasm-bytes'
 import { controlLength, doneSlot, JOB, KERNEL, postSlot, runChunks, SPIN_MS, type KernelExports } from './kernels/thread-control.ts'
 

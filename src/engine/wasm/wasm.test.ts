@@ -3,13 +3,14 @@ import { describe, expect, it } from 'vitest'
 import { createRng } from '../../core/rng.ts'
 import { memorySource } from '../../model/source/byte-source.ts'
 import { loadLlama2c } from '../../model/formats/llama2c.ts'
-import { ropeInverseFrequencies, type ModelSlice, type SliceSpec } from '../../model/model.ts'
-import { dequantizeSlice, type QuantizedTensor, quantizeSlice, quantizeTensor } from '../../model/quant/quant.ts'
+import type { ModelSlice, SliceSpec } from '../../model/model.ts'
+import { dequantizeSlice, type QuantizedTensor, quantizeSlice, quantizeTensor } from '../../model/quant/index.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_LLAMA3_SCALING, type SyntheticShape, withFamilyFeatures } from '../../model/formats/synthetic.ts'
 import { GOLDEN_IDS, loadStories, loadSynthetic, storiesTokenizer } from '../../../testing/models.ts'
 import type { Engine } from '../engine.ts'
 import { createPipelineEngine } from '../../../testing/pipeline.ts'
 import { createReferenceEngine } from '../reference/reference.ts'
+import { ropeInverseFrequencies } from '../rope.ts'
 import { createWasmEngine, WASM_MAX_BATCH } from './index.ts'
 import { collectTokens, compareFullModel, relativeError } from '../../../testing/compare.ts'
 
@@ -153,9 +154,9 @@ describe('wasm engine (onnxruntime-web)', () => {
 // ---- quantized weights, attention bias, scaled RoPE ----
 
 /**
- * Tolerance against the reference on the dequantized weights, as above: MatMulNBits expands the
- * blocks to the very fp32 values dequantizeTensor gives (an integer code times the f16 scale is
- * exact in fp32), so only the summation order differs.
+ * Tolerance against the reference on the dequantized weights, as above: the SIMD kernels and
+ * dequantizeTensor expand the blocks to the very same fp32 values (an integer code times the f16
+ * scale is exact in fp32), so only the summation order differs.
  */
 const QUANT_TOLERANCE = 1e-5
 
@@ -171,48 +172,13 @@ async function fullModelErrors(engine: Engine, ref: Engine, prompt: number[], st
   return r
 }
 
-/** MatMulNBits bytes of a quantized matrix: codes (bits / 8 per weight) plus an fp32 scale per block of 32. */
-const nbitsBytes = (q: QuantizedTensor) => (q.shape[0] * q.shape[1] / 32) * ((q.type === 'q8_0' ? 32 : 16) + 4)
-
-describe('wasm engine on quantized weights (MatMulNBits), attention bias and scaled RoPE', () => {
-  // onnxruntime's graphs: quantized slices run on the SIMD kernels unless asked (quant-engine.test.ts tests those)
-  const NBITS = { quantized: 'matmulnbits' } as const
+describe('wasm engine on quantized weights (SIMD kernels), attention bias and scaled RoPE', () => {
   const prompt = [1, 40, 7, 300, 12, 99, 5, 211, 63, 17, 280, 3]
 
-  for (const type of ['q8_0', 'q4_0'] as const) {
-    for (const [name, load, matrices] of [
-      ['the blockable synthetic model', () => loadBlockable(), 4 * 7 + 1],
-      // hidden_dim 172 does not fill blocks: w2 stays fp32 and the shared classifier is quantized while the embedding is not
-      ['stories260K', () => loadStories(), 5 * 6 + 1],
-    ] as const) {
-      it(`${type} on ${name}: prefill rows, logits and decode within ${QUANT_TOLERANCE} of the reference on the dequantized weights, same greedy ids`, async () => {
-        const model = await load()
-        const q = quantizeSlice(model, type)
-        expect(q.quantized!.size).toBe(matrices)
-        expect(q.quantized!.has('classifier')).toBe(true)
-        const wasm = await createWasmEngine(q, NBITS)
-        const ref = createReferenceEngine(dequantizeSlice(q))
-        const err = await fullModelErrors(wasm, ref, prompt.map((t) => t % model.config.vocabSize), 12)
-        expect(err.prefill).toBeLessThan(QUANT_TOLERANCE)
-        expect(err.logits).toBeLessThan(QUANT_TOLERANCE)
-        const options = { maxTokens: 48, ...greedy }
-        const expected = await collectTokens(ref, [1, 5, 9], options)
-        expect(expected.length).toBeGreaterThan(20)
-        expect(await collectTokens(wasm, [1, 5, 9], options)).toEqual(expected)
-        // weights reach onnxruntime at their quantized size: only the quantized matrices shrink, each to its MatMulNBits bytes
-        const f32 = await createWasmEngine(model)
-        const saved = [...q.quantized!.values()].reduce((n, m) => n + 4 * m.shape[0] * m.shape[1] - nbitsBytes(m), 0)
-        expect(f32.weightBytes - wasm.weightBytes).toBe(saved)
-        await Promise.all([wasm.release(), f32.release()])
-      })
-    }
-  }
-
-  // both quantized paths: the SIMD kernels (the default) and onnxruntime's MatMulNBits
-  it.each([['matmulnbits', 'q4_0'], ['simd', 'q8_0']] as const)('%s: runs a %s layer range [1, 3) without head or embedding, and a pipeline of quantized ranges, as the reference does', async (quantized, type) => {
+  it.each(['q4_0', 'q8_0'] as const)('runs a %s layer range [1, 3) without head or embedding, and a pipeline of quantized ranges, as the reference does', async (type) => {
     const model = quantizeSlice(await loadBlockable(), type)
     const middle = part(model, { layers: { start: 1, end: 3 }, embedding: false, head: false })
-    const wasm = await createWasmEngine(middle, { quantized })
+    const wasm = await createWasmEngine(middle)
     const ref = createReferenceEngine(dequantizeSlice(middle))
     const rng = createRng(7)
     let pos = 0
@@ -224,9 +190,9 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
       expect(relativeError(Float32Array.from(await wasm.forward(hidden.slice(), positions)), expected)).toBeLessThan(QUANT_TOLERANCE)
     }
     const pipeline = createPipelineEngine([
-      await createWasmEngine(part(model, { layers: { start: 0, end: 1 }, embedding: true, head: false }), { quantized }),
+      await createWasmEngine(part(model, { layers: { start: 0, end: 1 }, embedding: true, head: false })),
       wasm,
-      await createWasmEngine(part(model, { layers: { start: 3, end: 4 }, embedding: false, head: true }), { quantized }),
+      await createWasmEngine(part(model, { layers: { start: 3, end: 4 }, embedding: false, head: true })),
     ])
     await wasm.reset()
     const options = { maxTokens: 40, ...greedy }
@@ -244,7 +210,7 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     expect(scaled.filter((f, i) => f !== plain[i]).length).toBeGreaterThanOrEqual(2)
     expect(scaled[0]).toBe(plain[0])
     for (const slice of [model, quantizeSlice(model, 'q8_0'), quantizeSlice(model, 'q4_0')]) {
-      const wasm = await createWasmEngine(slice, NBITS)
+      const wasm = await createWasmEngine(slice) // fp32: onnxruntime's graphs; quantized: the SIMD kernels
       const ref = createReferenceEngine(dequantizeSlice(slice))
       const err = await fullModelErrors(wasm, ref, prompt, 12)
       expect(err.prefill).toBeLessThan(QUANT_TOLERANCE)
@@ -260,25 +226,6 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     const expanded = await createWasmEngine(model, { dequantize: true })
     expect(expanded.weightBytes).toBe((await createWasmEngine(dequantizeSlice(model))).weightBytes)
     const err = await fullModelErrors(expanded, createReferenceEngine(dequantizeSlice(model)), prompt, 6)
-    expect(Math.max(err.prefill, err.logits)).toBeLessThan(QUANT_TOLERANCE)
-  })
-
-  it('splits quantized matrices into row chunks and mixes fp32 and quantized rows in one fused product, with bias', async () => {
-    const model = await loadBiasedScaled()
-    const all = quantizeSlice(model, 'q4_0')
-    // wk and w3 stay fp32: the fused q/k/v product is quantized, fp32, quantized rows; w1/w3 quantized then fp32
-    const tensors = new Map(all.tensors)
-    const quantized = new Map(all.quantized)
-    for (let l = 0; l < model.config.nLayers; l++) {
-      for (const name of [`layers.${l}.wk`, `layers.${l}.w3`]) {
-        quantized.delete(name)
-        tensors.set(name, model.tensors.get(name)!)
-      }
-    }
-    const mixed: ModelSlice = { ...all, tensors, quantized }
-    // 3 rows of 64 inputs per node: every quantized matrix splits into many nodes, the last one short
-    const chunked = await createWasmEngine(mixed, { ...NBITS, matMulNBitsMaxWeights: 3 * 64 })
-    const err = await fullModelErrors(chunked, createReferenceEngine(dequantizeSlice(mixed)), prompt, 6)
     expect(Math.max(err.prefill, err.logits)).toBeLessThan(QUANT_TOLERANCE)
   })
 
@@ -304,10 +251,8 @@ describe('wasm engine on quantized weights (MatMulNBits), attention bias and sca
     wrongShape.set('layers.0.wk', { ...wk, shape: [wk.shape[1], wk.shape[0]] })
     const truncated = new Map(model.quantized)
     truncated.set('layers.1.w2', { ...truncated.get('layers.1.w2')!, blocks: new Uint8Array(34) })
-    for (const quantized of ['simd', 'matmulnbits'] as const) {
-      await expect(createWasmEngine({ ...model, quantized: wrongShape }, { quantized })).rejects.toMatchObject({ code: 'model-mismatch', message: expect.stringMatching(/layers\.0\.wk/) })
-      await expect(createWasmEngine({ ...model, quantized: truncated }, { quantized })).rejects.toMatchObject({ code: 'model-format', message: expect.stringMatching(/layers\.1\.w2/) })
-    }
+    await expect(createWasmEngine({ ...model, quantized: wrongShape })).rejects.toMatchObject({ code: 'model-mismatch', message: expect.stringMatching(/layers\.0\.wk/) })
+    await expect(createWasmEngine({ ...model, quantized: truncated })).rejects.toMatchObject({ code: 'model-format', message: expect.stringMatching(/layers\.1\.w2/) })
     const biased = await loadBiasedScaled()
     const shortBias = new Map(biased.tensors)
     shortBias.set('layers.2.bk', { name: 'layers.2.bk', shape: [3], data: new Float32Array(3) })

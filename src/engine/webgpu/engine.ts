@@ -1,21 +1,24 @@
 import { TabmeshError } from '../../core/errors.ts'
-import { getTensor, layerTensorName, ropeInverseFrequencies, type LayerBiasName, type LayerTensorName, type ModelConfig, type ModelSlice } from '../../model/model.ts'
-import { QUANT_BLOCK_BYTES, QUANT_BLOCK_SIZE, type QuantizedTensor, type QuantType } from '../../model/quant/quant.ts'
+import type { ModelConfig, ModelSlice } from '../../model/model.ts'
+import { QUANT_BLOCK_SIZE } from '../../model/quant/index.ts'
 import type { Engine } from '../engine.ts'
+import { ropeInverseFrequencies } from '../rope.ts'
+import { createEngineBuffers } from './buffers.ts'
 import { requestWebGpuDevice, watchDevice, withErrorScopes } from './device.ts'
-import { createKernels, encodeDispatches, KERNEL_LIMITS, type KernelDispatch, type Kernels, type LinearKernel } from './kernels.ts'
-import { ropeTable } from '../../../testing/webgpu-twins.ts'
+import { createKernels, encodeDispatches, KERNEL_LIMITS, type KernelDispatch, type Kernels } from './kernels.ts'
+import { createPlans } from './plans.ts'
 
 /**
- * The WebGPU engine: llama2.c's forward pass as WGSL kernels (shaders/). Weights, KV cache and scratch
- * live on the GPU for the engine's lifetime; every buffer and bind group is made here, once. A call
- * uploads its inputs, records every layer into one command encoder, submits it, and reads back only
- * its result (the hidden state, or the logits). One row is decode (matvec, attention_decode); more
- * rows are prefill (matmul, attention_prefill). Matrices the slice holds quantized (slice.quantized,
- * Q8_0 / Q4_0) stay in their blocks on the GPU and run through matvec_q8_0 / matvec_q4_0 (decode) and
- * matmul_q8_0 / matmul_q4_0 (prefill); no fp32 copy of them is made. Llama-family variations: RoPE
- * scaling lives in the cos/sin table (ropeInverseFrequencies, as the reference engine), Qwen2's q/k/v
- * biases are added by bias_add after their projections, before RoPE.
+ * The WebGPU engine: llama2.c's forward pass as WGSL kernels (shaders/). Weights, KV cache and
+ * scratch live on the GPU for the engine's lifetime; every buffer (buffers.ts) and bind group
+ * (plans.ts) is made once, when the engine is made. A call uploads its inputs, records every layer
+ * into one command encoder, submits it, and reads back only its result (the hidden state, or the
+ * logits). One row is decode (matvec, attention_decode); more rows are prefill (matmul,
+ * attention_prefill). Matrices the slice holds quantized (slice.quantized, Q8_0 / Q4_0) stay in
+ * their blocks on the GPU and run through matvec_q8_0 / matvec_q4_0 (decode) and matmul_q8_0 /
+ * matmul_q4_0 (prefill); no fp32 copy of them is made. Llama-family variations: RoPE scaling lives
+ * in the cos/sin table (ropeTable of ../rope.ts, the one every backend uses), Qwen2's q/k/v biases
+ * are added by bias_add after their projections, before RoPE.
  */
 
 export const WEBGPU_MAX_BATCH = 64
@@ -40,42 +43,6 @@ export interface WebGpuEngine extends Engine {
   /** Frees every GPU buffer (and the device, when the engine made it). The engine is unusable after. */
   destroy(): void
 }
-
-/** A weight matrix, split by rows into blocks that each fit one storage binding. */
-interface MatrixChunk {
-  buffer: GPUBuffer // (rowCount, cols) fp32, or (rowCount, cols / 32) blocks when quant is set
-  rowStart: number
-  rowCount: number
-  quant?: QuantType
-}
-
-interface LayerBuffers {
-  attentionNorm: GPUBuffer // (dim)
-  wq: MatrixChunk[] // (dim, dim)
-  wk: MatrixChunk[] // (kv_dim, dim)
-  wv: MatrixChunk[] // (kv_dim, dim)
-  wo: MatrixChunk[] // (dim, dim)
-  ffnNorm: GPUBuffer // (dim)
-  w1: MatrixChunk[] // (hidden_dim, dim)
-  w2: MatrixChunk[] // (dim, hidden_dim)
-  w3: MatrixChunk[] // (hidden_dim, dim)
-  bias?: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer } // (dim), (kv_dim), (kv_dim) when config.attentionBias
-  keyCache: GPUBuffer // (seq_len, kv_dim)
-  valueCache: GPUBuffer // (seq_len, kv_dim)
-}
-
-/** The dispatches of one layer: before the new keys and values are copied into the cache, and after. */
-interface LayerPlan {
-  beforeCache: KernelDispatch[]
-  afterCache: KernelDispatch[]
-}
-
-const QUANT_KERNELS = {
-  matvec: { q8_0: 'matvecQ8_0', q4_0: 'matvecQ4_0' },
-  matmul: { q8_0: 'matmulQ8_0', q4_0: 'matmulQ4_0' },
-} as const satisfies Record<'matvec' | 'matmul', Record<QuantType, LinearKernel>>
-
-const linearKernel = (mode: 'matvec' | 'matmul', quant: QuantType | undefined): LinearKernel => (quant ? QUANT_KERNELS[mode][quant] : mode)
 
 function checkSupported(slice: ModelSlice, chunk: number): void {
   const c = slice.config
@@ -113,152 +80,25 @@ export async function createWebGpuEngine(slice: ModelSlice, options: WebGpuEngin
     if (ownDevice) device.destroy()
   }
 
-  const S = GPUBufferUsage.STORAGE
-  let weightBytes = 0
-  const buffer = (label: string, bytes: number, usage: number) => {
-    const b = device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 16) * 16), usage })
-    allBuffers.push(b)
-    return b
-  }
-  const upload = (label: string, data: Float32Array | Uint8Array) => {
-    const b = device.createBuffer({ label, size: Math.max(16, Math.ceil(data.byteLength / 16) * 16), usage: S, mappedAtCreation: true })
-    allBuffers.push(b)
-    new (data.constructor as typeof Uint8Array)(b.getMappedRange()).set(data as Uint8Array)
-    b.unmap()
-    return b
-  }
-  const uploadWeight = (label: string, data: Float32Array | Uint8Array) => {
-    const b = upload(label, data)
-    weightBytes += b.size
-    return b
-  }
-  // a shared classifier is the embedding's own Float32Array: upload it once
-  const uploaded = new Map<Float32Array | Uint8Array, MatrixChunk[]>()
-  const uploadMatrix = (label: string, data: Float32Array | QuantizedTensor, rows: number, cols: number): MatrixChunk[] => {
-    const quant = data instanceof Float32Array ? undefined : data
-    const values = quant ? quant.blocks : (data as Float32Array) // (rows, row bytes) as bytes or floats
-    const known = uploaded.get(values)
-    if (known) return known
-    if (quant && (quant.shape[0] !== rows || quant.shape[1] !== cols)) {
-      throw new TabmeshError('model-format', `${label}: quantized shape (${quant.shape.join(', ')}) is not (${rows}, ${cols})`)
-    }
-    const rowBytes = quant ? (cols / QUANT_BLOCK_SIZE) * QUANT_BLOCK_BYTES[quant.type] : cols * 4
-    const perRow = quant ? rowBytes : cols // elements of `values` per row
-    const rowsPerChunk = Math.min(Math.floor(maxBindingBytes / rowBytes), KERNEL_LIMITS.matvecOutputsPerWorkgroup * KERNEL_LIMITS.maxWorkgroupsPerDimension)
-    if (rowsPerChunk < 1) throw new TabmeshError('backend', `one row of ${label} (${rowBytes} bytes) is larger than a storage binding (${maxBindingBytes} bytes)`)
-    const chunks: MatrixChunk[] = []
-    for (let rowStart = 0; rowStart < rows; rowStart += rowsPerChunk) {
-      const rowCount = Math.min(rowsPerChunk, rows - rowStart)
-      const buffer = uploadWeight(`${label}[${rowStart}..]`, values.subarray(rowStart * perRow, (rowStart + rowCount) * perRow))
-      chunks.push({ buffer, rowStart, rowCount, quant: quant?.type })
-    }
-    uploaded.set(values, chunks)
-    return chunks
-  }
-  /** A matrix of the slice: its blocks when the slice holds it quantized, else its fp32 values. */
-  const matrix = (name: string): Float32Array | QuantizedTensor => slice.quantized?.get(name) ?? getTensor(slice, name).data
-
   const B = WEBGPU_MAX_BATCH
   const maxChunks = Math.ceil(c.seqLen / chunk)
-  const { dim, kvDim, hiddenDim, headSize, nHeads } = c
+  const { dim, kvDim } = c
 
+  // weights, KV cache and scratch (buffers.ts), then the dispatch plans bound to them (plans.ts)
   const build = () => {
     try {
       const k = createKernels(device)
       kernels = k
-      const io = GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC
-      const state = {
-        x: buffer('x', B * dim * 4, S | io), // (64, dim) the residual stream
-        xb: buffer('xb', B * dim * 4, S), // (64, dim) normed input / attention output
-        xb2: buffer('xb2', B * dim * 4, S), // (64, dim) projection output before the residual add
-        q: buffer('q', B * dim * 4, S), // (64, dim)
-        k: buffer('k', B * kvDim * 4, S | io), // (64, kv_dim) new keys, copied into the cache
-        v: buffer('v', B * kvDim * 4, S | io), // (64, kv_dim) new values
-        hb: buffer('hb', B * hiddenDim * 4, S), // (64, hidden_dim)
-        hb2: buffer('hb2', B * hiddenDim * 4, S), // (64, hidden_dim)
-        partO: buffer('attention partial outputs', B * nHeads * maxChunks * headSize * 4, S), // (64, n_heads, max_chunks, head_size)
-        partML: buffer('attention partial max/sum', B * nHeads * maxChunks * 2 * 4, S), // (64, n_heads, max_chunks, 2)
-        positions: buffer('positions', B * 4, S | GPUBufferUsage.COPY_DST), // (64) u32
-        tokens: buffer('tokens', B * 4, S | GPUBufferUsage.COPY_DST), // (64) u32
-        cosSin: upload('rope cos/sin', ropeTable(c.seqLen, ropeInverseFrequencies(c))), // (seq_len, head_size / 2, 2)
-        logits: buffer('logits', (spec.head ? c.vocabSize : 1) * 4, S | GPUBufferUsage.COPY_SRC), // (vocab)
-        best: buffer('argmax', 4, S | GPUBufferUsage.COPY_SRC), // (1) u32
-        readback: buffer('readback', Math.max(B * dim, spec.head ? c.vocabSize : 0) * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
-      }
-      const layers: LayerBuffers[] = []
-      for (let l = spec.layers.start; l < spec.layers.end; l++) {
-        const t = (n: LayerTensorName) => getTensor(slice, layerTensorName(l, n)).data
-        const m = (n: LayerTensorName, rows: number, cols: number) => uploadMatrix(`layers.${l}.${n}`, matrix(layerTensorName(l, n)), rows, cols)
-        const bias = (n: LayerBiasName, width: number) => {
-          const name = `layers.${l}.${n}`
-          const data = slice.tensors.get(name)?.data
-          if (data?.length !== width) throw new TabmeshError('model-format', `${name} ${data ? `has ${data.length} values` : 'is missing'}; config.attentionBias needs ${width}`)
-          return uploadWeight(name, data)
-        }
-        layers.push({
-          attentionNorm: uploadWeight(`layers.${l}.attention_norm`, t('attention_norm')),
-          wq: m('wq', dim, dim), wk: m('wk', kvDim, dim), wv: m('wv', kvDim, dim), wo: m('wo', dim, dim),
-          ffnNorm: uploadWeight(`layers.${l}.ffn_norm`, t('ffn_norm')),
-          w1: m('w1', hiddenDim, dim), w2: m('w2', dim, hiddenDim), w3: m('w3', hiddenDim, dim),
-          bias: c.attentionBias ? { q: bias('bq', dim), k: bias('bk', kvDim), v: bias('bv', kvDim) } : undefined,
-          keyCache: buffer(`layers.${l}.key_cache`, c.seqLen * kvDim * 4, S | GPUBufferUsage.COPY_DST),
-          valueCache: buffer(`layers.${l}.value_cache`, c.seqLen * kvDim * 4, S | GPUBufferUsage.COPY_DST),
-        })
-      }
-      const embedding = spec.embedding ? uploadMatrix('token_embedding', getTensor(slice, 'token_embedding').data, c.vocabSize, dim) : []
-      const head = spec.head
-        ? { finalNorm: uploadWeight('final_norm', getTensor(slice, 'final_norm').data), classifier: uploadMatrix('classifier', matrix('classifier'), c.vocabSize, dim) }
-        : undefined
-
-      // dispatch plans, bound once
-      // each chunk picks the kernel for its format: decode (matvec) or prefill (matmul), fp32 or blocks
-      const linear = (mode: 'matvec' | 'matmul', w: MatrixChunk[], x: GPUBuffer, y: GPUBuffer, kIn: number, yStride: number) =>
-        w.map((ch) => k[linearKernel(mode, ch.quant)]({ w: ch.buffer, x, y, n: ch.rowCount, k: kIn, rowOffset: ch.rowStart, yStride }))
-      // the q, k, v projections, each followed by its bias when the model has them
-      const projection = (mode: 'matvec' | 'matmul', w: MatrixChunk[], bias: GPUBuffer | undefined, y: GPUBuffer, width: number) =>
-        [...linear(mode, w, state.xb, y, dim, width), ...(bias ? [k.biasAdd({ x: y, bias, width })] : [])]
-      const layerPlan = (lb: LayerBuffers, decode: boolean): LayerPlan => {
-        const mode = decode ? 'matvec' : 'matmul'
-        const s = state
-        const attention = { positions: s.positions, q: s.q, keys: lb.keyCache, values: lb.valueCache, partO: s.partO, partML: s.partML, nHeads, nKvHeads: c.nKvHeads, headSize, qStride: dim, chunk, maxChunks }
-        return {
-          beforeCache: [
-            k.rmsnorm({ x: s.x, weight: lb.attentionNorm, out: s.xb, dim, eps: c.normEps }),
-            ...projection(mode, lb.wq, lb.bias?.q, s.q, dim),
-            ...projection(mode, lb.wk, lb.bias?.k, s.k, kvDim),
-            ...projection(mode, lb.wv, lb.bias?.v, s.v, kvDim),
-            k.rope({ positions: s.positions, cosSin: s.cosSin, v: s.q, width: dim, headSize }),
-            k.rope({ positions: s.positions, cosSin: s.cosSin, v: s.k, width: kvDim, headSize }),
-          ],
-          afterCache: [
-            decode ? k.attentionDecode(attention) : k.attentionPrefill(attention),
-            k.attentionMerge({ positions: s.positions, partO: s.partO, partML: s.partML, out: s.xb, nHeads, headSize, outStride: dim, chunk, maxChunks }),
-            ...linear(mode, lb.wo, s.xb, s.xb2, dim, dim),
-            k.residualAdd({ x: s.x, delta: s.xb2, width: dim }),
-            k.rmsnorm({ x: s.x, weight: lb.ffnNorm, out: s.xb, dim, eps: c.normEps }),
-            ...linear(mode, lb.w1, s.xb, s.hb, dim, hiddenDim),
-            ...linear(mode, lb.w3, s.xb, s.hb2, dim, hiddenDim),
-            k.swiglu({ gate: s.hb, up: s.hb2, width: hiddenDim }),
-            ...linear(mode, lb.w2, s.hb, s.xb2, hiddenDim, dim),
-            k.residualAdd({ x: s.x, delta: s.xb2, width: dim }),
-          ],
-        }
-      }
-      const plans = { decode: layers.map((lb) => layerPlan(lb, true)), prefill: layers.map((lb) => layerPlan(lb, false)) }
-      const embedPlan = embedding.map((ch) => k.embedding({ tokens: state.tokens, table: ch.buffer, out: state.x, dim, rowStart: ch.rowStart, rowCount: ch.rowCount }))
-      const headPlan = head
-        ? [k.rmsnorm({ x: state.x, weight: head.finalNorm, out: state.xb, dim, eps: c.normEps }), ...linear('matvec', head.classifier, state.xb, state.logits, dim, c.vocabSize)]
-        : []
-      const argmaxPlan = head ? [k.argmax({ values: state.logits, result: state.best, count: c.vocabSize })] : []
-      for (const d of [...headPlan, ...argmaxPlan]) d.resize(1, 0)
+      const { state, layers, embedding, head, weightBytes } = createEngineBuffers(device, slice, { maxBatch: B, maxChunks, maxBindingBytes }, allBuffers)
+      const { plans, embedPlan, headPlan, argmaxPlan } = createPlans(k, c, { state, layers, embedding, head }, chunk, maxChunks)
       k.arena.flush()
-      return { k, state, layers, plans, embedPlan, headPlan, argmaxPlan }
+      return { k, state, layers, plans, embedPlan, headPlan, argmaxPlan, weightBytes }
     } catch (err) {
       if (err instanceof RangeError) throw new TabmeshError('out-of-memory', `the GPU cannot map the model's buffers: ${err.message}`)
       throw err
     }
   }
-  const { k, state: s, layers, plans, embedPlan, headPlan, argmaxPlan } = await withErrorScopes(device, `layers [${spec.layers.start}, ${spec.layers.end}) of this model`, build, destroyAll)
+  const { k, state: s, layers, plans, embedPlan, headPlan, argmaxPlan, weightBytes } = await withErrorScopes(device, `layers [${spec.layers.start}, ${spec.layers.end}) of this model`, build, destroyAll)
 
   const positionsU32 = new Uint32Array(B) // (64)
   const tokensU32 = new Uint32Array(B) // (64)

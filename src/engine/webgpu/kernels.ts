@@ -78,7 +78,7 @@ export interface Kernels {
   /** y[m, rowOffset + o] = W[o, :] . x[m, :]; W (n, k), x (rows, k), y (rows, yStride). k % 4 == 0. */
   matvec(a: LinearArgs): KernelDispatch
   /**
-   * matvec with W in GGML Q8_0 / Q4_0 blocks (src/model/quant/quant.ts layout), read as words and
+   * matvec with W in GGML Q8_0 / Q4_0 blocks (src/model/quant layout), read as words and
    * dequantized in registers: w is (n, k / 32) blocks of 34 / 18 bytes, its binding padded to 4 bytes.
    * k % 32 == 0. Twin: quantizedMatvec.
    */

@@ -1,7 +1,7 @@
+import { type BackendName } from '../../core/vocabulary.ts'
 import type { ModelConfig, SliceSpec } from '../../model/model.ts'
 import type { LoadProgress } from '../../model/source/progress.ts'
 import type { ModelEntry } from '../../model/source/registry.ts'
-import type { BackendName } from '../engine.ts'
 import type { ProbeResult } from '../probe.ts'
 
 /** The messages across the engine worker boundary: what the page asks for and what comes back. */

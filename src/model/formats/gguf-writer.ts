@@ -2,7 +2,8 @@ import { TabmeshError } from '../../core/errors.ts'
 import { GGUF_MAGIC, GGUF_VALUE, ggufTensorName } from './gguf.ts'
 import { halfSplitRotaryRows } from './llama-family.ts'
 import { LAYER_BIAS_TENSORS, LAYER_TENSORS, elementCount, getTensor, layerTensorName, type ModelSlice } from '../model.ts'
-import { GGML_TYPE, f32ToBf16, f32ToF16, quantizeQ4_0, quantizeQ4_K, quantizeQ6_K, quantizeQ8_0 } from '../quant/quant.ts'
+import { f32ToBf16, f32ToF16 } from '../../core/f16.ts'
+import { GGML_TYPE, quantizeQ4_0, quantizeQ4_K, quantizeQ6_K, quantizeQ8_0 } from '../quant/index.ts'
 import { GGUF_TOKEN_TYPE, type SpmVocab } from '../tokenizer/spm-vocab.ts'
 
 /**

@@ -9,7 +9,8 @@ import { llama2cModel, storiesGguf, tempFolder } from '../../../testing/format-f
 import { GGUF_MAGIC, ggufConfig, loadGguf, readGguf } from './gguf.ts'
 import { modelToGguf, writeGguf } from './gguf-writer.ts'
 import { LAYER_TENSORS, layerTensorName, type ModelSlice } from '../model.ts'
-import { GGML_TYPE, dequantizeTensor, quantizedMatvec } from '../quant/quant.ts'
+import { GGML_TYPE, dequantizeTensor } from '../quant/index.ts'
+import { quantizedMatvec } from '../../engine/reference/quant-matvec.ts'
 
 const folder = tempFolder()
 afterAll(() => folder.remove())

@@ -2,7 +2,7 @@ import { TabmeshError } from '../../core/errors.ts'
 import type { ByteSource } from '../source/byte-source.ts'
 import { assembleSlice, finishConfig, type LoadOptions, type TensorLocation } from './llama-family.ts'
 import { fullSpec, type ModelConfig, type ModelSlice, type RopeScaling, type SliceSpec } from '../model.ts'
-import { GGML_TYPE, dequantize, ggmlByteSize, ggmlTypeInfo } from '../quant/quant.ts'
+import { GGML_TYPE, dequantize, ggmlByteSize, ggmlTypeInfo } from '../quant/index.ts'
 
 /**
  * GGUF (llama.cpp's model format), versions 2 and 3, little-endian:

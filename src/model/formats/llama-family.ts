@@ -5,7 +5,7 @@ import {
   LAYER_BIAS_TENSORS, LAYER_TENSORS, elementCount, layerTensorName, layerTensorShape,
   type ModelConfig, type ModelSlice, type SliceSpec, type Tensor,
 } from '../model.ts'
-import { GGML_TYPE, dequantize, ggmlByteSize, ggmlTypeInfo, type QuantType, type QuantizedTensor } from '../quant/quant.ts'
+import { GGML_TYPE, dequantize, ggmlByteSize, ggmlTypeInfo, type QuantType, type QuantizedTensor } from '../quant/index.ts'
 
 /**
  * What GGUF and safetensors loading share: given where each tensor of a llama-family model lies

@@ -1,4 +1,4 @@
-import { PLAIN_CONTINUATION_TEMPLATE } from '../template/chat-template.ts'
+import { PLAIN_CONTINUATION_TEMPLATE } from '../template/index.ts'
 import { modelToGguf, type LlamaGgufOptions } from './gguf-writer.ts'
 import type { ModelSlice } from '../model.ts'
 import { modelToSafetensors, spmTokenizerJson, type HfWriteOptions } from './safetensors-writer.ts'

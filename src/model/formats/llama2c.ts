@@ -1,9 +1,7 @@
+import { type LayerRange } from '../../core/vocabulary.ts'
 import { TabmeshError } from '../../core/errors.ts'
 import type { ByteSource } from '../source/byte-source.ts'
-import {
-  LAYER_TENSORS, elementCount, layerTensorName, layerTensorShape,
-  type LayerRange, type LayerTensorName, type ModelConfig, type ModelSlice, type SliceSpec, type Tensor,
-} from '../model.ts'
+import { LAYER_TENSORS, elementCount, layerTensorName, layerTensorShape, type LayerTensorName, type ModelConfig, type ModelSlice, type SliceSpec, type Tensor } from '../model.ts'
 
 /**
  * llama2.c checkpoints ("legacy v0"): seven little-endian int32

@@ -1,9 +1,9 @@
 import { halfSplitRotaryRows } from './llama-family.ts'
 import { LAYER_BIAS_TENSORS, LAYER_TENSORS, getTensor, layerTensorName, type ModelSlice } from '../model.ts'
-import { GGML_TYPE } from '../quant/quant.ts'
+import { GGML_TYPE } from '../quant/index.ts'
 import { encodeTensor } from './gguf-writer.ts'
 import { hfTensorName } from './safetensors.ts'
-import { SPM_SPACE, mergesFromScores, type SpmVocab } from '../tokenizer/spm-vocab.ts'
+import { SPM_SPACE, spmMergePairs, type SpmVocab } from '../tokenizer/spm-vocab.ts'
 
 /**
  * Writes the project's Hugging Face-style fixtures: model.safetensors (wq/wk rows in
@@ -145,7 +145,7 @@ export function spmTokenizerJson(vocab: SpmVocab): Record<string, unknown> {
       byte_fallback: true,
       ignore_merges: false,
       vocab: Object.fromEntries(vocab.pieces.map((p, id) => [p, id])),
-      merges: mergesFromScores(vocab).map(([a, b]) => [a, b]),
+      merges: spmMergePairs(vocab).map(([a, b]) => [a, b]),
     },
   }
 }

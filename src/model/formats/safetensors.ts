@@ -3,7 +3,7 @@ import { TabmeshError } from '../../core/errors.ts'
 import type { ByteSource } from '../source/byte-source.ts'
 import { assembleSlice, finishConfig, type LoadOptions, type TensorLocation } from './llama-family.ts'
 import { fullSpec, type ModelConfig, type ModelSlice, type RopeScaling, type SliceSpec } from '../model.ts'
-import { GGML_TYPE } from '../quant/quant.ts'
+import { GGML_TYPE } from '../quant/index.ts'
 
 /**
  * Hugging Face safetensors with config.json (Llama, Mistral, Qwen2, SmolLM2, TinyLlama...).

@@ -7,10 +7,9 @@ import { loadGguf } from '../formats/gguf.ts'
 import { modelToGguf } from '../formats/gguf-writer.ts'
 import { loadLlama2c } from '../formats/llama2c.ts'
 import type { ModelSlice } from '../model.ts'
-import {
-  GGML_TYPE, bf16ToF32, dequantize, f16ToF32, f32ToBf16, f32ToF16, quantizeQ4_0, quantizeQ4_K, quantizeQ6_K, quantizeQ8_0,
-  quantizeTensor, quantizedMatvec,
-} from './quant.ts'
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../core/f16.ts'
+import { quantizedMatvec } from '../../engine/reference/quant-matvec.ts'
+import { GGML_TYPE, dequantize, quantizeQ4_0, quantizeQ4_K, quantizeQ6_K, quantizeQ8_0, quantizeTensor } from './index.ts'
 import { makeSyntheticLlama2c } from '../formats/synthetic.ts'
 
 describe('half floats', () => {

@@ -1,6 +1,6 @@
 import { TabmeshError } from '../../core/errors.ts'
 import { httpSource, type ByteSource } from './byte-source.ts'
-import { compileChatTemplate, PLAIN_CONTINUATION_TEMPLATE, type ChatTemplate } from '../template/chat-template.ts'
+import { compileChatTemplate, plainContinuation, type ChatTemplate } from '../template/index.ts'
 import { readGguf, loadGguf, ggufConfig, ggufTensorName } from '../formats/gguf.ts'
 import { ggufChatTemplate, ggufTokenizer } from '../tokenizer/gguf-tokenizer.ts'
 import { hfChatTemplate, parseHfTokenizer } from '../tokenizer/hf-tokenizer.ts'
@@ -9,7 +9,7 @@ import { loadLlama2c, readLlama2cConfig } from '../formats/llama2c.ts'
 import { layerTensorName, type ModelConfig, type ModelSlice, type SliceSpec } from '../model.ts'
 import { filesOfRole, fileOfRole, modelFileUrl, type FileRole, type ModelEntry, type ModelFormat, type RegistryFile } from './registry.ts'
 import { hfTensorName, loadSafetensors, openSafetensors, readSafetensors } from '../formats/safetensors.ts'
-import { ggmlTypeInfo } from '../quant/quant.ts'
+import { ggmlTypeInfo } from '../quant/index.ts'
 import { parseLlama2cTokenizer, type Tokenizer } from '../tokenizer/tokenizer.ts'
 import { verifiedSource } from './verify-file.ts'
 
@@ -120,9 +120,9 @@ export async function loadEntryTokenizer(entry: ModelEntry, open: OpenFile): Pro
 /** The chat template of a registry model (a plain continuation for llama2.c story models). */
 export async function loadEntryChatTemplate(entry: ModelEntry, open: OpenFile): Promise<ChatTemplate> {
   let source: string | undefined
-  let field = `${entry.id}: chat_template`
-  if (entry.format === 'llama2c') source = PLAIN_CONTINUATION_TEMPLATE
-  else if (entry.format === 'gguf') {
+  let field: string
+  if (entry.format === 'llama2c') return plainContinuation()
+  if (entry.format === 'gguf') {
     source = ggufChatTemplate(await readGguf(open(fileOfRole(entry, 'weights'))))
     field = `${entry.id}: GGUF tokenizer.chat_template`
   } else {
@@ -130,5 +130,5 @@ export async function loadEntryChatTemplate(entry: ModelEntry, open: OpenFile): 
     source = configFile ? hfChatTemplate(await readJson(open, configFile) as Record<string, unknown>) : undefined
     field = `${entry.id}/tokenizer_config.json chat_template`
   }
-  return compileChatTemplate(source ?? PLAIN_CONTINUATION_TEMPLATE, field)
+  return source === undefined ? plainContinuation() : compileChatTemplate(source, field)
 }

@@ -1,6 +1,6 @@
 import { TabmeshError } from '../../core/errors.ts'
 import { LAYER_BIAS_TENSORS, LAYER_TENSORS, layerTensorName, type ModelSlice } from '../model.ts'
-import { dequantizeTensor } from '../quant/quant.ts'
+import { dequantizeTensor } from '../quant/index.ts'
 
 /**
  * Integrity of model slices. A contributor downloads only some layers, so a whole-file sha256 can

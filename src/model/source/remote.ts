@@ -1,9 +1,10 @@
 import { TabmeshError } from '../../core/errors.ts'
 import { cachingSource, openModelCache } from './cache.ts'
-import { httpOpener, loadEntrySlice, loadEntryTokenizer } from './entry.ts'
+import { httpOpener, loadEntryChatTemplate, loadEntrySlice, loadEntryTokenizer } from './entry.ts'
 import type { LoadOptions } from '../formats/llama-family.ts'
 import type { ModelSlice, SliceSpec } from '../model.ts'
 import { parseRegistry, type ModelEntry, type Registry } from './registry.ts'
+import type { ChatTemplate } from '../template/index.ts'
 import type { Tokenizer } from '../tokenizer/tokenizer.ts'
 
 /** Loading models from a registry served over HTTP (the relay, or any static host). */
@@ -38,4 +39,14 @@ export async function loadRemoteTokenizer(baseUrl: string, entry: ModelEntry): P
   const http = httpOpener(baseUrl, entry)
   const cache = typeof caches !== 'undefined' ? await openModelCache().catch(() => undefined) : undefined
   return loadEntryTokenizer(entry, cache ? (file) => cachingSource(http(file), cache) : http)
+}
+
+/**
+ * The model's chat template (tokenizer_config.json chat_template or the GGUF's; a plain continuation
+ * for llama2.c story models and for models without one), read like the tokenizer: through Cache Storage where there is one.
+ */
+export async function loadRemoteChatTemplate(baseUrl: string, entry: ModelEntry): Promise<ChatTemplate> {
+  const http = httpOpener(baseUrl, entry)
+  const cache = typeof caches !== 'undefined' ? await openModelCache().catch(() => undefined) : undefined
+  return loadEntryChatTemplate(entry, cache ? (file) => cachingSource(http(file), cache) : http)
 }

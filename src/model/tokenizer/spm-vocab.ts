@@ -63,7 +63,7 @@ export function llama2cVocab(bytes: Uint8Array, name = 'tokenizer.bin'): SpmVoca
  * (highest first, ties by id): the merges that make rank-based BPE behave like sentencepiece's
  * (and run.c's) score-based merging.
  */
-export function mergesFromScores(vocab: SpmVocab): [string, string][] {
+export function spmMergePairs(vocab: SpmVocab): [string, string][] {
   const ids = new Map<string, number>()
   vocab.pieces.forEach((p, id) => { if (vocab.kinds[id] === 'normal' && !ids.has(p)) ids.set(p, id) })
   const merges: { left: string; right: string; id: number }[] = []

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { GOLDEN_IDS, stories260K } from '../../../testing/models.ts'
+import { chatRequest, parseChatFlags } from './swarm.ts'
 
 /** The real `tabmesh` command in a child process, as a user runs it. */
 function tabmesh(args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -52,6 +53,18 @@ describe('tabmesh CLI', () => {
     expect(r.code).not.toBe(0)
     expect(r.stderr).toMatch(message)
     expect(r.stderr).not.toMatch(/\n\s+at /)
+  })
+
+  it('chat: --prompt stays raw text; --chat and --system send it as a user message for the model\'s chat template', () => {
+    const sampling = { maxTokens: 64, temperature: 0, topP: 0.9, seed: 42 }
+    expect(chatRequest(parseChatFlags(['--prompt', 'Once upon a time']))).toEqual({ model: undefined, prompt: 'Once upon a time', ...sampling })
+    expect(chatRequest(parseChatFlags(['--prompt', 'Hi', '--chat']))).toEqual({ model: undefined, prompt: 'Hi', messages: [{ role: 'user', content: 'Hi' }], ...sampling })
+    expect(chatRequest(parseChatFlags(['--model', 'm', '--prompt', 'Hi', '--system', 'Be brief.', '--max-tokens', '8']))).toEqual({
+      model: 'm', prompt: 'Hi', messages: [{ role: 'user', content: 'Hi' }], system: 'Be brief.', ...sampling, maxTokens: 8,
+    })
+    const help = tabmesh(['chat', '--help'])
+    expect(help.code).toBe(0)
+    expect(help.stdout).toMatch(/--system <text>/)
   })
 
   it('with no models directory at all, says how to get a model', () => {

@@ -1,3 +1,4 @@
+import { isBackendName, type BackendName } from '../../core/vocabulary.ts'
 import { readFile } from 'node:fs/promises'
 import { TabmeshError } from '../../core/errors.ts'
 import { createReferenceEngine } from '../../engine/reference/reference.ts'
@@ -12,8 +13,6 @@ import { heldWeightBytes, type ModelSlice } from '../../model/model.ts'
 import type { Tokenizer } from '../../model/tokenizer/tokenizer.ts'
 import { numberFlag, parseFlags } from './args.ts'
 import { withHeadlessTab } from './browser.ts'
-import { isBackendName } from '../../engine/backends.ts'
-import type { BackendName } from '../../engine/engine.ts'
 
 export const GENERATE_USAGE = `tabmesh generate [options]
   --model <file|id>      a model id in the models directory, any format (default ${DEFAULT_MODEL_ID}), or a llama2.c checkpoint file

@@ -1,3 +1,5 @@
+// The `tabmesh` command (Node): generate, convert, describe, start, relay, contribute, chat. The
+// browser backends and the swarm commands run in headless Chromium on src/cli-tab's page.
 import { isUserError } from '../../core/errors.ts'
 import { CONVERT_USAGE, convertCommand } from './convert.ts'
 import { DESCRIBE_USAGE, describeCommand } from './describe.ts'

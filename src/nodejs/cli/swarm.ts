@@ -1,6 +1,6 @@
+import { type BackendName, isBackendName } from '../../core/vocabulary.ts'
 import { TabmeshError } from '../../core/errors.ts'
-import type { BackendName } from '../../engine/engine.ts'
-import { isBackendName } from '../../engine/backends.ts'
+import type { TabChatRequest } from '../../cli-tab/main.ts'
 import { DEFAULT_MODEL_ID } from '../../model/source/registry.ts'
 import { numberFlag, parseFlags } from './args.ts'
 import { withHeadlessTab, type HeadlessTab } from './browser.ts'
@@ -15,6 +15,9 @@ export const CONTRIBUTE_USAGE = `tabmesh contribute --relay <url|multiaddr> [opt
   --models-dir <dir>     with a multiaddr relay: models to serve to the local page`
 
 export const CHAT_USAGE = `tabmesh chat --relay <url|multiaddr> --prompt <text> [options]   generate through the swarm
+  --prompt <text>        the prompt, as raw text (the model continues it)
+  --chat                 send --prompt as a user message, in the model's chat template
+  --system <text>        a system message before it (implies --chat)
   --max-tokens N, --temperature T, --top-p P, --seed S, --json   as for generate; --json adds the route`
 
 function relayTarget(relay: string | undefined): { siteUrl?: string; multiaddrs?: string[] } {
@@ -58,20 +61,37 @@ export async function contributeCommand(argv: string[], out: (line: string) => v
   })
 }
 
-export async function chatCommand(argv: string[], out: (line: string) => void): Promise<number> {
-  const flags = parseFlags(argv, {
+/** `tabmesh chat`'s flags (strict: an unknown flag is a user error). */
+export function parseChatFlags(argv: string[]) {
+  return parseFlags(argv, {
     relay: { type: 'string' }, model: { type: 'string' }, prompt: { type: 'string', default: '' }, 'max-tokens': { type: 'string' },
     temperature: { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean', default: false },
+    chat: { type: 'boolean', default: false }, system: { type: 'string' },
     'models-dir': { type: 'string' }, help: { type: 'boolean', default: false },
   })
-  if (flags.help) return (out(CHAT_USAGE), 0)
-  const request = {
-    model: flags.model, prompt: flags.prompt ?? '',
+}
+
+/**
+ * The headless page's chat request for `tabmesh chat`'s flags: --prompt as raw text, or with
+ * --chat / --system as a user message that the page renders with the model's chat template (buildPrompt).
+ */
+export function chatRequest(flags: ReturnType<typeof parseChatFlags>): TabChatRequest {
+  const prompt = flags.prompt ?? ''
+  const asChat = flags.chat || flags.system !== undefined
+  return {
+    model: flags.model, prompt,
+    ...(asChat ? { messages: [{ role: 'user', content: prompt }], ...(flags.system !== undefined ? { system: flags.system } : {}) } : {}),
     maxTokens: numberFlag(flags['max-tokens'], 'max-tokens', 64, (n) => Number.isInteger(n) && n >= 0),
     temperature: numberFlag(flags.temperature, 'temperature', 0, (n) => n >= 0 && Number.isFinite(n)),
     topP: numberFlag(flags['top-p'], 'top-p', 0.9),
     seed: numberFlag(flags.seed, 'seed', 42, (n) => Number.isSafeInteger(n) && n >= 0),
   }
+}
+
+export async function chatCommand(argv: string[], out: (line: string) => void): Promise<number> {
+  const flags = parseChatFlags(argv)
+  if (flags.help) return (out(CHAT_USAGE), 0)
+  const request = chatRequest(flags)
   return onTab(flags.relay, flags['models-dir'], async (tab) => {
     const r = await tab.call('chat', request)
     const route = r.routes.at(-1)?.map((h) => ({ peerId: h.peerId, layers: [h.layers.start, h.layers.end], ms: Math.round(h.ms * 10) / 10 })) ?? []

@@ -5,7 +5,7 @@
 //   out (rows, outDim) = x (rows, inDim) @ W^T, W (outDim, inDim) in blocks of 32 inputs
 //   out[r, i] = sum_b d_b * sum_j q_bj * x[r, 32 b + j]
 //
-// the contract of quantizedMatvec in src/model/quant/quant.ts, its TypeScript twin. Block layouts:
+// the contract of quantizedMatvec in src/engine/reference/quant-matvec.ts, its TypeScript twin. Block layouts:
 //   Q8_0 (34 bytes): f16 d, int8 q[32]
 //   Q4_0 (18 bytes): f16 d, 16 bytes; q[j] = (byte[j] & 15) - 8, q[j + 16] = (byte[j] >> 4) - 8
 // The codes widen i8 -> i16 -> i32 -> f32 in registers; nothing is dequantized to memory for one

@@ -59,27 +59,3 @@ export function f32ToBf16(value: number): number {
   if (Number.isNaN(value)) return 0x7fc0
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff
 }
-
-/**
- * fp32 -> fp16 bits as the activation frames send them (/tabmesh/1/infer, src/swarm/frames.ts): a
- * wire format, so frozen. It rounds to nearest even like `f32ToF16` except in two places, where
- * `f32ToF16` must not be substituted for it: a NaN keeps its sign (0xfe00 for a negative one), and
- * results in the subnormal range round from a truncated mantissa, so values just above a tie
- * (and those in (2^-25, 2^-24)) come out one step lower.
- */
-export function f32ToF16Wire(value: number): number {
-  BITS_F32[0] = value
-  const x = BITS_U32[0]
-  const sign = (x >>> 16) & 0x8000
-  const exp = ((x >>> 23) & 0xff) - 127 + 15
-  const mant = x & 0x7fffff
-  if (((x >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0) // inf, nan
-  if (exp >= 0x1f) return sign | 0x7c00 // overflow to inf
-  if (exp <= 0) {
-    if (exp < -10) return sign
-    const m = (mant | 0x800000) >>> (1 - exp)
-    return sign | ((m + 0x1000 + ((m >>> 13) & 1) - 1) >>> 13)
-  }
-  const rounded = (exp << 10) + ((mant + 0xfff + ((mant >>> 13) & 1)) >>> 13)
-  return sign | Math.min(rounded, 0x7c00)
-}

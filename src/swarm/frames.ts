@@ -1,6 +1,6 @@
 import { INFER_PROTOCOL } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
-import { f16ToF32, f32ToF16Wire } from '../core/f16.ts'
+import { f16ToF32, f32ToF16 } from '../core/f16.ts'
 
 /**
  * The activation protocol's frames (/tabmesh/1/infer): binary, little-endian, one frame per
@@ -42,7 +42,7 @@ const fail = (why: string): never => {
 
 function writeValues(view: DataView, offset: number, values: Float32Array, dtype: Dtype): void {
   if (dtype === 'f32') new Uint8Array(view.buffer, view.byteOffset + offset, values.length * 4).set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength))
-  else for (let i = 0; i < values.length; i++) view.setUint16(offset + i * 2, f32ToF16Wire(values[i]), true)
+  else for (let i = 0; i < values.length; i++) view.setUint16(offset + i * 2, f32ToF16(values[i]), true)
 }
 
 function readValues(view: DataView, offset: number, count: number, dtype: Dtype): Float32Array {

@@ -9,7 +9,7 @@ import { GOLDEN_IDS, loadStories, storiesTokenizer } from '../../testing/models.
 import { createChannelPair, type FrameChannel } from './channel.ts'
 import { generateText } from './text-generation.ts'
 import { decodeFrame, encodeFrame } from './frames.ts'
-import { f16ToF32 as fromHalf, f32ToF16Wire as toHalf } from '../core/f16.ts'
+import { f16ToF32 as fromHalf, f32ToF16 as toHalf } from '../core/f16.ts'
 import { createSwarmHost, type HostOptions, type SwarmHost } from './host.ts'
 import { openHop } from './hop.ts'
 import { linearCost, planRoute, type RouteCandidate } from './route.ts'

@@ -3,7 +3,7 @@
  * loopback-only network namespace (run with `npm run e2e:mesh`).
  */
 import { expect, test } from '@playwright/test'
-import { buildMeshSite, launchPeer, loopbackOnly, runRogue, startRelayProcess, type BrowserPeer, type RelayProcess, type RogueReport } from '../lab/mesh-harness.ts'
+import { buildMeshSite, launchPeer, loopbackOnly, relayPorts, runRogue, startRelayProcess, type BrowserPeer, type RelayProcess, type RogueReport } from '../lab/mesh-harness.ts'
 import type { MeshLabStartOptions } from '../lab/pages/mesh.ts'
 
 test.describe.configure({ mode: 'serial' })
@@ -19,6 +19,7 @@ function peerOptions(i: number): MeshLabStartOptions {
   }
 }
 
+let site: string
 let relay: RelayProcess
 let peers: BrowserPeer[] = []
 let rogue: RogueReport | undefined
@@ -29,7 +30,8 @@ test.beforeAll(async () => {
   if (!loopbackOnly() && !process.env.TABMESH_MESH_ANY_NETWORK) {
     throw new Error('the mesh suite must run in a loopback-only network namespace: use `npm run e2e:mesh` (set TABMESH_MESH_ANY_NETWORK=1 to run it anyway)')
   }
-  relay = await startRelayProcess(buildMeshSite())
+  site = buildMeshSite()
+  relay = await startRelayProcess(site)
   peers = await Promise.all([0, 1, 2].map((i) => launchPeer(relay.url, peerOptions(i))))
 })
 
@@ -213,4 +215,40 @@ test('with the relay killed after the mesh formed, the tabs keep talking over We
   expect(outcome.winner).toBe(b.peerId)
   const rtts = await a.page.evaluate((id) => window.meshLab.rtt(id, 20), b.peerId)
   expect(rtts).toHaveLength(20)
+})
+
+test('a relay restarted on the same ports: the tabs reconnect and re-reserve by themselves, and a new tab joins them', async () => {
+  const killed = relay
+  await killed.kill() // (the test before killed it; this one can also run alone)
+  const startedAt = Date.now()
+  relay = await startRelayProcess(site, relayPorts(killed))
+  expect(relay.url).toBe(killed.url)
+  expect(relay.peerId).not.toBe(killed.peerId) // a new identity, as a restarted `tabmesh start` has
+  const old = [...peers]
+  // each tab dials the relay again, finds its new identity, and holds a reservation on it: its
+  // advert carries a circuit address through the new relay, so newcomers can dial it
+  const relinked = (id: string) => {
+    const s = window.meshLab.stats()
+    return s.relayConnected && s.relayPeers.includes(id) && s.relayReserved && window.meshLab.advert().addrs.some((a) => a.includes(`/p2p/${id}/p2p-circuit/webrtc`))
+  }
+  for (const p of old) {
+    await expect.poll(() => p.page.evaluate(relinked, relay.peerId), { timeout: 25_000, intervals: [100] }).toBe(true)
+    console.log(`${p.peerId.slice(-6)} reconnected and re-reserved ${Date.now() - startedAt} ms after the relay restarted (${await lab(p, () => window.meshLab.stats().relayReconnects)} reconnect)`)
+    expect(await lab(p, () => window.meshLab.stats().relayReconnects)).toBeGreaterThanOrEqual(1)
+  }
+  // a tab opened now (it learns the new relay from GET /relay) finds the old tabs and connects to them directly
+  const fresh = await launchPeer(relay.url, peerOptions(3))
+  peers.push(fresh)
+  await waitForFullMesh(peers, 30_000)
+  console.log(`new tab fully meshed ${Date.now() - startedAt} ms after the relay restarted`)
+  for (const [p, q] of old.flatMap((o) => [[o, fresh], [fresh, o]])) {
+    await expect.poll(() => p.page.evaluate((id) => window.meshLab.table().find((e) => e.peerId === id)?.direct ?? false, q.peerId), { timeout: 10_000 }).toBe(true)
+  }
+  // and gossip flows both ways between old and new
+  await lab(fresh, () => window.meshLab.update({ load: { queueDepth: 11, activeSessions: 1 } }))
+  for (const p of old) {
+    await expect.poll(() => p.page.evaluate((id) => window.meshLab.table().find((e) => e.peerId === id)?.load.queueDepth, fresh.peerId), { timeout: 3000 }).toBe(11)
+  }
+  await lab(old[0], () => window.meshLab.update({ load: { queueDepth: 13, activeSessions: 1 } }))
+  await expect.poll(() => fresh.page.evaluate((id) => window.meshLab.table().find((e) => e.peerId === id)?.load.queueDepth, old[0].peerId), { timeout: 3000 }).toBe(13)
 })

@@ -32,10 +32,20 @@ export interface RelayProcess {
   kill(): Promise<void>
 }
 
-export async function startRelayProcess(siteDir: string): Promise<RelayProcess> {
+/** The relay's ports, from its url and first multiaddr (to start another one on the same ports). */
+export function relayPorts(relay: Pick<RelayProcess, 'url' | 'multiaddrs'>): { port: number; relayPort: number } {
+  return { port: Number(new URL(relay.url).port), relayPort: Number(/\/tcp\/(\d+)\//.exec(relay.multiaddrs[0])![1]) }
+}
+
+/**
+ * Starts the relay process (site and libp2p relay) on free ports, or on `ports` (a relay started
+ * again where a killed one ran). It makes a new identity each time, as `tabmesh start` does.
+ */
+export async function startRelayProcess(siteDir: string, ports?: { port: number; relayPort: number }): Promise<RelayProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'lab/mesh-server.ts')], {
     // stdin stays open as a lifeline: the relay exits when this process dies
-    cwd: ROOT, env: { ...process.env, TABMESH_SITE_DIR: siteDir }, stdio: ['pipe', 'pipe', 'inherit'],
+    cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, TABMESH_SITE_DIR: siteDir, ...(ports ? { TABMESH_E2E_PORT: String(ports.port), TABMESH_RELAY_PORT: String(ports.relayPort) } : {}) },
   })
   const line = await new Promise<string>((resolveLine, reject) => {
     const rl = createInterface({ input: child.stdout! })

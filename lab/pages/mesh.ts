@@ -33,7 +33,6 @@ interface Timeline {
 }
 
 let node: MeshNode | undefined
-let relayPeerIds = new Set<string>()
 const timeline: Timeline = { navigationStart: performance.timeOrigin, marks: {}, directReachedMs: [] }
 const deliveries: { topic: string; type: string; from: string; json: string }[] = []
 const advertDelays: number[] = []
@@ -46,8 +45,9 @@ function need(): MeshNode {
 }
 
 function directRemotePeers(n: MeshNode): string[] {
+  const relays = new Set(n.stats().relayPeers) // as the node knows them now: a restarted relay may have a new id
   const ids = n.libp2p.getConnections().filter((c) => c.limits === undefined && c.status === 'open').map((c) => c.remotePeer.toString())
-  return [...new Set(ids)].filter((id) => !relayPeerIds.has(id)).sort()
+  return [...new Set(ids)].filter((id) => !relays.has(id)).sort()
 }
 
 function tableRow(e: PeerEntry) {
@@ -92,7 +92,6 @@ const meshLab = {
       options.relay ?? fetchRelayAddrs().finally(() => (timeline.marks.relayFetched = performance.now())),
       probeCapabilities({ measureMs: 20 }).finally(() => (timeline.marks.probed = performance.now())),
     ])
-    relayPeerIds = new Set(relay.map((a) => a.split('/p2p/').pop()!))
     node = await createMeshNode({
       relay,
       capabilities: { ...probed, ...options.capabilities },

@@ -3,7 +3,7 @@
 import { type BackendName, type LayerRange } from '../core/vocabulary.ts'
 import { startEngineWorker } from '../engine/worker/index.ts'
 import { buildPrompt, type ChatMessage } from '../model/template/index.ts'
-import { createTabRuntime } from '../swarm/tab-runtime.ts'
+import { createTabRuntime, type RuntimeContributeOptions } from '../swarm/tab-runtime.ts'
 import type { SwarmEvent } from '../swarm/swarm-engine.ts'
 
 /**
@@ -25,6 +25,8 @@ export interface TabContributeRequest {
   layers?: LayerRange
   backend: BackendName | 'auto'
   memoryBudgetBytes?: number
+  /** The host's admission limits (tests: a small session budget, a short idle timeout). */
+  limits?: RuntimeContributeOptions['limits']
 }
 
 export interface TabChatRequest extends Omit<TabGenerateRequest, 'backend'> {

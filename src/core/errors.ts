@@ -30,6 +30,17 @@ export class TabmeshError extends Error {
   }
 }
 
+/**
+ * `text` cut to `max` characters for an error message: a message names what was wrong without
+ * echoing a hostile input (a 64 KB metadata key, a megabyte of prompt) back in full.
+ */
+export function clip(text: string, max = 80): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text
+}
+
+/** clip(), as a JSON string literal (quotes, escapes): for text that may hold anything. */
+export const quoted = (text: string, max = 80): string => JSON.stringify(clip(text, max))
+
 /** Every TabmeshError is a user error: its message alone says what is wrong. */
 export function isUserError(err: unknown): err is TabmeshError {
   return err instanceof TabmeshError

@@ -85,8 +85,16 @@ export function boundedSize(value: unknown, limit: number, depth = 0): number {
       if (value === null) return 4
       if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Blob) return Infinity
       let size = 2
-      const entries = Array.isArray(value) ? value.map((v) => ['', v] as const) : Object.entries(value)
-      for (const [k, v] of entries) {
+      if (Array.isArray(value)) {
+        // by index, holes included (JSON writes them as null): a sparse array's length can be 2^32 - 1
+        if (value.length > limit) return Infinity
+        for (let i = 0; i < value.length; i++) {
+          size += 3 + boundedSize(value[i], limit - size, depth + 1)
+          if (size > limit) return Infinity
+        }
+        return size
+      }
+      for (const [k, v] of Object.entries(value)) {
         size += k.length + 3 + boundedSize(v, limit - size, depth + 1)
         if (size > limit) return Infinity
       }

@@ -8,7 +8,8 @@
  * for '/tabmesh/1/infer' streams, `tasks` to announce and claim work, `update` to advertise its own
  * hosting and load, and `routeCost` from selection.ts over `table.list()`.
  * The libp2p stack is built in libp2p.ts; the gossip traffic (own advert, incoming messages,
- * stream repair) runs in pubsub.ts.
+ * stream repair) runs in pubsub.ts; the link to the relay (dialled again, with backoff, whenever
+ * it is lost, also when the relay restarted with a new identity) in relay-link.ts.
  */
 import type { PrivateKey, Stream, StreamHandler, StreamHandlerOptions, Connection } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -18,6 +19,7 @@ import { createDialer, webrtcAddrs, type Dialer, type DialerOptions, type DialSt
 import { loadTabIdentity } from './identity.ts'
 import { createMeshLibp2p, isDirect, pingOver, type MeshLibp2p } from './libp2p.ts'
 import { createPeerTable, type PeerTable } from './peer-table.ts'
+import { createRelayLink } from './relay-link.ts'
 import { ADVERT_TOPIC, encodeMessage, MESH_TOPICS, TASK_TOPIC, type Advert, type Capabilities, type HostedSlice, type Load, type SelfHealth, type TaskMessage } from './protocol.ts'
 import { createAdvertiser, receiveMessages, repairGossipStreams, type MeshDelivery } from './pubsub.ts'
 import { createTaskCoordinator, type TaskCoordinator } from './tasks.ts'
@@ -64,6 +66,12 @@ export interface MeshNodeStats {
   dial: DialStats
   directPeers: string[]
   relayConnected: boolean
+  /** The relay's peer id(s) as last seen: a relay that restarted may have a new one. */
+  relayPeers: string[]
+  /** Whether we hold a reservation on a relay, i.e. advertise a circuit address others can dial us at. */
+  relayReserved: boolean
+  /** Times the relay connection was made again after it had been lost. */
+  relayReconnects: number
   /** Times the router had to be told again about a connection it had lost its stream on. */
   gossipRepairs: number
   /** New WebRTC connections closed because they carried nothing (see verifyConnection). */
@@ -182,7 +190,6 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     const c = evt.detail
     table.connectionClosed(c.remotePeer.toString(), c.limits === undefined)
     dialer.poke()
-    if (relayAddrs.some((a) => a.getComponents().some((p) => p.name === 'p2p' && p.value === c.remotePeer.toString()))) void connectRelay()
   })
   // our circuit addresses appear once the relay reservation is made: tell the others
   libp2p.addEventListener('self:peer:update', () => advertSoon(joined ? 'change' : 'join'))
@@ -207,31 +214,15 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     }
   }
 
-  // ---- relay -----------------------------------------------------------------------------------
-  let relayBackoffMs = 500
-  let relayTimer: ReturnType<typeof setTimeout> | undefined
-  const relayConnected = () => libp2p.getConnections().some((c) => relayAddrs.some((a) => a.toString().endsWith(`/p2p/${c.remotePeer.toString()}`)))
-  const connectRelay = async (): Promise<void> => {
-    if (stopped || relayTimer) return
-    for (const addr of relayAddrs) {
-      try {
-        await libp2p.dial(addr, { signal: AbortSignal.timeout(5000) })
-        relayBackoffMs = 500
-        return
-      } catch (err) {
-        log(`tabmesh: relay ${addr.toString()} unreachable: ${(err as Error).message}`)
-      }
-    }
-    // keep trying in the background: the mesh works without the relay, newcomers need it
-    relayTimer = setTimeout(() => {
-      relayTimer = undefined
-      void connectRelay()
-    }, relayBackoffMs)
-    relayBackoffMs = Math.min(30_000, relayBackoffMs * 2)
+  // ---- relay: dialled now and again whenever it is lost (relay-link.ts) ------------------------
+  const relay = createRelayLink({ host: libp2p, addrs: relayAddrs, log })
+  const relayReserved = () => {
+    const ids = relay.peerIds()
+    return libp2p.getMultiaddrs().some((a) => ids.some((id) => a.toString().includes(`/p2p/${id}/p2p-circuit`)))
   }
 
   for (const topic of MESH_TOPICS) pubsub.subscribe(topic)
-  await connectRelay()
+  await relay.connect()
 
   // ---- timers ----------------------------------------------------------------------------------
   const sweepTimer = setInterval(() => table.sweep(), Math.min(100, Math.max(20, table.staleAfterMs / 20)))
@@ -290,7 +281,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     directPeers: directPeerIds,
     stats: () => ({
       peerId, advertsSent: adverts.sent(), deliveries: inbox.deliveries(), invalidDelivered: inbox.invalidDelivered(), validation: validators.stats(), dial: dialer.stats(),
-      directPeers: node.directPeers(), relayConnected: relayConnected(), gossipRepairs: gossipRepair.repairs(), zombiesClosed,
+      directPeers: node.directPeers(), relayConnected: relay.connected(), relayPeers: relay.peerIds(), relayReserved: relayReserved(), relayReconnects: relay.reconnects(), gossipRepairs: gossipRepair.repairs(), zombiesClosed,
     }),
     async stop() {
       if (stopped) return
@@ -302,7 +293,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
       stopped = true
       globalThis.removeEventListener?.('pagehide', onPageHide)
       adverts.stop()
-      if (relayTimer) clearTimeout(relayTimer)
+      relay.stop()
       clearInterval(sweepTimer)
       clearInterval(pingTimer)
       gossipRepair.stop()

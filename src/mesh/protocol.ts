@@ -87,7 +87,7 @@ export const advertSchema = z.strictObject({
   type: z.literal('advert'),
   peerId: peerIdText,
   /** Increases with every advert of one node, so receivers can drop reordered, older ones. */
-  seq: z.number().int().min(0).max(2 ** 53),
+  seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   sentAt: timestamp,
   reason: z.enum(['join', 'change', 'heartbeat', 'leave']),
   /** Where to dial the peer (its /p2p-circuit/webrtc addresses). */
@@ -177,8 +177,9 @@ export function encodeMessage(topic: MeshTopic, message: MeshMessage): Uint8Arra
 /** Parses and checks one payload of `topic`. Never throws. */
 export function decodeMessage(topic: string, data: Uint8Array): DecodeResult<MeshMessage> {
   try {
-    const limit = MAX_MESSAGE_BYTES[topic as MeshTopic]
-    if (limit === undefined) return { ok: false, reason: 'unknown-topic', detail: topic.slice(0, 80) }
+    // own keys only: a topic named "toString" or "constructor" is no topic of ours
+    const limit = Object.hasOwn(MAX_MESSAGE_BYTES, topic) ? MAX_MESSAGE_BYTES[topic as MeshTopic] : undefined
+    if (limit === undefined) return { ok: false, reason: 'unknown-topic', detail: `no topic ${JSON.stringify(topic.slice(0, 80))}` }
     if (data.byteLength > limit) return { ok: false, reason: 'oversized', detail: `${data.byteLength} bytes > ${limit}` }
     let json: unknown
     try {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
@@ -11,6 +10,9 @@ import type { ModelConfig, ModelSlice, SliceSpec } from '../model/model.ts'
 import { parseModelEntry, type FileRole, type ModelEntry, type RegistryFile } from '../model/source/registry.ts'
 import { httpSource, type ByteSource } from '../model/source/byte-source.ts'
 import { fileSource } from './file-source.ts'
+import { HashCache, partsProgress, PROGRESS_MIN_BYTES, type HashEvents, type PartHashes } from './hash-cache.ts'
+
+export { sha256File } from './hash-cache.ts'
 
 /** The project's root folder (where package.json is). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
@@ -40,31 +42,51 @@ export function resolveModelsDir(flag?: string, env: NodeJS.ProcessEnv = process
 
 const roleOf = (name: string): FileRole => roleOfFileName(name)
 
-export async function sha256File(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex')
+export interface DescribeOptions extends HashEvents {
+  /**
+   * Where file and part hashes are remembered between runs: a cache opened for the models
+   * directory (scanModels shares one), `false` for none; by default describeModel opens the
+   * directory's cache and saves what it hashed.
+   */
+  cache?: HashCache | false
 }
 
 /** One model folder as a registry entry (sizes and sha256 of every file; config from the header). */
-export async function describeModel(dir: string, id: string): Promise<ModelEntry> {
+export async function describeModel(dir: string, id: string, options: DescribeOptions = {}): Promise<ModelEntry> {
   const folder = join(dir, id)
   if (existsSync(join(folder, REMOTE_ENTRY_FILE))) return readRemoteEntry(folder, id)
+  const own = options.cache === undefined ? await HashCache.open(dir, options) : undefined
+  const cache = own ?? (options.cache || (await HashCache.open(dir, options, false)))
+  try {
+    return await describeLocalModel(folder, id, cache, options)
+  } finally {
+    await own?.save(false)
+  }
+}
+
+async function describeLocalModel(folder: string, id: string, cache: HashCache, events: HashEvents): Promise<ModelEntry> {
   const files: RegistryFile[] = []
+  const stamps: { name: string; size: number; mtimeMs: number }[] = []
   for (const name of readdirSync(folder).sort()) {
     const path = join(folder, name)
     const role = roleOf(name)
-    if (!statSync(path).isFile() || role === 'other') continue
-    files.push({ name, role, size: statSync(path).size, sha256: await sha256File(path) })
+    const stats = statSync(path)
+    if (!stats.isFile() || role === 'other') continue
+    files.push({ name, role, size: stats.size, sha256: await cache.fileSha256(path, `${id}/${name}`) })
+    stamps.push({ name, size: stats.size, mtimeMs: stats.mtimeMs })
   }
+  const progress = files.reduce((n, f) => n + f.size, 0) >= PROGRESS_MIN_BYTES ? events.progress : undefined
+  const parts = (compute: () => Promise<PartHashes>) => cache.parts(folder, stamps, compute)
   const weights = files.filter((f) => f.role === 'weights')
   if (weights.length === 0) throw new TabmeshError('model-not-found', `${folder} holds no weights (.bin, .gguf or .safetensors)`)
   const format = formatOfWeights(weights.map((f) => f.name), folder)
   if (format === 'llama2c') {
     if (!files.some((f) => f.role === 'tokenizer')) throw new TabmeshError('model-not-found', `${folder} has no tokenizer (tokenizer.bin or tok*.bin)`)
     const config = await readLlama2cConfig(fileSource(join(folder, weights[0].name)))
-    const described = await describeParts(config, async (spec) => {
+    const described = await parts(() => describeParts(config, async (spec) => {
       const source = fileSource(join(folder, weights[0].name))
       return { slice: await loadLlama2c(source, spec), bytesRead: source.bytesRead }
-    })
+    }, id, progress))
     return { id, format: 'llama2c', config, files, ...described, weightType: 'F32' }
   }
   // GGUF and safetensors: the same loader the tabs use, over local files; the tokenizer is checked
@@ -82,12 +104,12 @@ export async function describeModel(dir: string, id: string): Promise<ModelEntry
   draft.weightType = await readWeightType(format, weights.map(open))
   await loadEntryTokenizer(draft, open)
   await loadEntryChatTemplate(draft, open)
-  Object.assign(draft, await describeParts(draft.config, async (spec) => {
+  Object.assign(draft, await parts(() => describeParts(draft.config, async (spec) => {
     // bytes read past what an empty slice reads (the header): the part's tensors as stored
     const sources: ByteSource[] = []
     const slice = await loadEntrySlice(draft, (f) => { const s = open(f); sources.push(s); return s }, spec)
     return { slice, bytesRead: sources.reduce((n, s) => n + s.bytesRead, 0) }
-  }))
+  }, id, progress)))
   return draft
 }
 
@@ -121,32 +143,46 @@ async function readRemoteEntry(folder: string, id: string): Promise<ModelEntry> 
 }
 
 /** Part hashes and sizes, one part loaded at a time, so a large model never sits in memory whole. */
-async function describeParts(config: ModelConfig, load: (spec: SliceSpec) => Promise<{ slice: ModelSlice; bytesRead: number }>) {
+async function describeParts(config: ModelConfig, load: (spec: SliceSpec) => Promise<{ slice: ModelSlice; bytesRead: number }>, label: string, progress?: (line: string) => void): Promise<PartHashes> {
   const parts: Record<string, string> = {}
   const partBytes: Record<string, number> = {}
   const header = (await load({ layers: NO_LAYERS, embedding: false, head: false })).bytesRead
   const names: PartName[] = ['embedding', ...Array.from({ length: config.nLayers }, (_, l) => `layer.${l}` as const), 'head']
+  const line = partsProgress(label, names.length, progress)
   for (const part of names) {
     const { slice, bytesRead } = await load(partSpec(part))
     parts[part] = await partSha256(slice, part)
     partBytes[part] = bytesRead - header
+    line.step()
   }
   // a shared classifier is the embedding table: the head part alone is the final norm
   if (config.sharedClassifier) partBytes.head -= partBytes.embedding
   return { parts, partBytes }
 }
 
-/** Every model folder in `dir`; folders that are not valid models are reported, not fatal. */
-export async function scanModels(dir: string, warn: (message: string) => void = () => {}): Promise<ModelEntry[]> {
+export interface ScanOptions extends Omit<HashEvents, 'warn'> {
+  /** Where the hash cache lives (default: see hash-cache.ts); `false` for none. */
+  cacheFile?: string | false
+}
+
+/**
+ * Every model folder in `dir`; folders that are not valid models are reported, not fatal. File
+ * and part hashes come from the directory's hash cache when the files did not change since.
+ * Dot-folders (the cache's own `.tabmesh-cache`) are not models.
+ */
+export async function scanModels(dir: string, warn: (message: string) => void = () => {}, options: ScanOptions = {}): Promise<ModelEntry[]> {
+  const events: HashEvents = { ...options, warn }
+  const cache = await HashCache.open(dir, events, options.cacheFile)
   const entries: ModelEntry[] = []
   for (const id of readdirSync(dir).sort()) {
-    if (!statSync(join(dir, id)).isDirectory()) continue
+    if (id.startsWith('.') || !statSync(join(dir, id)).isDirectory()) continue
     try {
-      entries.push(await describeModel(dir, id))
+      entries.push(await describeModel(dir, id, { ...events, cache }))
     } catch (err) {
       warn(`skipping ${join(dir, id)}: ${(err as Error).message}`)
     }
   }
+  await cache.save(true)
   return entries
 }
 
@@ -154,7 +190,7 @@ export async function scanModels(dir: string, warn: (message: string) => void = 
 function modelFolder(dir: string, id: string): string {
   const folder = join(dir, id)
   if (!/^[\w.-]+$/.test(id) || !existsSync(folder) || !statSync(folder).isDirectory()) {
-    const known = readdirSync(dir).filter((n) => statSync(join(dir, n)).isDirectory())
+    const known = readdirSync(dir).filter((n) => !n.startsWith('.') && statSync(join(dir, n)).isDirectory())
     throw new TabmeshError('model-not-found', `no model "${id}" in ${dir} (there: ${known.join(', ') || 'nothing'}). ${HOW_TO_GET_ONE}`)
   }
   return folder

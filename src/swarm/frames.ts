@@ -55,12 +55,39 @@ function readValues(view: DataView, offset: number, count: number, dtype: Dtype)
 const utf8 = new TextEncoder()
 const fromUtf8 = new TextDecoder('utf-8', { fatal: true })
 
+/** Refuses a field the wire cannot carry as it is (DataView would wrap or truncate it silently). */
+function checkField(frame: Frame, field: string, value: number, max: number, min = 0): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new TabmeshError('bad-argument', `a ${frame.type} frame's ${field} ${value} is not an integer in [${min}, ${max}]`)
+  }
+}
+
 export function encodeFrame(frame: Frame): Uint8Array {
+  checkField(frame, 'id', frame.id, 0xffffffff)
+  switch (frame.type) {
+    case 'open':
+      checkField(frame, 'layerStart', frame.layerStart, 0xffff)
+      checkField(frame, 'layerEnd', frame.layerEnd, 0xffff)
+      checkField(frame, 'maxLength', frame.maxLength, 0xffffffff)
+      break
+    case 'opened':
+      checkField(frame, 'dim', frame.dim, 0xffffffff)
+      checkField(frame, 'maxRows', frame.maxRows, 0xffffffff)
+      break
+    case 'forward':
+    case 'hidden':
+      checkField(frame, 'dim', frame.dim, 0xffffffff, 1)
+      break
+  }
   let body: number
   let text1: Uint8Array | undefined
   let text2: Uint8Array | undefined
   switch (frame.type) {
-    case 'open': text1 = utf8.encode(frame.modelId); body = 1 + 2 + 2 + 4 + 1 + text1.length; break
+    case 'open':
+      text1 = utf8.encode(frame.modelId)
+      if (text1.length > 255) throw new TabmeshError('bad-argument', `an open frame's model id is ${text1.length} bytes of UTF-8; at most 255 fit`)
+      body = 1 + 2 + 2 + 4 + 1 + text1.length
+      break
     case 'opened': body = 8; break
     case 'forward': body = 9 + frame.positions.length * 4 + frame.hidden.length * dtypeBytes(frame.dtype); break
     case 'hidden': body = 9 + frame.hidden.length * dtypeBytes(frame.dtype); break
@@ -85,7 +112,9 @@ export function encodeFrame(frame: Frame): Uint8Array {
     case 'forward':
     case 'hidden': {
       const rows = frame.hidden.length / frame.dim
-      if (!Number.isInteger(rows) || (frame.type === 'forward' && rows !== frame.positions.length)) throw new TabmeshError('bad-argument', `${frame.type}: ${frame.hidden.length} values do not make rows of ${frame.dim}`)
+      if (!Number.isInteger(rows) || rows === 0 || (frame.type === 'forward' && rows !== frame.positions.length)) {
+        throw new TabmeshError('bad-argument', `a ${frame.type} frame's ${frame.hidden.length} values do not make rows of ${frame.dim}${frame.type === 'forward' ? ` for ${frame.positions.length} positions` : ''}`)
+      }
       v.setUint32(o, rows, true); v.setUint32(o + 4, frame.dim, true); v.setUint8(o + 8, DTYPES.indexOf(frame.dtype))
       o += 9
       if (frame.type === 'forward') {

@@ -12,7 +12,8 @@ export interface Hop {
   readonly peerId: string
   readonly layers: LayerRange
   forward(positions: Int32Array, hidden: Float32Array): Promise<Float32Array>
-  close(): void
+  /** Ends the session; a request still waiting fails with `reason`. */
+  close(reason?: string): void
 }
 
 export interface OpenHopOptions {
@@ -31,6 +32,7 @@ export async function openHop(channel: FrameChannel, o: OpenHopOptions): Promise
   const incoming = channel.messages()[Symbol.asyncIterator]()
   let nextId = 1
   let broken: TabmeshError | undefined
+  let closedHere: string | undefined // why this side closed the stream, for a request still waiting
   const failed = (why: string) => new TabmeshError('hop-failed', `peer ${o.peerId} (layers [${o.layers.start}, ${o.layers.end})): ${why}`)
 
   async function request(frame: Frame, expect: Frame['type']): Promise<Frame> {
@@ -42,7 +44,7 @@ export async function openHop(channel: FrameChannel, o: OpenHopOptions): Promise
         incoming.next(),
         new Promise<never>((_, reject) => { timer = setTimeout(() => reject(failed(`no answer within ${timeoutMs} ms`)), timeoutMs) }),
       ])
-      if (answer.done) throw failed('closed the stream')
+      if (answer.done) throw failed(closedHere ?? 'closed the stream')
       let reply: Frame
       try {
         reply = decodeFrame(answer.value)
@@ -77,7 +79,8 @@ export async function openHop(channel: FrameChannel, o: OpenHopOptions): Promise
       for (const x of reply.hidden) if (!Number.isFinite(x)) throw (broken = failed('returned a non-finite value'))
       return reply.hidden
     },
-    close() {
+    close(reason = 'closed by this client') {
+      closedHere ??= reason
       if (!channel.closed) {
         try { channel.send(encodeFrame({ type: 'close', id: nextId++ })) } catch { /* already gone */ }
         channel.close()

@@ -28,6 +28,7 @@ export interface HostOptions {
 
 export interface HostStats {
   activeSessions: number
+  kvBytes: number // KV cache memory held by the open sessions
   queueDepth: number
   tokensProcessed: number // rows forwarded, all sessions
   sessionsServed: number
@@ -178,7 +179,7 @@ export function createSwarmHost(options: HostOptions): SwarmHost {
 
   return {
     serve,
-    stats: () => ({ activeSessions: sessions.size, queueDepth: queue.length, ...stats }),
+    stats: () => ({ activeSessions: sessions.size, kvBytes: usedKv(), queueDepth: queue.length, ...stats }),
     close(reason = 'closing') {
       closing = reason
       for (const s of sessions) {

@@ -80,15 +80,30 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     hops = undefined
   }
 
+  const routeExists = (span: LayerRange) => {
+    try {
+      planRoute(o.candidates(), span, banned)
+      return true
+    } catch {
+      return false
+    }
+  }
+
   /** A route for `span` whose first hops have replayed `history`; bans and retries peers that fail meanwhile. */
   async function rebuild(span: LayerRange, history: LiveHop['history']): Promise<LiveHop[]> {
     const unreachable = new Map<string, number>() // dial failures per peer: a first WebRTC dial can hang, so retry before banning
+    // peers that refused (full, leaving) are skipped for this rebuild only: capacity is no fault
+    const refusing = new Set<string>()
+    let refusal = ''
     for (;;) {
       let route: RouteHop[]
       try {
-        route = planRoute(o.candidates(), span, banned)
+        route = planRoute(o.candidates(), span, new Set([...banned, ...refusing]))
       } catch (err) {
-        if (err instanceof TabmeshError && lastFailure) throw new TabmeshError(err.code, `${err.message}; last failure: ${lastFailure}`)
+        if (!(err instanceof TabmeshError && err.code === 'no-route')) throw err
+        // say why no route is left: the hosts that could serve it refused, or peers failed and none can stand in
+        if (refusal && routeExists(span)) throw new TabmeshError('refused', `${err.message}; ${refusal}`)
+        if (lastFailure) throw new TabmeshError('hop-failed', `${err.message}; no other peer could take over; last failure: ${lastFailure}`)
         throw err
       }
       let opened: LiveHop[] = []
@@ -111,6 +126,11 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
         for (const h of opened) h.hop.close()
         opened = []
         if (err instanceof TabmeshError && err.code === 'no-route') throw err
+        if (current && err instanceof TabmeshError && err.code === 'refused') {
+          refusing.add(current.peerId)
+          refusal = err.message
+          continue
+        }
         const dials = current ? (unreachable.get(current.peerId) ?? 0) + 1 : 0
         if (current && err instanceof TabmeshError && err.code === 'mesh-unreachable' && dials < 6) {
           unreachable.set(current.peerId, dials)
@@ -171,7 +191,7 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     },
     lastRoute: () => timings,
     peerGone(peerId) {
-      for (const h of hops ?? []) if (h.hop.peerId === peerId) h.hop.close()
+      for (const h of hops ?? []) if (h.hop.peerId === peerId) h.hop.close('the peer table dropped it (it left, went silent or is draining)')
     },
     close: closeAll,
   }

@@ -199,6 +199,22 @@ describe('swarm inference (real hosts, in-process channels)', () => {
     const engine = swarmEngineOver([startHost('A', { start: 0, end: 2 })])
     await expect(greedy(engine, 4)).rejects.toThrow(/no peers cover layers \[2, 5\)/)
   })
+
+  it('a host with no room is a typed refusal, not a ban: the session routes through it once there is room', async () => {
+    const a = startHost('A', { start: 0, end: 5 }, { maxSessions: 1 })
+    const other = await openHop(a.connect(), { peerId: 'A', modelId: 'stories260K', layers: { start: 0, end: 5 }, maxLength: 64, dim: 64 })
+    const engine = swarmEngineOver([a])
+    await expect(greedy(engine, 4)).rejects.toMatchObject({ code: 'refused', message: expect.stringMatching(/host is full/) })
+    other.close()
+    while (a.host.stats().activeSessions > 0) await new Promise((r) => setTimeout(r, 1))
+    expect([1, ...await greedy(engine, 8)]).toEqual(GOLDEN_IDS.slice(0, 9))
+  })
+
+  it('a host that fails with no one to stand in ends the generation with hop-failed, saying why', async () => {
+    const a = startHost('A', { start: 0, end: 5 })
+    await expect(greedy(swarmEngineOver([a]), 20, (i) => { if (i === 5) a.kill() }))
+      .rejects.toMatchObject({ code: 'hop-failed', message: expect.stringMatching(/no other peer could take over; last failure: peer A \(layers \[0, 5\)\): (closed the stream|channel closed)/) })
+  })
 })
 
 describe('host limits', () => {
@@ -221,6 +237,15 @@ describe('host limits', () => {
     await expect(open(connect(h))).rejects.toMatchObject({ code: 'refused', message: expect.stringMatching(/host is full/) })
     const embed = await engineFor(model, { start: 0, end: 0 }, true).embed(Int32Array.of(1))
     expect((await a.forward(Int32Array.of(0), embed.slice())).length).toBe(64)
+  })
+
+  it('counts the KV cache memory its sessions hold, and frees it when they close', async () => {
+    const h = host()
+    const a = await open(connect(h))
+    expect(h.stats()).toMatchObject({ activeSessions: 1, kvBytes: 2 * 5 * 64 * model.config.kvDim * 4 })
+    a.close()
+    while (h.stats().activeSessions > 0) await new Promise((r) => setTimeout(r, 1))
+    expect(h.stats()).toMatchObject({ activeSessions: 0, kvBytes: 0 })
   })
 
   it('refuses a position that skips the KV cache (a replay that forgot to start at 0)', async () => {

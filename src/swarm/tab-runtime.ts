@@ -8,7 +8,7 @@ import { fetchRegistry, loadRemoteChatTemplate, loadRemoteTokenizer } from '../m
 import type { ChatTemplate } from '../model/template/index.ts'
 import type { Tokenizer } from '../model/tokenizer/tokenizer.ts'
 import { generateText, type GeneratedToken, type GenerateRequest } from './text-generation.ts'
-import { startContributor, type Contributor } from './contributor.ts'
+import { startContributor, type Contributor, type ContributorOptions } from './contributor.ts'
 import { createMeshSwarmEngine, routeCandidates } from './mesh-swarm-engine.ts'
 import { chooseLayers, layersThatFit } from './placement.ts'
 import { planRoute } from './route.ts'
@@ -24,6 +24,8 @@ export interface RuntimeContributeOptions {
   layers?: LayerRange // default: where the swarm is weakest, as much as the memory budget holds
   backend: BackendName | 'auto'
   memoryBudgetBytes?: number
+  /** The host's admission limits (sessions, queue, KV budget, idle timeout); default: the host's own. */
+  limits?: ContributorOptions['limits']
   onProgress?: (p: LoadProgress) => void
 }
 
@@ -137,7 +139,7 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
         probe.close()
         const caps = mesh.advert().capabilities
         mesh.update({ capabilities: { ...caps, backend: advertBackend(worker.loaded.backend), speed: { ...caps.speed, layerTokensPerSecond } }, health: { status: 'ok', recentErrors: 0 } })
-        const contributor = await startContributor({ mesh, worker, modelId: entry.id })
+        const contributor = await startContributor({ mesh, worker, modelId: entry.id, limits: o.limits })
         contribution = {
           peerId: mesh.peerId, modelId: entry.id, layers, backend: worker.loaded.backend, layerTokensPerSecond,
           bytesDownloaded: worker.loaded.bytesDownloaded, bytesFromCache: worker.loaded.bytesFromCache, contributor, worker,

@@ -1,4 +1,4 @@
-import { TabmeshError } from '../../core/errors.ts'
+import { clip, TabmeshError } from '../../core/errors.ts'
 import type { ByteSource } from '../source/byte-source.ts'
 import { assembleSlice, finishConfig, type LoadOptions, type TensorLocation } from './llama-family.ts'
 import { fullSpec, type ModelConfig, type ModelSlice, type RopeScaling, type SliceSpec } from '../model.ts'
@@ -158,7 +158,8 @@ function createChunkReader(source: ByteSource, size: number) {
 
 type ChunkReader = ReturnType<typeof createChunkReader>
 
-async function readValue(r: ChunkReader, type: number, key: string, name: string, depth = 0): Promise<GgufValue> {
+async function readValue(r: ChunkReader, type: number, fullKey: string, name: string, depth = 0): Promise<GgufValue> {
+  const key = clip(fullKey) // as messages name it
   switch (type) {
     case GGUF_VALUE.STRING: return r.string(`metadata ${key}`)
     case GGUF_VALUE.ARRAY: {
@@ -206,7 +207,7 @@ export async function readGguf(source: ByteSource): Promise<GgufFile> {
   const metadata = new Map<string, GgufValue>()
   for (let i = 0; i < kvCount; i++) {
     const key = await r.string(`metadata key ${i}`)
-    const type = await r.u32(`type of ${key}`)
+    const type = await r.u32(`type of ${clip(key)}`)
     metadata.set(key, await readValue(r, type, key, name))
   }
   const alignment = metadata.has('general.alignment') ? Number(metadata.get('general.alignment')) : 32
@@ -217,7 +218,7 @@ export async function readGguf(source: ByteSource): Promise<GgufFile> {
   const infos: Omit<GgufTensorInfo, 'offset' | 'byteSize'>[] = []
   const relative: number[] = []
   for (let i = 0; i < tensorCount; i++) {
-    const tname = await r.string(`name of tensor ${i}`)
+    const tname = clip(await r.string(`name of tensor ${i}`), 200) // names are short; a longer one is corrupt and only ever appears in messages
     const nDims = await r.u32(`dimensions of ${tname}`)
     if (nDims < 1 || nDims > 4) throw new TabmeshError('model-format', `${name}: tensor ${tname} has ${nDims} dimensions (GGUF allows 1-4)`)
     const ne: number[] = []
@@ -295,7 +296,7 @@ export async function ggufConfig(file: GgufFile, options: LoadOptions = {}): Pro
   const name = file.source.name
   const arch = ggufString(file, 'general.architecture')
   if (!arch) throw new TabmeshError('model-format', `${name}: metadata general.architecture is missing`)
-  if (!(arch in ARCHITECTURES)) throw new TabmeshError('model-format', `${name}: general.architecture "${arch}" is not a llama-family architecture tabmesh runs (${Object.keys(ARCHITECTURES).join(', ')})`)
+  if (!Object.hasOwn(ARCHITECTURES, arch)) throw new TabmeshError('model-format', `${name}: general.architecture ${JSON.stringify(clip(arch))} is not a llama-family architecture tabmesh runs (${Object.keys(ARCHITECTURES).join(', ')})`)
   const n = (key: string) => ggufNumber(file, `${arch}.${key}`, true)
   const opt = (key: string) => ggufNumber(file, `${arch}.${key}`)
   const embedding = file.tensors.get('token_embd.weight')
@@ -314,19 +315,20 @@ export async function ggufConfig(file: GgufFile, options: LoadOptions = {}): Pro
   const freqs = file.tensors.get('rope_freqs.weight')
   if (freqs) {
     if (freqs.type !== GGML_TYPE.F32) throw new TabmeshError('model-format', `${name}: rope_freqs.weight should be F32`)
-    const values = new Float32Array(freqs.ne[0]) // (head_size / 2)
+    // as many as the file holds (ne[0] alone could claim gigabytes beside a zero dimension); checked against the head size below
+    const values = new Float32Array(freqs.byteSize / 4)
     dequantize(freqs.type, await file.source.read(freqs.offset, freqs.byteSize), values.length, values, 0, `${name}: rope_freqs.weight`)
     ropeScaling = { type: 'factors', factors: Array.from(values) }
   } else if (scalingType === 'linear' && factor && factor !== 1) {
     ropeScaling = { type: 'linear', factor }
   } else if (scalingType && scalingType !== 'none' && scalingType !== 'linear') {
-    throw new TabmeshError('model-format', `${name}: ${arch}.rope.scaling.type "${scalingType}" is not supported (none, linear, or rope_freqs)`)
+    throw new TabmeshError('model-format', `${name}: ${arch}.rope.scaling.type ${JSON.stringify(clip(scalingType))} is not supported (none, linear, or rope_freqs)`)
   }
 
   const bosId = ggufNumber(file, 'tokenizer.ggml.bos_token_id') ?? -1
   const eosId = ggufNumber(file, 'tokenizer.ggml.eos_token_id') ?? -1
   const extraEos = ['tokenizer.ggml.eot_token_id', 'tokenizer.ggml.eom_token_id'].map((k) => ggufNumber(file, k)).filter((v): v is number => v !== undefined && v !== eosId)
-  return finishConfig({
+  const config = finishConfig({
     dim: n('embedding_length'),
     hiddenDim: n('feed_forward_length'),
     nLayers: n('block_count'),
@@ -344,6 +346,13 @@ export async function ggufConfig(file: GgufFile, options: LoadOptions = {}): Pro
     ropeScaling,
     attentionBias: file.tensors.has('blk.0.attn_q.bias') || undefined,
   }, name)
+  if (ropeScaling?.type === 'factors') {
+    const { factors } = ropeScaling
+    if (factors.length !== config.headSize / 2 || !factors.every((f) => Number.isFinite(f) && f > 0)) {
+      throw new TabmeshError('model-format', `${name}: rope_freqs.weight should hold ${config.headSize / 2} positive factors (one per pair of a ${config.headSize}-wide head), holds ${factors.length}${factors.length === config.headSize / 2 ? ' with a non-positive or non-finite one' : ''}`)
+    }
+  }
+  return config
 }
 
 /**

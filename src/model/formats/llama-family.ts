@@ -43,19 +43,25 @@ export type TensorLocator = (name: string) => TensorLocation | undefined
 
 /** The tabmesh tensor names a slice needs, with the shapes the config implies. */
 export function sliceTensorShapes(c: ModelConfig, spec: SliceSpec): Map<string, number[]> {
-  const shapes = new Map<string, number[]>()
+  return new Map(sliceTensors(c, spec))
+}
+
+/**
+ * The same, one at a time: a loader checks each against the file as it goes, so a config that
+ * claims millions of layers fails at the first layer the file lacks instead of listing them all.
+ */
+function* sliceTensors(c: ModelConfig, spec: SliceSpec): Generator<[string, number[]]> {
   for (let l = spec.layers.start; l < spec.layers.end; l++) {
-    for (const t of LAYER_TENSORS) shapes.set(layerTensorName(l, t), layerTensorShape(c, t))
+    for (const t of LAYER_TENSORS) yield [layerTensorName(l, t), layerTensorShape(c, t)]
     if (c.attentionBias) {
-      for (const b of LAYER_BIAS_TENSORS) shapes.set(`layers.${l}.${b}`, [b === 'bq' ? c.dim : c.kvDim])
+      for (const b of LAYER_BIAS_TENSORS) yield [`layers.${l}.${b}`, [b === 'bq' ? c.dim : c.kvDim]]
     }
   }
-  if (spec.embedding || (spec.head && c.sharedClassifier)) shapes.set('token_embedding', [c.vocabSize, c.dim])
+  if (spec.embedding || (spec.head && c.sharedClassifier)) yield ['token_embedding', [c.vocabSize, c.dim]]
   if (spec.head) {
-    shapes.set('final_norm', [c.dim])
-    if (!c.sharedClassifier) shapes.set('classifier', [c.vocabSize, c.dim])
+    yield ['final_norm', [c.dim]]
+    if (!c.sharedClassifier) yield ['classifier', [c.vocabSize, c.dim]]
   }
-  return shapes
 }
 
 const QUANT_KEEP: Record<number, QuantType> = { [GGML_TYPE.Q8_0]: 'q8_0', [GGML_TYPE.Q4_0]: 'q4_0' }
@@ -129,9 +135,10 @@ function checkFinite(data: Float32Array, loc: TensorLocation): void {
  */
 export async function assembleSlice(config: ModelConfig, spec: SliceSpec, locator: TensorLocator, options: LoadOptions = {}, fileName = 'model'): Promise<ModelSlice> {
   checkLayerRange(config, spec.layers)
-  const shapes = sliceTensorShapes(config, spec)
+  const shapes = new Map<string, number[]>()
   const locations = new Map<string, TensorLocation>()
-  for (const [name, shape] of shapes) {
+  for (const [name, shape] of sliceTensors(config, spec)) {
+    shapes.set(name, shape)
     const loc = locator(name)
     if (!loc) throw new TabmeshError('model-format', `${fileName}: has no tensor for ${name}, which the model's config needs`)
     const stored = loc.shape.length === shape.length ? loc.shape : loc.shape.filter((d) => d !== 1)

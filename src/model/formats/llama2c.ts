@@ -91,11 +91,11 @@ export function checkLayerRange(config: ModelConfig, range: LayerRange, code: 'm
   }
 }
 
-function toFloats(bytes: Uint8Array, name: string, shape: number[]): Tensor {
+function toFloats(bytes: Uint8Array, name: string, shape: number[], file: string): Tensor {
   const data = new Float32Array(bytes.byteLength / 4) // copied so the data is 4-byte aligned and owned
   new Uint8Array(data.buffer).set(bytes)
   for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i])) throw new TabmeshError('model-format', `tensor ${name} holds a non-finite value (${data[i]}) at element ${i}; the weights are corrupt`)
+    if (!Number.isFinite(data[i])) throw new TabmeshError('model-format', `${file}: tensor ${name} holds a non-finite value (${data[i]}) at element ${i}; the weights are corrupt`)
   }
   return { name, shape, data }
 }
@@ -111,7 +111,7 @@ export async function loadLlama2c(source: ByteSource, spec?: SliceSpec): Promise
   const layout = llama2cLayout(config)
   const tensors = new Map<string, Tensor>()
   const readTensor = async (name: string, offset: number, shape: number[]) => {
-    const t = toFloats(await source.read(offset, elementCount(shape) * 4), name, shape)
+    const t = toFloats(await source.read(offset, elementCount(shape) * 4), name, shape, source.name)
     tensors.set(name, t)
     return t
   }
@@ -121,7 +121,7 @@ export async function loadLlama2c(source: ByteSource, spec?: SliceSpec): Promise
     for (const t of LAYER_TENSORS) {
       const shape = layerTensorShape(config, t)
       const perLayer = elementCount(shape)
-      const all = toFloats(await source.read(layout.layer[t] + start * perLayer * 4, (end - start) * perLayer * 4), `${t}[${start}:${end}]`, [end - start, ...shape])
+      const all = toFloats(await source.read(layout.layer[t] + start * perLayer * 4, (end - start) * perLayer * 4), `${t}[${start}:${end}]`, [end - start, ...shape], source.name)
       for (let l = start; l < end; l++) {
         const name = layerTensorName(l, t)
         tensors.set(name, { name, shape, data: all.data.subarray((l - start) * perLayer, (l - start + 1) * perLayer) })

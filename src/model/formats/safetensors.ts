@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { TabmeshError } from '../../core/errors.ts'
+import { clip, TabmeshError } from '../../core/errors.ts'
 import type { ByteSource } from '../source/byte-source.ts'
 import { assembleSlice, finishConfig, type LoadOptions, type TensorLocation } from './llama-family.ts'
 import { fullSpec, type ModelConfig, type ModelSlice, type RopeScaling, type SliceSpec } from '../model.ts'
@@ -69,18 +69,19 @@ export async function readSafetensors(source: ByteSource): Promise<SafetensorsFi
   const tensors = new Map<string, SafetensorsTensorInfo>()
   let metadata: Record<string, string> = {}
   for (const [key, value] of Object.entries(header)) {
+    const tensor = clip(key) // as messages name it: a corrupt header can hold a name of any length
     if (key === '__metadata__') {
       metadata = value as Record<string, string>
       continue
     }
     const parsed = headerEntry.safeParse(value)
-    if (!parsed.success) throw new TabmeshError('model-format', `${name}: header entry for tensor ${key} is malformed (${parsed.error.issues[0]?.message})`)
+    if (!parsed.success) throw new TabmeshError('model-format', `${name}: header entry for tensor ${tensor} is malformed (${parsed.error.issues[0]?.message})`)
     const { dtype, shape, data_offsets: [begin, end] } = parsed.data
-    const dt = SAFETENSORS_DTYPES[dtype]
-    if (!dt) throw new TabmeshError('model-format', `${name}: tensor ${key} has dtype ${dtype}, which tabmesh does not read (${Object.keys(SAFETENSORS_DTYPES).join(', ')})`)
+    const dt = Object.hasOwn(SAFETENSORS_DTYPES, dtype) ? SAFETENSORS_DTYPES[dtype] : undefined
+    if (!dt) throw new TabmeshError('model-format', `${name}: tensor ${tensor} has dtype ${clip(dtype)}, which tabmesh does not read (${Object.keys(SAFETENSORS_DTYPES).join(', ')})`)
     const byteSize = shape.reduce((a, b) => a * b, 1) * dt.bytes
-    if (end - begin !== byteSize) throw new TabmeshError('model-format', `${name}: tensor ${key} spans ${end - begin} bytes but ${dtype} [${shape}] takes ${byteSize}`)
-    if (dataOffset + end > size) throw new TabmeshError('model-format', `${name}: tensor ${key} ends at byte ${dataOffset + end}, past the end of the file (${size} bytes); the file is truncated`)
+    if (end - begin !== byteSize) throw new TabmeshError('model-format', `${name}: tensor ${tensor} spans ${end - begin} bytes but ${dtype} [${clip(shape.join(','))}] takes ${byteSize}`)
+    if (dataOffset + end > size) throw new TabmeshError('model-format', `${name}: tensor ${tensor} ends at byte ${dataOffset + end}, past the end of the file (${size} bytes); the file is truncated`)
     tensors.set(key, { name: key, dtype, shape, offset: dataOffset + begin, byteSize, source })
   }
   return { source, tensors, metadata, dataOffset }
@@ -129,7 +130,7 @@ function ropeScalingOf(raw: Record<string, unknown> | null | undefined, name: st
     case 'default': return undefined
     case 'linear': return { type: 'linear', factor: num('factor') }
     case 'llama3': return { type: 'llama3', factor: num('factor'), lowFreqFactor: num('low_freq_factor'), highFreqFactor: num('high_freq_factor'), originalContext: num('original_max_position_embeddings') }
-    default: throw new TabmeshError('model-format', `${name}: rope_scaling type "${type}" is not supported (default, linear, llama3)`)
+    default: throw new TabmeshError('model-format', `${name}: rope_scaling type ${JSON.stringify(clip(String(type)))} is not supported (default, linear, llama3)`)
   }
 }
 
@@ -196,7 +197,7 @@ export async function openSafetensors(configJson: unknown, sources: ByteSource[]
   const tensors = new Map<string, SafetensorsTensorInfo>()
   for (const f of files) {
     for (const [k, t] of f.tensors) {
-      if (tensors.has(k)) throw new TabmeshError('model-format', `${f.source.name}: tensor ${k} is also in ${tensors.get(k)!.source.name}`)
+      if (tensors.has(k)) throw new TabmeshError('model-format', `${f.source.name}: tensor ${clip(k)} is also in ${tensors.get(k)!.source.name}`)
       tensors.set(k, t)
     }
   }

@@ -57,8 +57,11 @@ export function lex(template: string, fail: (msg: string, pos: number) => never)
   let i = 0
   let stripNext = false // the previous tag ended with "-"
   let trimNewline = false // the previous tag was a block or comment (trim_blocks)
+  const tagOpen = /\{[{%#]/g // searched from i with lastIndex (a search of template.slice(i) re-reads the rest each time)
   while (i <= template.length) {
-    const open = template.slice(i).search(/\{[{%#]/)
+    tagOpen.lastIndex = i
+    const found = tagOpen.exec(template)
+    const open = found ? found.index - i : -1
     let text = open < 0 ? template.slice(i) : template.slice(i, i + open)
     if (stripNext) text = text.replace(/^\s+/, '')
     else if (trimNewline) text = text.replace(/^\r?\n/, '')
@@ -74,11 +77,18 @@ export function lex(template: string, fail: (msg: string, pos: number) => never)
     if (stripBefore || keepBefore) inner = inner.slice(1)
     stripNext = inner.endsWith('-')
     if (stripNext || inner.endsWith('+')) inner = inner.slice(0, -1)
-    if (stripBefore) text = text.replace(/\s+$/, '')
+    // trimEnd and a loop, not /\s+$/ or /[ \t]*$/: those regexes backtrack quadratically over long runs of spaces
+    if (stripBefore) text = text.trimEnd()
     else if (kind !== '{' && !keepBefore) {
       // lstrip_blocks: a block tag alone on its line takes the line's indentation with it
-      const lineStart = template.lastIndexOf('\n', at - 1) + 1
-      if (lineStart >= i && /^[ \t]*$/.test(template.slice(lineStart, at))) text = text.replace(/[ \t]*$/, '')
+      // (scanning back over spaces and tabs only: a lastIndexOf('\n') would read back to the start on a line of many tags)
+      let lineStart = at
+      while (lineStart > i && (template[lineStart - 1] === ' ' || template[lineStart - 1] === '\t')) lineStart--
+      if (lineStart === 0 || (lineStart >= i && template[lineStart - 1] === '\n')) {
+        let end = text.length
+        while (end > 0 && (text[end - 1] === ' ' || text[end - 1] === '\t')) end--
+        text = text.slice(0, end)
+      }
     }
     if (text) parts.push({ kind: 'text', value: text })
     trimNewline = kind !== '{'

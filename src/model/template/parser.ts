@@ -6,9 +6,23 @@ import type { Part, Tok } from './lexer.ts'
  * text), each tag's tokens into an expression by precedence climbing. Syntax errors go to `fail`.
  */
 
+/** Deepest expression nesting ((((x)))), - - x, not not x) and block nesting ({% if %} in {% for %} ...) a template may have. */
+export const MAX_EXPRESSION_DEPTH = 64
+export const MAX_BLOCK_DEPTH = 64
+
 class ExprParser {
   private i = 0
+  private depth = 0
   constructor(private toks: Tok[], private fail: (msg: string, pos: number) => never) {}
+  /** Runs a recursive step, refusing nesting past MAX_EXPRESSION_DEPTH before the call stack runs out. */
+  private nested<T>(step: () => T): T {
+    if (++this.depth > MAX_EXPRESSION_DEPTH) this.fail(`expression nested more than ${MAX_EXPRESSION_DEPTH} deep`, this.peek().pos)
+    try {
+      return step()
+    } finally {
+      this.depth--
+    }
+  }
   peek(): Tok { return this.toks[this.i] }
   next(): Tok { return this.toks[this.i++] }
   isOp(v: string): boolean { const t = this.peek(); return t.kind === 'op' && t.value === v }
@@ -18,7 +32,8 @@ class ExprParser {
   atEnd(): boolean { return this.peek().kind === 'end' }
   expectEnd(): void { if (!this.atEnd()) this.fail(`unexpected ${JSON.stringify((this.peek() as { value?: unknown }).value)}`, this.peek().pos) }
 
-  expr(): Expr {
+  expr(): Expr { return this.nested(() => this.conditional()) }
+  private conditional(): Expr {
     const value = this.or()
     if (this.isName('if')) {
       this.i++
@@ -33,7 +48,7 @@ class ExprParser {
   orExpr(): Expr { return this.or() }
   private or(): Expr { let l = this.and(); while (this.isName('or')) { this.i++; l = { t: 'binary', op: 'or', left: l, right: this.and() } } return l }
   private and(): Expr { let l = this.not(); while (this.isName('and')) { this.i++; l = { t: 'binary', op: 'and', left: l, right: this.not() } } return l }
-  private not(): Expr { if (this.isName('not')) { this.i++; return { t: 'unary', op: 'not', value: this.not() } } return this.compare() }
+  private not(): Expr { if (this.isName('not')) { this.i++; return { t: 'unary', op: 'not', value: this.nested(() => this.not()) } } return this.compare() }
   private compare(): Expr {
     let l = this.concat()
     for (;;) {
@@ -56,7 +71,7 @@ class ExprParser {
   private concat(): Expr { let l = this.add(); while (this.isOp('~')) { this.i++; l = { t: 'binary', op: '~', left: l, right: this.add() } } return l }
   private add(): Expr { let l = this.mul(); while (this.isOp('+') || this.isOp('-')) { const op = (this.next() as { value: string }).value; l = { t: 'binary', op, left: l, right: this.mul() } } return l }
   private mul(): Expr { let l = this.unary(); while (['*', '/', '//', '%'].some((o) => this.isOp(o))) { const op = (this.next() as { value: string }).value; l = { t: 'binary', op, left: l, right: this.unary() } } return l }
-  private unary(): Expr { if (this.isOp('-') || this.isOp('+')) { const op = (this.next() as { value: string }).value; return { t: 'unary', op, value: this.unary() } } return this.postfix(this.primary()) }
+  private unary(): Expr { if (this.isOp('-') || this.isOp('+')) { const op = (this.next() as { value: string }).value; return { t: 'unary', op, value: this.nested(() => this.unary()) } } return this.postfix(this.primary()) }
   private args(): { args: Expr[]; kwargs: [string, Expr][] } {
     const args: Expr[] = []
     const kwargs: [string, Expr][] = []
@@ -81,6 +96,8 @@ class ExprParser {
           if (this.isOp(':')) { this.i++; isSlice = true; parts.push(undefined); continue }
           parts[parts.length - 1] = this.expr()
         }
+        if (!isSlice && parts[0] === undefined) this.fail('expected an index inside []', this.peek().pos)
+        if (parts.length > 3) this.fail('a slice takes at most start:stop:step', this.peek().pos)
         this.i++
         e = isSlice ? { t: 'slice', obj: e, start: parts[0], stop: parts[1], step: parts[2] } : { t: 'index', obj: e, index: parts[0]! }
       } else if (this.isOp('(')) { const { args, kwargs } = this.args(); e = { t: 'call', fn: e, args, kwargs } }
@@ -127,7 +144,19 @@ class ExprParser {
 export function parse(parts: Part[], fail: (msg: string, pos: number) => never): Node[] {
   let i = 0
   const keyword = (p: Part) => (p.kind === 'block' && p.tokens[0].kind === 'name' ? p.tokens[0].value : undefined)
+  let depth = 0
   function body(stops: string[]): { nodes: Node[]; stop?: string; part?: Part } {
+    if (++depth > MAX_BLOCK_DEPTH) {
+      const p = parts[i - 1]
+      fail(`blocks nested more than ${MAX_BLOCK_DEPTH} deep`, p && p.kind !== 'text' ? p.pos : 0)
+    }
+    try {
+      return blockBody(stops)
+    } finally {
+      depth--
+    }
+  }
+  function blockBody(stops: string[]): { nodes: Node[]; stop?: string; part?: Part } {
     const nodes: Node[] = []
     while (i < parts.length) {
       const p = parts[i]

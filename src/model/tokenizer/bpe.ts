@@ -1,4 +1,4 @@
-import { TabmeshError } from '../../core/errors.ts'
+import { clip, TabmeshError } from '../../core/errors.ts'
 import { createUtf8StreamDecoder, type StreamDecoder, type Tokenizer } from './tokenizer.ts'
 
 /**
@@ -183,6 +183,12 @@ export interface BpeTokenizer extends Tokenizer {
 }
 
 export function createBpeTokenizer(spec: BpeTokenizerSpec): BpeTokenizer {
+  for (const [what, id] of [['BOS', spec.bosId], ['EOS', spec.eosId], ['unknown token', spec.unkId]] as const) {
+    // -1: none; anything else must be a token (an id past the vocabulary would index past the embedding)
+    if (id !== -1 && !(Number.isInteger(id) && id >= 0 && id < spec.tokens.length)) {
+      throw new TabmeshError('tokenizer-format', `${spec.name}: the ${what} id ${id} is outside the vocabulary (0..${spec.tokens.length - 1})`)
+    }
+  }
   const vocab = new Map<string, number>()
   spec.tokens.forEach((t, id) => { if (t !== undefined && !vocab.has(t)) vocab.set(t, id) })
   const specialIds = new Map<number, SpecialToken>(spec.specials.map((s) => [s.id, s]))
@@ -218,7 +224,7 @@ export function createBpeTokenizer(spec: BpeTokenizerSpec): BpeTokenizer {
         return
       }
     }
-    if (spec.unkId < 0) throw new TabmeshError('tokenizer-format', `${spec.name}: ${JSON.stringify(text)} has no token and the tokenizer has neither byte fallback nor an unknown token`)
+    if (spec.unkId < 0) throw new TabmeshError('tokenizer-format', `${spec.name}: ${JSON.stringify(clip(text))} has no token and the tokenizer has neither byte fallback nor an unknown token`)
     if (spec.fuseUnk && out.length > 0 && out[out.length - 1] === spec.unkId) return
     out.push(spec.unkId)
   }
@@ -311,8 +317,9 @@ export function createBpeTokenizer(spec: BpeTokenizerSpec): BpeTokenizer {
   }
 
   // decoding: every token's bytes, computed once
+  const none = new Uint8Array(0)
   const pieceBytes: Uint8Array[] = spec.tokens.map((t, id) => {
-    if (t === undefined) return new Uint8Array(0)
+    if (t === undefined) return none
     if (spec.mode === 'byte-level') {
       if (specialIds.has(id)) return utf8Encoder.encode(t)
       const bytes = new Uint8Array(t.length)
@@ -367,7 +374,7 @@ export function mergesFromPairs(pairs: [string, string][], vocab: Map<string, nu
   pairs.forEach(([a, b], rank) => {
     const left = vocab.get(a), right = vocab.get(b), merged = vocab.get(a + b)
     if (left === undefined || right === undefined || merged === undefined) {
-      throw new TabmeshError('tokenizer-format', `${where}: merge ${rank} (${JSON.stringify(a)} ${JSON.stringify(b)}) uses a token that is not in the vocabulary`)
+      throw new TabmeshError('tokenizer-format', `${where}: merge ${rank} (${JSON.stringify(clip(String(a)))} ${JSON.stringify(clip(String(b)))}) uses a token that is not in the vocabulary`)
     }
     const key = pairKey(left, right)
     if (!merges.has(key)) merges.set(key, { rank, id: merged })

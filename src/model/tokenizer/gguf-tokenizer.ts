@@ -1,4 +1,4 @@
-import { TabmeshError } from '../../core/errors.ts'
+import { clip, TabmeshError } from '../../core/errors.ts'
 import {
   PRETOKENIZE_PATTERNS, compilePattern, createBpeTokenizer, mergesFromPairs, mergesFromScores, splitByRegex,
   type BpeTokenizer, type SpecialToken,
@@ -92,8 +92,8 @@ export function ggufTokenizer(file: GgufFile, config?: ModelConfig): BpeTokenize
   }
   if (kind === 'gpt2') {
     const pre = ggufString(file, 'tokenizer.ggml.pre') ?? 'default'
-    const patterns = PRE_TOKENIZERS[pre]
-    if (!patterns) throw new TabmeshError('tokenizer-format', `${name}: tokenizer.ggml.pre "${pre}" is not a pre-tokenizer tabmesh knows (${Object.keys(PRE_TOKENIZERS).join(', ')})`)
+    const patterns = Object.hasOwn(PRE_TOKENIZERS, pre) ? PRE_TOKENIZERS[pre] : undefined
+    if (!patterns) throw new TabmeshError('tokenizer-format', `${name}: tokenizer.ggml.pre ${JSON.stringify(clip(pre))} is not a pre-tokenizer tabmesh knows (${Object.keys(PRE_TOKENIZERS).join(', ')})`)
     const regexes = patterns.map((p) => compilePattern(p, `${name}: tokenizer.ggml.pre ${pre}`))
     const vocab = new Map<string, number>()
     tokens.forEach((t, i) => { if (!vocab.has(t)) vocab.set(t, i) })
@@ -119,7 +119,7 @@ export function ggufTokenizer(file: GgufFile, config?: ModelConfig): BpeTokenize
       stripSpaceAfterBos: false,
     })
   }
-  throw new TabmeshError('tokenizer-format', `${name}: tokenizer.ggml.model "${kind}" is not supported (llama, gpt2)`)
+  throw new TabmeshError('tokenizer-format', `${name}: tokenizer.ggml.model ${JSON.stringify(clip(kind))} is not supported (llama, gpt2)`)
 }
 
 /** The chat template stored in a GGUF file, if any. */

@@ -2,11 +2,11 @@ import { describe, expect, it } from 'vitest'
 import { storiesTokenizer } from '../../../testing/models.ts'
 import { memorySource } from '../source/byte-source.ts'
 import {
-  BYTE_TO_CHAR, PRETOKENIZE_PATTERNS, compilePattern, createBpeTokenizer, mergesFromPairs, splitByRegex, toByteLevel,
+  PRETOKENIZE_PATTERNS, compilePattern, createBpeTokenizer, mergesFromPairs, splitByRegex, toByteLevel,
   type BpeTokenizer,
 } from './bpe.ts'
 import encodeFixtures from '../../../testing/fixtures/runc-encode.json'
-import { llama2cModel, storiesGguf, storiesVocab } from '../../../testing/format-fixtures.ts'
+import { BYTE_LEVEL_CORPUS, llama2cModel, storiesGguf, storiesVocab, trainByteLevelTokenizer } from '../../../testing/format-fixtures.ts'
 import { readGguf } from '../formats/gguf.ts'
 import { ggufTokenizer } from './gguf-tokenizer.ts'
 import { modelToGguf, writeGguf } from '../formats/gguf-writer.ts'
@@ -51,42 +51,8 @@ describe('sentencepiece-style BPE: tokenizer.json and GGUF made from tok512.bin 
 
 // ---- byte-level BPE (Llama-3 / Qwen2 / SmolLM2 style), on a vocabulary trained here ----
 
-const CORPUS = `Once upon a time, there was a little girl named Lily. She loved to play outside in the park.
-One day, she saw a big, red ball! "Can I play?" she asked. Tom's dog didn't want to share; it's 12345 steps away.
-日本語のテキスト and émojis 😀 are rare here.   Spaces   and\ttabs\n\nnewlines.`
-
-/** A tiny byte-level BPE trained on CORPUS (most frequent pair first), as tokenizer.json. */
-function trainByteLevel(pattern: string, nMerges: number) {
-  const words = splitByRegex(CORPUS, compilePattern(pattern, 'test')).map((w) => Array.from(toByteLevel(w)))
-  const vocab: Record<string, number> = {}
-  BYTE_TO_CHAR.forEach((c, i) => { vocab[c] = i })
-  const merges: [string, string][] = []
-  for (let m = 0; m < nMerges; m++) {
-    const counts = new Map<string, number>()
-    for (const w of words) for (let i = 0; i + 1 < w.length; i++) { const k = w[i] + '\u0000' + w[i + 1]; counts.set(k, (counts.get(k) ?? 0) + 1) }
-    let best = '', bestCount = 1
-    for (const [k, c] of counts) if (c > bestCount) { best = k; bestCount = c }
-    if (!best) break
-    const [a, b] = best.split('\u0000')
-    merges.push([a, b])
-    vocab[a + b] ??= Object.keys(vocab).length
-    for (const w of words) for (let i = 0; i + 1 < w.length; i++) if (w[i] === a && w[i + 1] === b) w.splice(i, 2, a + b)
-  }
-  const n = Object.keys(vocab).length
-  const added = ['<|begin_of_text|>', '<|end_of_text|>', '<|eot_id|>'].map((content, i) => ({ id: n + i, content, special: true, single_word: false, lstrip: false, rstrip: false, normalized: false }))
-  return {
-    json: {
-      version: '1.0',
-      added_tokens: added,
-      normalizer: null,
-      pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: pattern }, behavior: 'Isolated', invert: false }, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] },
-      post_processor: { type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<|begin_of_text|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }], special_tokens: {} },
-      decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-      model: { type: 'BPE', dropout: null, unk_token: null, byte_fallback: false, ignore_merges: true, vocab, merges: merges.map(([a, b]) => `${a} ${b}`) },
-    },
-    vocab, merges, bos: n, eos: n + 1, eot: n + 2,
-  }
-}
+const trainByteLevel = (pattern: string, nMerges: number) => trainByteLevelTokenizer(BYTE_LEVEL_CORPUS, pattern, nMerges)
+const CORPUS = BYTE_LEVEL_CORPUS
 
 /** The textbook merge loop (lowest rank first, leftmost on ties), to check the heap-based one against. */
 function naiveBpe(word: string, vocab: Record<string, number>, merges: [string, string][]): number[] {

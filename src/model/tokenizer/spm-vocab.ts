@@ -1,4 +1,5 @@
 import { TabmeshError } from '../../core/errors.ts'
+import { latin1 } from './tokenizer.ts'
 
 /**
  * A sentencepiece-style vocabulary: pieces with scores, as in llama2.c's tokenizer.bin, GGUF's
@@ -28,12 +29,12 @@ export function llama2cVocab(bytes: Uint8Array, name = 'tokenizer.bin'): SpmVoca
   const pieces: string[] = []
   const scores: number[] = []
   const kinds: TokenKind[] = []
-  const latin1 = (b: Uint8Array) => String.fromCharCode(...b)
   const utf8 = new TextDecoder('utf-8', { fatal: true })
   for (let offset = 4; offset < bytes.byteLength;) {
     if (offset + 8 > bytes.byteLength) throw new TabmeshError('tokenizer-format', `${name}: entry ${pieces.length} is cut short`)
     scores.push(view.getFloat32(offset, true))
     const length = view.getInt32(offset + 4, true)
+    if (length < 0 || offset + 8 + length > bytes.byteLength) throw new TabmeshError('tokenizer-format', `${name}: entry ${pieces.length} has length ${length}, past the end of the file`)
     const raw = bytes.subarray(offset + 8, offset + 8 + length)
     offset += 8 + length
     const id = pieces.length

@@ -42,7 +42,13 @@ export function createUtf8StreamDecoder(decodePiece: (prev: number, token: numbe
     flush: () => utf8.decode(),
   }
 }
-const latin1 = (bytes: Uint8Array): string => String.fromCharCode(...bytes)
+/** Bytes as a string of the same length, one char per byte (a map key); in slices, so a long piece cannot overflow the call stack. */
+export function latin1(bytes: Uint8Array): string {
+  if (bytes.length <= 4096) return String.fromCharCode(...bytes)
+  let out = ''
+  for (let i = 0; i < bytes.length; i += 4096) out += String.fromCharCode(...bytes.subarray(i, i + 4096))
+  return out
+}
 
 export function parseLlama2cTokenizer(bytes: Uint8Array, vocabSize: number, name = 'tokenizer'): Tokenizer {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -64,10 +70,60 @@ export function parseLlama2cTokenizer(bytes: Uint8Array, vocabSize: number, name
   if (pieces.length !== vocabSize) {
     throw new TabmeshError('model-mismatch', `${name} has ${pieces.length} tokens but the model's vocabulary has ${vocabSize}; they do not belong together`)
   }
-  return createBpeTokenizer(pieces, scores)
+  if (vocabSize < 3) fail(`${vocabSize} tokens; a llama2.c vocabulary starts with <unk>, <s> and </s>`)
+  return createBpeTokenizer(pieces, scores, name)
 }
 
-function createBpeTokenizer(pieces: Uint8Array[], scores: Float32Array): Tokenizer {
+/**
+ * Merge candidates (adjacent symbols whose concatenation is a piece) as a max-heap by
+ * (score, then leftmost position): the pair run.c's loop would pick, found in O(log n) instead of
+ * a scan of the whole text per merge.
+ */
+function createCandidateHeap() {
+  // entry k: score[k], then (left, right, leftVersion, rightVersion) at ints[4k..4k+3]; left is the
+  // left symbol's position in the text (symbols never move, so it orders candidates left to right)
+  let score = new Float64Array(64)
+  let ints = new Int32Array(256)
+  let size = 0
+  const above = (a: number, b: number) => score[a] > score[b] || (score[a] === score[b] && ints[4 * a] < ints[4 * b])
+  const swap = (a: number, b: number) => {
+    const s = score[a]; score[a] = score[b]; score[b] = s
+    for (let k = 0; k < 4; k++) { const t = ints[4 * a + k]; ints[4 * a + k] = ints[4 * b + k]; ints[4 * b + k] = t }
+  }
+  return {
+    get size() { return size },
+    push(s: number, l: number, r: number, lv: number, rv: number) {
+      if (size === score.length) {
+        const grownScore = new Float64Array(size * 2); grownScore.set(score); score = grownScore
+        const grownInts = new Int32Array(size * 8); grownInts.set(ints); ints = grownInts
+      }
+      score[size] = s
+      ints[4 * size] = l; ints[4 * size + 1] = r; ints[4 * size + 2] = lv; ints[4 * size + 3] = rv
+      for (let c = size++; c > 0;) {
+        const parent = (c - 1) >> 1
+        if (!above(c, parent)) break
+        swap(c, parent)
+        c = parent
+      }
+    },
+    /** Removes the top into out = [left, right, leftVersion, rightVersion]. */
+    pop(out: Int32Array): void {
+      for (let k = 0; k < 4; k++) out[k] = ints[k]
+      swap(0, --size)
+      for (let c = 0; ;) {
+        const l = 2 * c + 1, r = l + 1
+        let m = c
+        if (l < size && above(l, m)) m = l
+        if (r < size && above(r, m)) m = r
+        if (m === c) break
+        swap(c, m)
+        c = m
+      }
+    },
+  }
+}
+
+function createBpeTokenizer(pieces: Uint8Array[], scores: Float32Array, name: string): Tokenizer {
   const vocabSize = pieces.length
   const bosId = 1
   const eosId = 2
@@ -96,30 +152,51 @@ function createBpeTokenizer(pieces: Uint8Array[], scores: Float32Array): Tokeniz
       while (end < bytes.length && (bytes[end] & 0xc0) === 0x80 && end - i < 4) end++
       const id = ids.get(latin1(bytes.subarray(i, end)))
       if (id !== undefined) tokens.push(id)
-      else for (let b = i; b < end; b++) tokens.push(bytes[b] + BYTE_FALLBACK_OFFSET)
-      i = end
-    }
-    // merge the best-scoring adjacent pair until none merges (the first of equal scores wins);
-    // like run.c this runs over BOS and the dummy prefix too
-    const keys = tokens.map((t) => latin1(pieces[t]))
-    for (;;) {
-      let bestScore = -1e10
-      let bestId = -1
-      let bestAt = -1
-      for (let i = 0; i < tokens.length - 1; i++) {
-        const id = ids.get(keys[i] + keys[i + 1])
-        if (id !== undefined && scores[id] > bestScore) {
-          bestScore = scores[id]
-          bestId = id
-          bestAt = i
+      else {
+        for (let b = i; b < end; b++) {
+          if (bytes[b] + BYTE_FALLBACK_OFFSET >= vocabSize) {
+            throw new TabmeshError('tokenizer-format', `${name}: ${JSON.stringify(new TextDecoder().decode(bytes.subarray(i, end)))} has no piece and the ${vocabSize}-token vocabulary has no byte token for 0x${bytes[b].toString(16).padStart(2, '0')}`)
+          }
+          tokens.push(bytes[b] + BYTE_FALLBACK_OFFSET)
         }
       }
-      if (bestAt < 0) break
-      tokens.splice(bestAt, 2, bestId)
-      keys.splice(bestAt, 2, keys[bestAt] + keys[bestAt + 1])
+      i = end
     }
-    if (eos) tokens.push(eosId)
-    return tokens
+    // merge the best-scoring adjacent pair until none merges (the first of equal scores wins, and a
+    // score must beat run.c's -1e10 floor); like run.c this runs over BOS and the dummy prefix too.
+    // The symbols are a linked list and the candidates a heap; a candidate whose symbols changed
+    // since it was pushed (their versions moved on) is stale and skipped.
+    const n = tokens.length
+    const keys = tokens.map((t) => latin1(pieces[t]))
+    const next = Int32Array.from({ length: n }, (_, i) => (i + 1 < n ? i + 1 : -1))
+    const prev = Int32Array.from({ length: n }, (_, i) => i - 1)
+    const version = new Int32Array(n) // -1: merged into its left neighbour
+    const heap = createCandidateHeap()
+    const top = new Int32Array(4)
+    const consider = (l: number) => {
+      const r = next[l]
+      if (l < 0 || r < 0) return
+      const id = ids.get(keys[l] + keys[r])
+      if (id !== undefined && scores[id] > -1e10) heap.push(scores[id], l, r, version[l], version[r])
+    }
+    for (let i = 0; i + 1 < n; i++) consider(i)
+    while (heap.size > 0) {
+      heap.pop(top)
+      const [l, r, lv, rv] = top
+      if (version[l] !== lv || version[r] !== rv || next[l] !== r) continue
+      keys[l] += keys[r]
+      tokens[l] = ids.get(keys[l])!
+      version[l]++
+      version[r] = -1
+      next[l] = next[r]
+      if (next[r] >= 0) prev[next[r]] = l
+      consider(prev[l])
+      consider(l)
+    }
+    const merged: number[] = []
+    for (let i = n > 0 ? 0 : -1; i >= 0; i = next[i]) merged.push(tokens[i])
+    if (eos) merged.push(eosId)
+    return merged
   }
 
   function checkToken(token: number): void {

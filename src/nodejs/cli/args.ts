@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { TabmeshError } from '../../core/errors.ts'
+import { clip, quoted, TabmeshError } from '../../core/errors.ts'
 
 type Options = NonNullable<ParseArgsConfig['options']>
 
@@ -8,13 +8,14 @@ export function parseFlags<O extends Options>(argv: string[], options: O) {
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values
   } catch (err) {
-    throw new TabmeshError('bad-argument', (err as Error).message)
+    // node's message quotes the offending argument (twice): a megabyte argument stays out of it
+    throw new TabmeshError('bad-argument', clip((err as Error).message, 300))
   }
 }
 
 export function numberFlag(value: string | undefined, name: string, fallback: number, check: (n: number) => boolean = Number.isFinite): number {
   if (value === undefined) return fallback
   const n = Number(value)
-  if (value.trim() === '' || !check(n)) throw new TabmeshError('bad-argument', `--${name} ${JSON.stringify(value)} is not valid`)
+  if (value.trim() === '' || !check(n)) throw new TabmeshError('bad-argument', `--${name} ${quoted(value, 40)} is not valid`)
   return n
 }

@@ -4,4 +4,11 @@ import { register } from 'tsx/esm/api'
 
 register()
 const { main } = await import('./main.ts')
-process.exitCode = await main(process.argv.slice(2))
+// signals, and the npm wrapper going away, stop the process and its browsers (lifetime.ts)
+const { guardProcess, finish, failed } = await import('./lifetime.ts')
+guardProcess()
+try {
+  finish(await main(process.argv.slice(2)))
+} catch (err) {
+  failed(err)
+}

@@ -5,6 +5,7 @@ import { TabmeshError } from '../../core/errors.ts'
 import type { HeadlessApi } from '../../cli-tab/main.ts'
 import { CHROMIUM_PATH, chromiumLaunchOptions } from '../chromium.ts'
 import { PROJECT_ROOT, resolveModelsDir, scanModels } from '../models-dir.ts'
+import { onForcedStop } from './lifetime.ts'
 import { startHttpServer } from '../relay/http-server.ts'
 
 /**
@@ -30,7 +31,10 @@ function pageError(err: unknown): Error {
 
 export async function launchHeadless(siteUrl: string): Promise<HeadlessBrowser> {
   if (!existsSync(CHROMIUM_PATH)) throw new TabmeshError('bad-argument', `no Chromium at ${CHROMIUM_PATH}; install it (apt-get install chromium) or set TABMESH_CHROMIUM`)
-  const browser: Browser = await chromium.launch(chromiumLaunchOptions)
+  // Signals are ours (lifetime.ts): Playwright's own handlers would close the browser under a
+  // contributor that is still leaving the swarm, or exit before it has.
+  const browser: Browser = await chromium.launch({ ...chromiumLaunchOptions, handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false })
+  const unregister = onForcedStop(() => browser.close())
   return {
     async open() {
       const page = await (await browser.newContext()).newPage()
@@ -42,7 +46,10 @@ export async function launchHeadless(siteUrl: string): Promise<HeadlessBrowser> 
         call: (name, ...args) => page.evaluate(([n, a]) => (window as unknown as { tabmeshHeadless: Record<string, (...x: unknown[]) => unknown> }).tabmeshHeadless[n as string](...(a as unknown[])), [name, args] as const).catch((err) => { throw pageError(err) }) as never,
       }
     },
-    close: () => browser.close(),
+    close: async () => {
+      unregister()
+      await browser.close()
+    },
   }
 }
 

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { TabmeshError } from '../../core/errors.ts'
+import { clip, quoted, TabmeshError } from '../../core/errors.ts'
 import type { LlamaGgufOptions } from '../../model/formats/gguf-writer.ts'
 import { llama2cAsGguf, llama2cAsHfFiles } from '../../model/formats/llama2c-export.ts'
 import { loadLlama2c } from '../../model/formats/llama2c.ts'
@@ -28,24 +28,31 @@ const SAFETENSORS_TYPES = ['F32', 'F16', 'BF16'] as const
  * tokenizer.bin: the tokenizer goes into the GGUF metadata, or into a sentencepiece-style
  * tokenizer.json; matrices are quantized as llama.cpp would (rows that are not whole blocks stay F32).
  */
-export async function convertCommand(argv: string[], out: (line: string) => void): Promise<number> {
+/** `tabmesh convert`'s flags, checked: an unknown flag or a bad value is a 'bad-argument' error. */
+export function parseConvertFlags(argv: string[]) {
   const flags = parseFlags(argv, {
     model: { type: 'string', default: DEFAULT_MODEL_ID }, 'models-dir': { type: 'string' }, to: { type: 'string', default: 'gguf' },
     type: { type: 'string', default: 'F32' }, out: { type: 'string' }, id: { type: 'string' }, help: { type: 'boolean', default: false },
   })
+  if (flags.help) return { help: true as const }
+  const to = flags.to!
+  const type = flags.type!.toUpperCase()
+  if (to !== 'gguf' && to !== 'safetensors') throw new TabmeshError('bad-argument', `--to ${clip(to, 40)}: use gguf or safetensors`)
+  const allowed: readonly string[] = to === 'gguf' ? GGUF_TYPES : SAFETENSORS_TYPES
+  if (!allowed.includes(type)) throw new TabmeshError('bad-argument', `--type ${clip(flags.type!, 40)} cannot be written as ${to}; use ${allowed.join(', ')}`)
+  const id = flags.id ?? `${flags.model}-${type.toLowerCase()}${to === 'safetensors' ? '-hf' : ''}`
+  if (!/^[\w.-]+$/.test(id)) throw new TabmeshError('bad-argument', `--id ${quoted(id, 40)}: use letters, digits, '.', '_' and '-'`)
+  return { help: false as const, model: flags.model!, modelsDir: flags['models-dir'], to: to as 'gguf' | 'safetensors', type, out: flags.out, id }
+}
+
+export async function convertCommand(argv: string[], out: (line: string) => void): Promise<number> {
+  const flags = parseConvertFlags(argv)
   if (flags.help) {
     out(CONVERT_USAGE)
     return 0
   }
-  const to = flags.to!
-  const type = flags.type!.toUpperCase()
-  if (to !== 'gguf' && to !== 'safetensors') throw new TabmeshError('bad-argument', `--to ${to}: use gguf or safetensors`)
-  const allowed: readonly string[] = to === 'gguf' ? GGUF_TYPES : SAFETENSORS_TYPES
-  if (!allowed.includes(type)) throw new TabmeshError('bad-argument', `--type ${flags.type} cannot be written as ${to}; use ${allowed.join(', ')}`)
-
-  const modelsDir = resolveModelsDir(flags['models-dir'])
-  const id = flags.id ?? `${flags.model}-${type.toLowerCase()}${to === 'safetensors' ? '-hf' : ''}`
-  if (!/^[\w.-]+$/.test(id)) throw new TabmeshError('bad-argument', `--id ${JSON.stringify(id)}: use letters, digits, '.', '_' and '-'`)
+  const { to, type, id } = flags
+  const modelsDir = resolveModelsDir(flags.modelsDir)
   const folder = join(flags.out ?? modelsDir, id)
   if (existsSync(folder)) throw new TabmeshError('bad-argument', `${folder} already exists; pick another --id or remove it`)
 

@@ -1,6 +1,6 @@
 import { isBackendName, type BackendName } from '../../core/vocabulary.ts'
 import { readFile } from 'node:fs/promises'
-import { TabmeshError } from '../../core/errors.ts'
+import { clip, TabmeshError } from '../../core/errors.ts'
 import { createReferenceEngine } from '../../engine/reference/reference.ts'
 import { generateTokens } from '../../engine/generate.ts'
 import { loadLlama2c } from '../../model/formats/llama2c.ts'
@@ -35,30 +35,44 @@ export interface GenerateResult {
   tokensPerSecond: number
 }
 
-export async function generateCommand(argv: string[], out: (line: string) => void): Promise<number> {
+/** `tabmesh generate`'s flags, checked: an unknown flag or a bad value is a 'bad-argument' error (with --help, only the flags' shape is). */
+export function parseGenerateFlags(argv: string[]) {
   const flags = parseFlags(argv, {
     model: { type: 'string' }, tokenizer: { type: 'string' }, 'models-dir': { type: 'string' },
     prompt: { type: 'string', default: '' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
     'top-p': { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string', default: 'ref' },
     json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
   })
+  if (flags.help) return { help: true as const }
+  const backend = flags.backend!
+  if (!isBackendName(backend) && backend !== 'auto') throw new TabmeshError('bad-argument', `--backend ${clip(backend, 40)} is not available; use ref, wasm, webgpu or auto`)
+  return {
+    help: false as const,
+    model: flags.model ?? DEFAULT_MODEL_ID,
+    tokenizer: flags.tokenizer,
+    modelsDir: flags['models-dir'],
+    prompt: flags.prompt ?? '',
+    json: flags.json!,
+    maxTokens: numberFlag(flags['max-tokens'], 'max-tokens', 64, (n) => Number.isInteger(n) && n >= 0),
+    temperature: numberFlag(flags.temperature, 'temperature', 0, (n) => n >= 0 && Number.isFinite(n)),
+    topP: numberFlag(flags['top-p'], 'top-p', 0.9),
+    seed: numberFlag(flags.seed, 'seed', 42, (n) => Number.isSafeInteger(n) && n >= 0),
+    backend: backend as BackendName | 'auto',
+  }
+}
+
+export async function generateCommand(argv: string[], out: (line: string) => void): Promise<number> {
+  const flags = parseGenerateFlags(argv)
   if (flags.help) {
     out(GENERATE_USAGE)
     return 0
   }
-  const maxTokens = numberFlag(flags['max-tokens'], 'max-tokens', 64, (n) => Number.isInteger(n) && n >= 0)
-  const temperature = numberFlag(flags.temperature, 'temperature', 0, (n) => n >= 0 && Number.isFinite(n))
-  const topP = numberFlag(flags['top-p'], 'top-p', 0.9)
-  const seed = numberFlag(flags.seed, 'seed', 42, (n) => Number.isSafeInteger(n) && n >= 0)
-  const backend = flags.backend! as BackendName | 'auto'
-  if (!isBackendName(backend) && backend !== 'auto') throw new TabmeshError('bad-argument', `--backend ${backend} is not available; use ref, wasm, webgpu or auto`)
-
-  const model = flags.model ?? DEFAULT_MODEL_ID
+  const { maxTokens, temperature, topP, seed, backend, model } = flags
   const isFile = /[\\/]/.test(model) || model.endsWith('.bin')
   if (backend !== 'ref') {
     if (isFile || flags.tokenizer) throw new TabmeshError('bad-argument', `--backend ${backend} runs in Chromium against the models directory: give --model a model id (and --models-dir), not files`)
-    const request = { model, prompt: flags.prompt ?? '', maxTokens, temperature, topP, seed, backend }
-    const result = await withHeadlessTab({ modelsDir: flags['models-dir'] }, (tab) => tab.call('generate', request))
+    const request = { model, prompt: flags.prompt, maxTokens, temperature, topP, seed, backend }
+    const result = await withHeadlessTab({ modelsDir: flags.modelsDir }, (tab) => tab.call('generate', request))
     out(flags.json ? JSON.stringify(result) : result.text)
     return 0
   }
@@ -78,12 +92,12 @@ export async function generateCommand(argv: string[], out: (line: string) => voi
   } else {
     // a model id: any format, through the same registry loaders the tabs use; Q8_0 / Q4_0 stay in blocks
     if (flags.tokenizer) throw new TabmeshError('bad-argument', '--tokenizer goes with a checkpoint file; a model id brings its own tokenizer')
-    const local = await openLocalModel(resolveModelsDir(flags['models-dir']), model)
+    const local = await openLocalModel(resolveModelsDir(flags.modelsDir), model)
     slice = await loadEntrySlice(local.entry, local.open, undefined, { keepQuantized: true })
     tokenizer = await loadEntryTokenizer(local.entry, local.open)
   }
   const engine = createReferenceEngine(slice)
-  const promptTokens = tokenizer.encode(flags.prompt ?? '')
+  const promptTokens = tokenizer.encode(flags.prompt)
 
   const tokens: number[] = []
   const started = performance.now()

@@ -1,6 +1,7 @@
 import { startRelayNode, type RelayNode } from '../relay/libp2p-relay.ts'
 import { TabmeshError } from '../../core/errors.ts'
 import { numberFlag, parseFlags } from './args.ts'
+import { untilStopped } from './lifetime.ts'
 
 export const RELAY_USAGE = `tabmesh relay [options]      run the libp2p relay alone (WebRTC signalling and gossip for tabs)
   --host <addr>          interface to bind (default 127.0.0.1)
@@ -26,29 +27,31 @@ export function listenError(err: unknown): string {
   return code ? code[1] : String(e.message).split('\n')[0]
 }
 
-/** Resolves on SIGINT or SIGTERM. */
-export function untilSignal(): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const stop = () => resolve()
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
-  })
-}
-
-export async function relayCommand(argv: string[], out: (line: string) => void): Promise<number> {
+/** `tabmesh relay`'s flags, checked: an unknown flag or a bad value is a 'bad-argument' error. */
+export function parseRelayFlags(argv: string[]) {
   const flags = parseFlags(argv, {
     host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, 'max-reservations': { type: 'string' },
     help: { type: 'boolean', default: false },
   })
+  if (flags.help) return { help: true as const }
+  return {
+    help: false as const,
+    host: flags.host!,
+    port: numberFlag(flags.port, 'port', 9090, isPort),
+    maxReservations: numberFlag(flags['max-reservations'], 'max-reservations', 1024, (n) => Number.isInteger(n) && n > 0 && n <= 100_000),
+  }
+}
+
+export async function relayCommand(argv: string[], out: (line: string) => void): Promise<number> {
+  const flags = parseRelayFlags(argv)
   if (flags.help) {
     out(RELAY_USAGE)
     return 0
   }
-  const port = numberFlag(flags.port, 'port', 9090, isPort)
-  const maxReservations = numberFlag(flags['max-reservations'], 'max-reservations', 1024, (n) => Number.isInteger(n) && n > 0 && n <= 100_000)
-  const relay = await listenRelay(flags.host!, port, maxReservations)
+  const { port, maxReservations } = flags
+  const relay = await listenRelay(flags.host, port, maxReservations)
   for (const addr of relay.multiaddrs) out(`relay ${addr}`)
-  await untilSignal()
+  await untilStopped()
   await relay.stop()
   return 0
 }

@@ -4,7 +4,8 @@ import { TabmeshError } from '../../core/errors.ts'
 import { resolveModelsDir, scanModels, PROJECT_ROOT } from '../models-dir.ts'
 import { startTabmeshServer, type TabmeshServer } from '../relay/server.ts'
 import { numberFlag, parseFlags } from './args.ts'
-import { listenError, untilSignal } from './relay.ts'
+import { listenError } from './relay.ts'
+import { untilStopped } from './lifetime.ts'
 import { launchHeadless, type HeadlessBrowser } from './browser.ts'
 
 export const START_USAGE = `tabmesh start [options]      serve the built site and the models, and run the libp2p relay (run \`npm start\` to build first)
@@ -15,31 +16,45 @@ export const START_USAGE = `tabmesh start [options]      serve the built site an
   --site-dir <dir>       built site (default dist/)
   --contributors N       headless contributor tabs hosting the default model (default 2; 0 for none)`
 
-export async function startCommand(argv: string[], out: (line: string) => void): Promise<number> {
+/** `tabmesh start`'s flags, checked before anything starts: an unknown flag or a bad value is a 'bad-argument' error. */
+export function parseStartFlags(argv: string[]) {
   const flags = parseFlags(argv, {
     host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, 'relay-port': { type: 'string' },
     'models-dir': { type: 'string' }, 'site-dir': { type: 'string' }, contributors: { type: 'string' }, help: { type: 'boolean', default: false },
   })
+  if (flags.help) return { help: true as const }
+  return {
+    help: false as const,
+    host: flags.host!,
+    port: numberFlag(flags.port, 'port', 8080, (n) => Number.isInteger(n) && n >= 0 && n < 65536),
+    relayPort: numberFlag(flags['relay-port'], 'relay-port', 0, (n) => Number.isInteger(n) && n >= 0 && n < 65536),
+    contributors: numberFlag(flags.contributors, 'contributors', 2, (n) => Number.isInteger(n) && n >= 0 && n <= 16),
+    modelsDir: flags['models-dir'],
+    siteDir: flags['site-dir'],
+  }
+}
+
+export async function startCommand(argv: string[], out: (line: string) => void): Promise<number> {
+  const flags = parseStartFlags(argv)
   if (flags.help) {
     out(START_USAGE)
     return 0
   }
-  const port = numberFlag(flags.port, 'port', 8080, (n) => Number.isInteger(n) && n >= 0 && n < 65536)
-  const relayPort = numberFlag(flags['relay-port'], 'relay-port', 0, (n) => Number.isInteger(n) && n >= 0 && n < 65536)
-  const siteDir = flags['site-dir'] ?? join(PROJECT_ROOT, 'dist')
+  const { port, relayPort, contributors } = flags
+  const siteDir = flags.siteDir ?? join(PROJECT_ROOT, 'dist')
   if (!existsSync(join(siteDir, 'index.html'))) throw new TabmeshError('bad-argument', `${siteDir} holds no built site; run \`npm run build\` first (or \`npm start\`, which builds)`)
-  const modelsDir = resolveModelsDir(flags['models-dir'])
-  const models = await scanModels(modelsDir, (m) => console.error(`tabmesh: ${m}`))
+  const modelsDir = resolveModelsDir(flags.modelsDir)
+  // hashes come from the models directory's hash cache; a large file hashed anew reports progress
+  const models = await scanModels(modelsDir, (m) => console.error(`tabmesh: ${m}`), { progress: (line) => console.error(`tabmesh: ${line}`) })
   if (models.length === 0) throw new TabmeshError('model-not-found', `${modelsDir} holds no usable model`)
   let server: TabmeshServer
   try {
-    server = await startTabmeshServer({ host: flags.host!, port, relayPort, siteDir, modelsDir, registry: { models } })
+    server = await startTabmeshServer({ host: flags.host, port, relayPort, siteDir, modelsDir, registry: { models } })
   } catch (err) {
     throw new TabmeshError('bad-argument', `cannot listen on ${flags.host} (HTTP port ${port}, relay port ${relayPort}): ${listenError(err)}`)
   }
   out(`tabmesh serving ${models.map((m) => m.id).join(', ')} from ${modelsDir}`)
   for (const addr of server.relay.multiaddrs) out(`relay ${addr}`)
-  const contributors = numberFlag(flags.contributors, 'contributors', 2, (n) => Number.isInteger(n) && n >= 0 && n <= 16)
   let browser: HeadlessBrowser | undefined
   if (contributors > 0) {
     browser = await launchHeadless(server.url)
@@ -50,7 +65,7 @@ export async function startCommand(argv: string[], out: (line: string) => void):
     }
   }
   out(`open ${server.url}`)
-  await untilSignal()
+  await untilStopped()
   await browser?.close().catch(() => {})
   await server.stop()
   return 0

@@ -1,10 +1,10 @@
 import { type BackendName, isBackendName } from '../../core/vocabulary.ts'
-import { TabmeshError } from '../../core/errors.ts'
+import { clip, TabmeshError } from '../../core/errors.ts'
 import type { TabChatRequest } from '../../cli-tab/main.ts'
 import { DEFAULT_MODEL_ID } from '../../model/source/registry.ts'
 import { numberFlag, parseFlags } from './args.ts'
 import { withHeadlessTab, type HeadlessTab } from './browser.ts'
-import { untilSignal } from './relay.ts'
+import { untilStopped } from './lifetime.ts'
 
 /** `tabmesh contribute` and `tabmesh chat`: a contributor or a client in headless Chromium. */
 export const CONTRIBUTE_USAGE = `tabmesh contribute --relay <url|multiaddr> [options]   host layers for the swarm until stopped (Ctrl-C leaves cleanly)
@@ -20,11 +20,12 @@ export const CHAT_USAGE = `tabmesh chat --relay <url|multiaddr> --prompt <text> 
   --system <text>        a system message before it (implies --chat)
   --max-tokens N, --temperature T, --top-p P, --seed S, --json   as for generate; --json adds the route`
 
-function relayTarget(relay: string | undefined): { siteUrl?: string; multiaddrs?: string[] } {
+/** Where --relay points: the site (http(s) URL) or the relay's multiaddr. */
+export function relayTarget(relay: string | undefined): { siteUrl?: string; multiaddrs?: string[] } {
   if (!relay) throw new TabmeshError('bad-argument', '--relay <url|multiaddr> is required')
   if (/^https?:\/\//.test(relay)) return { siteUrl: relay.endsWith('/') ? relay : relay + '/' }
   if (relay.startsWith('/')) return { multiaddrs: [relay] }
-  throw new TabmeshError('bad-argument', `--relay ${relay} is neither an http(s) URL nor a multiaddr`)
+  throw new TabmeshError('bad-argument', `--relay ${clip(relay, 100)} is neither an http(s) URL nor a multiaddr`)
 }
 
 async function onTab<T>(relay: string | undefined, modelsDir: string | undefined, work: (tab: HeadlessTab) => Promise<T>): Promise<T> {
@@ -38,25 +39,35 @@ async function onTab<T>(relay: string | undefined, modelsDir: string | undefined
 function parseLayers(value: string | undefined) {
   if (value === undefined) return undefined
   const m = /^(\d+):(\d+)$/.exec(value)
-  if (!m || Number(m[1]) >= Number(m[2])) throw new TabmeshError('bad-argument', `--layers ${value} should be a:b with a < b`)
+  // a layer index is a u16 on the wire (activation frames): larger ones are no model's
+  if (!m || Number(m[1]) >= Number(m[2]) || Number(m[2]) > 0xffff) throw new TabmeshError('bad-argument', `--layers ${clip(value, 40)} should be a:b with a < b <= 65535`)
   return { start: Number(m[1]), end: Number(m[2]) }
 }
 
-export async function contributeCommand(argv: string[], out: (line: string) => void): Promise<number> {
+/** `tabmesh contribute`'s flags, checked: an unknown flag or a bad value is a 'bad-argument' error. */
+export function parseContributeFlags(argv: string[]) {
   const flags = parseFlags(argv, {
     relay: { type: 'string' }, model: { type: 'string' }, layers: { type: 'string' }, backend: { type: 'string', default: 'auto' },
     'models-dir': { type: 'string' }, help: { type: 'boolean', default: false },
   })
-  if (flags.help) return (out(CONTRIBUTE_USAGE), 0)
+  if (flags.help) return { help: true as const }
   const backend = flags.backend!
-  if (!isBackendName(backend) && backend !== 'auto') throw new TabmeshError('bad-argument', `--backend ${backend} is not one of auto, wasm, webgpu, ref`)
-  const layers = parseLayers(flags.layers)
-  return onTab(flags.relay, flags['models-dir'], async (tab) => {
-    const info = await tab.call('contribute', { model: flags.model, layers, backend: backend as BackendName | 'auto' })
+  if (!isBackendName(backend) && backend !== 'auto') throw new TabmeshError('bad-argument', `--backend ${clip(backend, 40)} is not one of auto, wasm, webgpu, ref`)
+  return { help: false as const, relay: flags.relay, model: flags.model, layers: parseLayers(flags.layers), backend: backend as BackendName | 'auto', modelsDir: flags['models-dir'] }
+}
+
+export async function contributeCommand(argv: string[], out: (line: string) => void): Promise<number> {
+  const flags = parseContributeFlags(argv)
+  if (flags.help) return (out(CONTRIBUTE_USAGE), 0)
+  const { backend, layers } = flags
+  return onTab(flags.relay, flags.modelsDir, async (tab) => {
+    const info = await tab.call('contribute', { model: flags.model, layers, backend })
     out(JSON.stringify({ contributing: info }))
-    await untilSignal()
-    await tab.call('stopContributing', 'the contributor was stopped (SIGINT/SIGTERM)')
-    out(JSON.stringify({ stopped: await tab.call('contributorStats') ?? null }))
+    const why = await untilStopped()
+    // the totals, read while the contribution still exists (stopping it drops them)
+    const stats = await tab.call('contributorStats')
+    await tab.call('stopContributing', `the contributor was stopped (${why})`)
+    out(JSON.stringify({ stopped: stats ?? null }))
     return 0
   })
 }

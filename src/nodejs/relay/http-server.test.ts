@@ -56,3 +56,55 @@ describe('relay HTTP: registry and model files', () => {
     expect((await fetch(`${base}index.html`)).status).toBe(404)
   })
 })
+
+describe('relay HTTP: bad requests', () => {
+  it('answers GET /%E0 (a malformed percent-encoding) with 400 and keeps serving', async () => {
+    const res = await fetch(`${base}%E0`)
+    expect(res.status).toBe(400)
+    expect(await res.text()).toMatch(/malformed/)
+    expect((await fetch(`${base}models`)).status).toBe(200)
+  })
+
+  const file = `models/stories260K/stories260K.bin`
+  const size = stories260K.weights.byteLength
+  const ranged = (range: string, init: RequestInit = {}) => fetch(`${base}${file}`, { ...init, headers: { Range: range } })
+
+  it('ignores an inverted range (sirv threw after writing the head) and keeps serving', async () => {
+    const res = await ranged('bytes=10-5')
+    expect(res.status).toBe(200)
+    expect((await res.arrayBuffer()).byteLength).toBe(size)
+    expect((await fetch(`${base}models`)).status).toBe(200)
+  })
+
+  it('sends exactly the bytes of a one-byte range and of a suffix range', async () => {
+    const first = await ranged('bytes=0-0')
+    expect(first.status).toBe(206)
+    expect(first.headers.get('content-range')).toBe(`bytes 0-0/${size}`)
+    expect(new Uint8Array(await first.arrayBuffer())).toEqual(stories260K.weights.subarray(0, 1))
+    const suffix = await ranged('bytes=-4')
+    expect(suffix.status).toBe(206)
+    expect(suffix.headers.get('content-range')).toBe(`bytes ${size - 4}-${size - 1}/${size}`)
+    expect(new Uint8Array(await suffix.arrayBuffer())).toEqual(stories260K.weights.subarray(size - 4))
+  })
+
+  it('answers an unsatisfiable range with 416 and the size', async () => {
+    for (const range of [`bytes=${size}-`, 'bytes=-0', `bytes=${size + 5}-${size + 9}, ${size * 2}-`]) {
+      const res = await ranged(range)
+      expect(res.status, range).toBe(416)
+      expect(res.headers.get('content-range')).toBe(`bytes */${size}`)
+      expect(await res.text()).toMatch(/not satisfiable/)
+    }
+  })
+
+  it('answers HEAD with the length and no body, and other methods with 405', async () => {
+    const head = await fetch(`${base}${file}`, { method: 'HEAD' })
+    expect(head.status).toBe(200)
+    expect(head.headers.get('content-length')).toBe(String(size))
+    expect((await head.arrayBuffer()).byteLength).toBe(0)
+    for (const path of [file, 'models', 'relay', 'index.html']) {
+      const res = await fetch(`${base}${path}`, { method: 'DELETE' })
+      expect(res.status, path).toBe(405)
+      expect(res.headers.get('allow')).toBe('GET, HEAD, OPTIONS')
+    }
+  })
+})

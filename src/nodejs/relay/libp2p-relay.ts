@@ -7,7 +7,7 @@
  * talking without it.
  */
 import './polyfill.ts'
-import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { circuitRelayServer, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
@@ -30,7 +30,7 @@ export interface RelayNodeOptions {
   validation?: MeshValidatorOptions
 }
 
-export type RelayLibp2p = Libp2p<{ identify: ReturnType<ReturnType<typeof identify>>; ping: ReturnType<ReturnType<typeof ping>>; relay: unknown; pubsub: MeshPubSub }>
+export type RelayLibp2p = Libp2p<{ identify: ReturnType<ReturnType<typeof identify>>; ping: ReturnType<ReturnType<typeof ping>>; relay: CircuitRelayService; pubsub: MeshPubSub }>
 
 export interface RelayNode {
   libp2p: RelayLibp2p
@@ -79,6 +79,17 @@ export async function startRelayNode(options: RelayNodeOptions): Promise<RelayNo
     },
   })) as unknown as RelayLibp2p
   for (const topic of MESH_TOPICS) libp2p.services.pubsub.subscribe(topic)
+  // circuit-relay-v2 keeps a reservation until its TTL (2 h) even after its peer has gone: peers
+  // that reserve and leave (a flood, or tabs reloading under new peer ids) would hold every slot
+  // and lock new tabs out. A reservation is of use only while its peer is connected (the relay
+  // reaches it over that connection), so it is freed, its timer stopped, when the peer disconnects.
+  libp2p.addEventListener('peer:disconnect', (evt) => {
+    const reservations = libp2p.services.relay.reservations
+    const reservation = reservations.get(evt.detail)
+    if (!reservation) return
+    reservation.signal.clear()
+    reservations.delete(evt.detail)
+  })
   return {
     libp2p,
     peerId: libp2p.peerId.toString(),

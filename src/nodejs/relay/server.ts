@@ -3,7 +3,7 @@
  * the model registry, which tells tabs where the relay listens (GET /relay).
  */
 import type { Server } from 'node:http'
-import { startHttpServer, type HttpServerOptions } from './http-server.ts'
+import { startHttpServer, type HttpServerOptions, type HttpStats } from './http-server.ts'
 import { startRelayNode, type RelayNode } from './libp2p-relay.ts'
 
 export interface TabmeshServerOptions extends Omit<HttpServerOptions, 'relay'> {
@@ -17,6 +17,8 @@ export interface TabmeshServer {
   url: string
   relay: RelayNode
   http: Server
+  /** What the HTTP side has answered since start. */
+  httpStats: HttpStats
   stop(): Promise<void>
 }
 
@@ -24,8 +26,9 @@ export async function startTabmeshServer(options: TabmeshServerOptions): Promise
   const relay = await startRelayNode({ host: options.host, port: options.relayPort, maxReservations: options.maxReservations })
   let http: Server
   let url: string
+  let httpStats: HttpStats
   try {
-    ({ server: http, url } = await startHttpServer({ ...options, relay: { peerId: relay.peerId, multiaddrs: relay.multiaddrs } }))
+    ({ server: http, url, stats: httpStats } = await startHttpServer({ ...options, relay: { peerId: relay.peerId, multiaddrs: relay.multiaddrs } }))
   } catch (err) {
     await relay.stop()
     throw err
@@ -34,6 +37,7 @@ export async function startTabmeshServer(options: TabmeshServerOptions): Promise
     url,
     relay,
     http,
+    httpStats,
     async stop() {
       http.closeAllConnections()
       await new Promise<void>((resolve) => http.close(() => resolve()))

@@ -1,3 +1,4 @@
+import { createRecordHeap } from './heap.ts'
 import { clip, TabmeshError } from '../../core/errors.ts'
 import { createUtf8StreamDecoder, type StreamDecoder, type Tokenizer } from './tokenizer.ts'
 
@@ -130,52 +131,6 @@ export function splitByRegex(text: string, regex: RegExp, behavior: SplitBehavio
 
 // ---- the merge loop ----
 
-/** A min-heap of candidate merges ordered by (rank, position). */
-function createMergeHeap() {
-  let rank = new Int32Array(64)
-  let pos = new Int32Array(64)
-  let id = new Int32Array(64)
-  let size = 0
-  const less = (a: number, b: number) => rank[a] < rank[b] || (rank[a] === rank[b] && pos[a] < pos[b])
-  const swap = (a: number, b: number) => {
-    let t = rank[a]; rank[a] = rank[b]; rank[b] = t
-    t = pos[a]; pos[a] = pos[b]; pos[b] = t
-    t = id[a]; id[a] = id[b]; id[b] = t
-  }
-  return {
-    get size() { return size },
-    clear() { size = 0 },
-    push(r: number, p: number, i: number) {
-      if (size === rank.length) {
-        const grow = (a: Int32Array) => { const n = new Int32Array(a.length * 2); n.set(a); return n }
-        rank = grow(rank); pos = grow(pos); id = grow(id)
-      }
-      rank[size] = r; pos[size] = p; id[size] = i
-      for (let c = size++; c > 0;) {
-        const parent = (c - 1) >> 1
-        if (!less(c, parent)) break
-        swap(c, parent)
-        c = parent
-      }
-    },
-    /** Pops the smallest into out = [rank, pos, id]. */
-    pop(out: Int32Array) {
-      out[0] = rank[0]; out[1] = pos[0]; out[2] = id[0]
-      size--
-      rank[0] = rank[size]; pos[0] = pos[size]; id[0] = id[size]
-      for (let c = 0; ;) {
-        const l = 2 * c + 1, r = l + 1
-        let m = c
-        if (l < size && less(l, m)) m = l
-        if (r < size && less(r, m)) m = r
-        if (m === c) break
-        swap(c, m)
-        c = m
-      }
-    },
-  }
-}
-
 export interface BpeTokenizer extends Tokenizer {
   readonly spec: BpeTokenizerSpec
   readonly addBos: boolean
@@ -212,8 +167,9 @@ export function createBpeTokenizer(spec: BpeTokenizerSpec): BpeTokenizer {
   let symNext = new Int32Array(256)
   let symPrev = new Int32Array(256)
   let symText: string[] = []
-  const heap = createMergeHeap()
-  const popped = new Int32Array(3)
+  // candidate merges (rank, left position, merged id), lowest rank first, then leftmost
+  const heap = createRecordHeap(3, (d, a, b) => d[a] < d[b] || (d[a] === d[b] && d[a + 1] < d[b + 1]))
+  const popped = new Float64Array(3)
   const cache = new Map<string, number[]>()
 
   function pushUnknown(text: string, out: number[]): void {

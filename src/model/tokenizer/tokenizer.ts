@@ -1,3 +1,4 @@
+import { createRecordHeap } from './heap.ts'
 import { TabmeshError } from '../../core/errors.ts'
 
 /**
@@ -74,55 +75,6 @@ export function parseLlama2cTokenizer(bytes: Uint8Array, vocabSize: number, name
   return createBpeTokenizer(pieces, scores, name)
 }
 
-/**
- * Merge candidates (adjacent symbols whose concatenation is a piece) as a max-heap by
- * (score, then leftmost position): the pair run.c's loop would pick, found in O(log n) instead of
- * a scan of the whole text per merge.
- */
-function createCandidateHeap() {
-  // entry k: score[k], then (left, right, leftVersion, rightVersion) at ints[4k..4k+3]; left is the
-  // left symbol's position in the text (symbols never move, so it orders candidates left to right)
-  let score = new Float64Array(64)
-  let ints = new Int32Array(256)
-  let size = 0
-  const above = (a: number, b: number) => score[a] > score[b] || (score[a] === score[b] && ints[4 * a] < ints[4 * b])
-  const swap = (a: number, b: number) => {
-    const s = score[a]; score[a] = score[b]; score[b] = s
-    for (let k = 0; k < 4; k++) { const t = ints[4 * a + k]; ints[4 * a + k] = ints[4 * b + k]; ints[4 * b + k] = t }
-  }
-  return {
-    get size() { return size },
-    push(s: number, l: number, r: number, lv: number, rv: number) {
-      if (size === score.length) {
-        const grownScore = new Float64Array(size * 2); grownScore.set(score); score = grownScore
-        const grownInts = new Int32Array(size * 8); grownInts.set(ints); ints = grownInts
-      }
-      score[size] = s
-      ints[4 * size] = l; ints[4 * size + 1] = r; ints[4 * size + 2] = lv; ints[4 * size + 3] = rv
-      for (let c = size++; c > 0;) {
-        const parent = (c - 1) >> 1
-        if (!above(c, parent)) break
-        swap(c, parent)
-        c = parent
-      }
-    },
-    /** Removes the top into out = [left, right, leftVersion, rightVersion]. */
-    pop(out: Int32Array): void {
-      for (let k = 0; k < 4; k++) out[k] = ints[k]
-      swap(0, --size)
-      for (let c = 0; ;) {
-        const l = 2 * c + 1, r = l + 1
-        let m = c
-        if (l < size && above(l, m)) m = l
-        if (r < size && above(r, m)) m = r
-        if (m === c) break
-        swap(c, m)
-        c = m
-      }
-    },
-  }
-}
-
 function createBpeTokenizer(pieces: Uint8Array[], scores: Float32Array, name: string): Tokenizer {
   const vocabSize = pieces.length
   const bosId = 1
@@ -171,8 +123,10 @@ function createBpeTokenizer(pieces: Uint8Array[], scores: Float32Array, name: st
     const next = Int32Array.from({ length: n }, (_, i) => (i + 1 < n ? i + 1 : -1))
     const prev = Int32Array.from({ length: n }, (_, i) => i - 1)
     const version = new Int32Array(n) // -1: merged into its left neighbour
-    const heap = createCandidateHeap()
-    const top = new Int32Array(4)
+    // candidates (score, left, right, leftVersion, rightVersion), highest score first, then leftmost:
+    // the pair run.c's loop would pick, found in O(log n) instead of a scan of the text per merge
+    const heap = createRecordHeap(5, (d, a, b) => d[a] > d[b] || (d[a] === d[b] && d[a + 1] < d[b + 1]))
+    const top = new Float64Array(5)
     const consider = (l: number) => {
       const r = next[l]
       if (l < 0 || r < 0) return
@@ -182,7 +136,7 @@ function createBpeTokenizer(pieces: Uint8Array[], scores: Float32Array, name: st
     for (let i = 0; i + 1 < n; i++) consider(i)
     while (heap.size > 0) {
       heap.pop(top)
-      const [l, r, lv, rv] = top
+      const l = top[1], r = top[2], lv = top[3], rv = top[4]
       if (version[l] !== lv || version[r] !== rv || next[l] !== r) continue
       keys[l] += keys[r]
       tokens[l] = ids.get(keys[l])!

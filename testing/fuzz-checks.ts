@@ -30,32 +30,28 @@ function checkTime(started: number, label: string): void {
   expect(ms, `${label} took ${ms.toFixed(0)} ms`).toBeLessThan(CASE_TIME_LIMIT_MS)
 }
 
+/** Judges one case's result: within the time bound, and a value or a typed error. */
+function judge<T>(started: number, label: string, settled: { value: T } | { error: unknown }, codes: readonly ErrorCode[], mentions?: RegExp): Outcome<T> {
+  checkTime(started, label)
+  if ('value' in settled) return { ok: true, value: settled.value }
+  expectTypedError(settled.error, codes, mentions)
+  return { ok: false, error: settled.error }
+}
+
 /** Runs `fn` within the time bound; returns its value, or the TabmeshError it threw (checked by expectTypedError). */
 export function outcome<T>(fn: () => T, codes: readonly ErrorCode[], mentions?: RegExp, label = 'a case'): Outcome<T> {
   const started = performance.now()
-  try {
-    const value = fn()
-    checkTime(started, label)
-    return { ok: true, value }
-  } catch (error) {
-    checkTime(started, label)
-    expectTypedError(error, codes, mentions)
-    return { ok: false, error }
-  }
+  let settled: { value: T } | { error: unknown }
+  try { settled = { value: fn() } } catch (error) { settled = { error } }
+  return judge(started, label, settled, codes, mentions)
 }
 
 /** outcome() for async surfaces (model readers). */
 export async function outcomeAsync<T>(fn: () => Promise<T>, codes: readonly ErrorCode[], mentions?: RegExp, label = 'a case'): Promise<Outcome<T>> {
   const started = performance.now()
-  try {
-    const value = await fn()
-    checkTime(started, label)
-    return { ok: true, value }
-  } catch (error) {
-    checkTime(started, label)
-    expectTypedError(error, codes, mentions)
-    return { ok: false, error }
-  }
+  let settled: { value: T } | { error: unknown }
+  try { settled = { value: await fn() } } catch (error) { settled = { error } }
+  return judge(started, label, settled, codes, mentions)
 }
 
 /** Thrown by the allocation guard; never a TabmeshError, so a fuzz property that meets one fails. */

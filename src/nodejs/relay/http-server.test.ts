@@ -108,3 +108,28 @@ describe('relay HTTP: bad requests', () => {
     }
   })
 })
+
+describe('relay HTTP: the site', () => {
+  it('revalidates a site file with 304 (ETag) and a missing path with the SPA fallback, with no handler error', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs')
+    const { join } = await import('node:path')
+    const { tmpdir } = await import('node:os')
+    const siteDir = mkdtempSync(join(tmpdir(), 'tabmesh-site-'))
+    writeFileSync(join(siteDir, 'index.html'), '<!doctype html><title>site</title>')
+    const errors: unknown[] = []
+    const site = await startHttpServer({ host: '127.0.0.1', port: 0, siteDir, modelsDir, registry: { models: [] }, onError: (err) => errors.push(err) })
+    try {
+      const first = await fetch(new URL('index.html', site.url))
+      expect(first.status).toBe(200)
+      expect(await first.text()).toContain('<title>site</title>')
+      const etag = first.headers.get('etag')
+      expect(etag).toBeTruthy()
+      const again = await fetch(new URL('index.html', site.url), { headers: { 'If-None-Match': etag! } })
+      expect(again.status).toBe(304)
+      expect((await fetch(new URL('some/route', site.url))).status).toBe(200) // the single-page fallback
+      expect(errors).toEqual([])
+    } finally {
+      await new Promise<void>((r) => site.server.close(() => r()))
+    }
+  })
+})

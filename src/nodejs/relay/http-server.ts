@@ -230,7 +230,8 @@ export function createHttpHandler(options: Omit<HttpServerOptions, 'host' | 'por
     // sirv pipes a file stream into the response without an error listener: a file deleted since
     // sirv indexed the site would throw in the event loop; end the response instead
     res.once('pipe', (source) => source.on('error', () => res.destroy()))
-    return site(req, res, () => sendText(res, 404, `not found: ${path.slice(0, 200)}`))
+    // sirv's handler returns whatever res.end() gave (a 304) or nothing: not a promise to wait on
+    site(req, res, () => sendText(res, 404, `not found: ${path.slice(0, 200)}`))
   }
 
   const fail = (req: IncomingMessage, res: ServerResponse, err: unknown) => {
@@ -254,7 +255,7 @@ export function createHttpHandler(options: Omit<HttpServerOptions, 'host' | 'por
     }
     try {
       const pending = route(req, res)
-      if (pending) pending.catch((err: unknown) => fail(req, res, err))
+      if (pending instanceof Promise) pending.catch((err: unknown) => fail(req, res, err))
     } catch (err) {
       fail(req, res, err)
     }

@@ -141,7 +141,8 @@ for (const run of FAMILY_RUNS) {
     expect(r.prefill.maxLogitDiff, what).toBeLessThanOrEqual(tolerance)
     expect(r.decode.maxLogitDiff, what).toBeLessThanOrEqual(tolerance)
     expect(r.prefill.argmaxMismatches + r.decode.argmaxMismatches, what).toBe(0)
-    expect(r.greedy.webgpu).toHaveLength(16)
+    // a random model may sample BOS/EOS before 16 tokens (generation then ends, as in the reference)
+    expect(r.greedy.reference.length, what).toBeGreaterThan(0)
     expect(r.greedy.webgpu, what).toEqual(r.greedy.reference)
     if (run.bias) {
       expect(r.withoutBias, what).toBeGreaterThan(100 * tolerance)

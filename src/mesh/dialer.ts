@@ -10,6 +10,7 @@
  */
 import type { Connection } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { retryWaitMs } from './relay-link.ts'
 
 export interface DialerOptions {
   selfId: string
@@ -155,7 +156,7 @@ export function createDialer(options: DialerOptions): Dialer {
       }
       if (want.attempt === 0) log(`tabmesh: dial to ${want.peerId} failed (${(err as Error).message}); retrying with backoff`)
       want.attempt++
-      if (wants.get(want.peerId) === want) schedule(want, now() + Math.min(maxBackoffMs, firstBackoffMs * 2 ** (want.attempt - 1)))
+      if (wants.get(want.peerId) === want) schedule(want, now() + retryWaitMs(want.attempt, firstBackoffMs, maxBackoffMs, 0.5)) // 0.5: no jitter
     } finally {
       clearTimeout(timeout)
       want.inFlight = false

@@ -1,8 +1,12 @@
 /**
  * The dependency rules of ../shared/ARCHITECTURE.md, checked by `npm run check:deps` (part of `npm test`).
  *
- *   core <- model <- engine <- swarm <- trust/economy <- ui, embed, cli-tab (browser pages)
- *   core <- mesh <- swarm                                  nodejs (Node only: relay, cli, models dir)
+ *   core <- model <- engine <- trust <- swarm <- economy <- ui, embed, cli-tab (browser pages)
+ *   core <- mesh <- swarm                                           nodejs (Node only: relay, cli, models dir)
+ *
+ * trust sits under swarm (ARCHITECTURE.md drew it above): the swarm's engine runs the spot checks
+ * and its routes skip revoked peers, so it uses trust's checker and reputation; trust itself
+ * knows nothing of hops, streams or routes (the swarm hands it executors).
  *
  * Each layer imports only the layers below it; test helpers (testing/), lab pages and harnesses
  * (lab/) and build tools (tools/) stay out of the product; browser code never reaches Node-only code.
@@ -23,8 +27,8 @@ module.exports = {
     layer('model', 'model', ['core']),
     layer('engine', 'engine', ['core', 'model']),
     layer('mesh', 'mesh', ['core']),
-    layer('swarm', 'swarm', ['core', 'model', 'engine', 'mesh']),
-    layer('trust', 'trust', ['core', 'model', 'engine', 'mesh', 'swarm']),
+    layer('trust', 'trust', ['core', 'model', 'engine']),
+    layer('swarm', 'swarm', ['core', 'model', 'engine', 'mesh', 'trust']),
     layer('economy', 'economy', ['core', 'model', 'engine', 'mesh', 'swarm', 'trust']),
     layer('ui', 'ui', ['core', 'model', 'engine', 'mesh', 'swarm', 'trust', 'economy']),
     layer('embed', 'embed', ['core', 'model', 'engine', 'mesh', 'swarm', 'trust', 'economy']),

@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'no-route' // no chain of peers covers the model's layers
   | 'hop-failed' // a peer on the route failed, stalled or returned bad tensors
   | 'aborted' // the caller stopped the operation
+  | 'rewind' // outputs from a position on were found wrong and are void: generate again from there (Rewind)
 
 export class TabmeshError extends Error {
   readonly code: ErrorCode
@@ -27,6 +28,19 @@ export class TabmeshError extends Error {
     super(message)
     this.name = 'TabmeshError'
     this.code = code
+  }
+}
+
+/**
+ * An engine's outputs from `position` on were wrong (a spot check caught a peer that lied) and are
+ * void; the engine has already repaired itself. The generation loop starts again at `position`:
+ * tokens sampled from those outputs are dropped, the ones before are kept.
+ */
+export class Rewind extends TabmeshError {
+  readonly position: number
+  constructor(position: number, why: string) {
+    super('rewind', `outputs from position ${position} on are void: ${why}`)
+    this.position = position
   }
 }
 

@@ -24,4 +24,12 @@ export interface Engine {
   head(hidden: Float32Array): Promise<Float32Array>
   /** Forgets every cached position (a new conversation). */
   reset(): Promise<void>
+  /**
+   * Engines whose outputs are checked after the fact (the swarm's spot checks): positions below
+   * committed() are final; forward() or settle() may throw core's Rewind for a position at or
+   * above it. Absent: every output is final at once.
+   */
+  committed?(): number
+  /** Waits until every output so far is final (committed() covers them), or throws Rewind. */
+  settle?(): Promise<void>
 }

@@ -1,6 +1,7 @@
 import { type LayerRange } from '../core/vocabulary.ts'
-import { TabmeshError } from '../core/errors.ts'
+import { Rewind, TabmeshError } from '../core/errors.ts'
 import type { Engine } from '../engine/engine.ts'
+import { createChecker, SELF, type AuditLog, type CheckEvent, type Checker, type CheckerOptions, type ExecutionKind, type Reputation, type SpanRunner, type TrackedHop } from '../trust/index.ts'
 import type { FrameChannel } from './channel.ts'
 import type { Dtype } from './frames.ts'
 import { openHop, type Hop } from './hop.ts'
@@ -15,7 +16,23 @@ import { planRoute, type RouteCandidate, type RouteHop } from './route.ts'
  * new route is planned for that hop's span, the kept inputs are replayed to rebuild the new hosts'
  * KV caches at the same positions, and the step continues. Under greedy decoding the output is
  * the same as an uninterrupted run.
+ *
+ * Spot checks (with `trust`): every hop's work is checked by src/trust's checker, after the fact,
+ * on an independent executor. A hop caught lying is banned for the session, its span re-routed
+ * and replayed from the inputs kept, every hop's cache is cut back to the first wrong position, and
+ * forward() throws Rewind so the generation loop goes on from there (generateTokens handles it).
  */
+export interface SwarmTrustOptions extends Pick<CheckerOptions, 'windowRows' | 'selfCheckShare' | 'random' | 'fingerprintSeed' | 'maxPendingWindows'> {
+  reputation: Reputation
+  audit?: AuditLog
+  /** The client's own engine for a span (loads its layers): the verifier of last resort and the usual referee. */
+  localSpan?(span: LayerRange): Promise<Engine & { close?(): void }>
+  /** What a peer runs on, for the honest tolerance between two executions. */
+  kindOf?(peerId: string): ExecutionKind
+  /** Called when a peer is caught (e.g. to lower its gossip score). */
+  onCaught?(peerId: string): void
+}
+
 export interface SwarmEngineOptions {
   local: Engine // holds the embedding and the head
   modelId: string
@@ -26,11 +43,14 @@ export interface SwarmEngineOptions {
   hopTimeoutMs?: number
   maxFailovers?: number
   onEvent?(event: SwarmEvent): void
+  trust?: SwarmTrustOptions
 }
 
 export type SwarmEvent =
   | { type: 'route'; hops: RouteHop[] }
   | { type: 'failover'; peerId: string; layers: LayerRange; reason: string; replacement: RouteHop[]; recoveryMs: number }
+  | { type: 'check'; check: CheckEvent }
+  | { type: 'caught'; peerId: string; layers: LayerRange; position: number; outcome: 'failed' | 'inconclusive'; reason: string; replacement: RouteHop[] }
 
 export interface HopTiming {
   peerId: string
@@ -41,6 +61,18 @@ export interface HopTiming {
 interface LiveHop {
   hop: Hop
   history: { positions: Int32Array; hidden: Float32Array }[] // inputs sent, in order
+  tracked?: TrackedHop // its spot checks
+}
+
+/** `history` without positions >= `position`. */
+function cutHistory(history: LiveHop['history'], position: number, dim: number): LiveHop['history'] {
+  const kept: LiveHop['history'] = []
+  for (const e of history) {
+    const n = e.positions.findIndex((p) => p >= position)
+    if (n === -1) kept.push(e)
+    else if (n > 0) kept.push({ positions: e.positions.slice(0, n), hidden: e.hidden.slice(0, n * dim) })
+  }
+  return kept
 }
 
 export interface SwarmEngine extends Engine {
@@ -48,6 +80,8 @@ export interface SwarmEngine extends Engine {
   lastRoute(): HopTiming[]
   /** Fails the hops served by `peerId` now (the peer table saw it leave), instead of waiting for a timeout. */
   peerGone(peerId: string): void
+  /** The spot checker, with `trust`. */
+  readonly checker?: Checker
   close(): void
 }
 
@@ -59,6 +93,69 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
   let failovers = 0
   let timings: HopTiming[] = []
   let lastFailure = '' // why the last banned peer was banned, for the no-route message
+  const trust = o.trust
+  const usable = () => (trust ? o.candidates().filter((c) => !trust.reputation.revoked(c.peerId)) : o.candidates())
+  const checker = trust && createChecker({
+    dim: config.dim,
+    reputation: trust.reputation,
+    audit: trust.audit,
+    dtype: o.dtype,
+    kindOf: (id) => (id === SELF ? { backend: o.local.backend } : trust.kindOf?.(id) ?? { backend: 'unknown' }),
+    openRunner,
+    windowRows: trust.windowRows, selfCheckShare: trust.selfCheckShare, random: trust.random, fingerprintSeed: trust.fingerprintSeed, maxPendingWindows: trust.maxPendingWindows,
+  })
+  checker?.onCheck((check) => o.onEvent?.({ type: 'check', check }))
+
+  /** An executor for a spot check: a peer hosting all of `span` (weighted by reputation), or this client. */
+  async function openRunner(span: LayerRange, exclude: ReadonlySet<string>, preferSelf: boolean): Promise<SpanRunner | undefined> {
+    const self = async (): Promise<SpanRunner | undefined> => {
+      if (!trust?.localSpan) return undefined
+      const engine = await trust.localSpan(span)
+      return { peerId: SELF, kind: { backend: engine.backend }, maxRows: 32, forward: (positions, hidden) => engine.forward(hidden, positions), close: () => engine.close?.() }
+    }
+    if (preferSelf && trust?.localSpan) return self()
+    const seen = new Set<string>()
+    const peers = usable().filter((c) => c.layers.start <= span.start && span.end <= c.layers.end && !exclude.has(c.peerId) && !banned.has(c.peerId) && !seen.has(c.peerId) && seen.add(c.peerId))
+    if (peers.length === 0) return self()
+    // a random pick, better-reputed peers more likely: a peer cannot arrange to check itself or its friends
+    const weights = peers.map((c) => 1 + Math.max(0, trust!.reputation.score(c.peerId)))
+    let pick = (trust!.random ?? Math.random)() * weights.reduce((a, b) => a + b, 0)
+    let chosen = peers[peers.length - 1]
+    for (const [i, c] of peers.entries()) if ((pick -= weights[i]) < 0) { chosen = c; break }
+    const hop = await openHop(await o.connect(chosen.peerId), { peerId: chosen.peerId, modelId: o.modelId, layers: span, maxLength: o.maxLength, dim: config.dim, dtype: o.dtype, timeoutMs: o.hopTimeoutMs })
+    return { peerId: chosen.peerId, kind: trust!.kindOf?.(chosen.peerId) ?? { backend: 'unknown' }, maxRows: 32, forward: (p, h) => hop.forward(p, h), close: () => hop.close() }
+  }
+
+  /** Takes the checker's verdicts: a caught hop is replaced, every cache cut back, and generation rewinds. */
+  async function applyFailures(): Promise<void> {
+    if (!checker || !hops) return
+    let rewindTo = Infinity
+    let why = ''
+    for (let f = checker.takeFailure(); f; f = checker.takeFailure()) {
+      const i = hops.findIndex((h) => h.tracked?.id === f!.hopId)
+      if (i < 0) continue // that hop is gone already
+      const live = hops[i]
+      banned.add(live.hop.peerId)
+      lastFailure = f.reason
+      if (f.outcome === 'failed') trust!.onCaught?.(live.hop.peerId)
+      void trust!.audit?.append('ban', { peerId: live.hop.peerId, layers: [live.hop.layers.start, live.hop.layers.end], position: f.position, outcome: f.outcome, reason: f.reason }).catch(() => {})
+      live.tracked?.close()
+      live.hop.close(`caught by a spot check: ${f.reason}`)
+      const replacement = await rebuild(live.hop.layers, cutHistory(live.history, f.position, config.dim))
+      hops.splice(i, 1, ...replacement)
+      o.onEvent?.({ type: 'caught', peerId: live.hop.peerId, layers: live.hop.layers, position: f.position, outcome: f.outcome, reason: f.reason, replacement: replacement.map((r) => ({ peerId: r.hop.peerId, layers: r.hop.layers })) })
+      if (f.position < rewindTo) {
+        rewindTo = f.position
+        why = `peer ${live.hop.peerId} (layers [${live.hop.layers.start}, ${live.hop.layers.end})) ${f.outcome === 'failed' ? 'was caught lying' : 'could not be trusted'}: ${f.reason}`
+      }
+    }
+    if (rewindTo === Infinity) return
+    for (const live of hops) {
+      live.history = cutHistory(live.history, rewindTo, config.dim)
+      live.tracked?.truncate(rewindTo)
+    }
+    throw new Rewind(rewindTo, why)
+  }
 
   async function openRoute(route: RouteHop[]): Promise<LiveHop[]> {
     const opened: LiveHop[] = []
@@ -66,23 +163,28 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
       for (const r of route) {
         const channel = await o.connect(r.peerId)
         const hop = await openHop(channel, { peerId: r.peerId, modelId: o.modelId, layers: r.layers, maxLength: o.maxLength, dim: config.dim, dtype: o.dtype, timeoutMs: o.hopTimeoutMs })
-        opened.push({ hop, history: [] })
+        opened.push({ hop, history: [], tracked: checker?.track({ peerId: r.peerId, layers: r.layers }) })
       }
       return opened
     } catch (err) {
-      for (const h of opened) h.hop.close()
+      for (const h of opened) close(h)
       throw err
     }
   }
 
+  function close(h: LiveHop, reason?: string): void {
+    h.tracked?.close()
+    h.hop.close(reason)
+  }
+
   function closeAll(): void {
-    for (const h of hops ?? []) h.hop.close()
+    for (const h of hops ?? []) close(h)
     hops = undefined
   }
 
   const routeExists = (span: LayerRange) => {
     try {
-      planRoute(o.candidates(), span, banned)
+      planRoute(usable(), span, banned)
       return true
     } catch {
       return false
@@ -98,7 +200,7 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     for (;;) {
       let route: RouteHop[]
       try {
-        route = planRoute(o.candidates(), span, new Set([...banned, ...refusing]))
+        route = planRoute(usable(), span, new Set([...banned, ...refusing]))
       } catch (err) {
         if (!(err instanceof TabmeshError && err.code === 'no-route')) throw err
         // say why no route is left: the hosts that could serve it refused, or peers failed and none can stand in
@@ -117,13 +219,15 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
           let h = entry.hidden
           for (const live of opened) {
             current = { peerId: live.hop.peerId, layers: live.hop.layers }
-            live.history.push({ positions: entry.positions, hidden: h.slice() })
+            const input = h.slice()
+            live.history.push({ positions: entry.positions, hidden: input })
             h = await live.hop.forward(entry.positions, h)
+            await live.tracked?.record(entry.positions, input, h)
           }
         }
         return opened
       } catch (err) {
-        for (const h of opened) h.hop.close()
+        for (const h of opened) close(h)
         opened = []
         if (err instanceof TabmeshError && err.code === 'no-route') throw err
         if (current && err instanceof TabmeshError && err.code === 'refused') {
@@ -149,6 +253,7 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
       hops = await rebuild({ start: 0, end: config.nLayers }, [])
       o.onEvent?.({ type: 'route', hops: hops.map((l) => ({ peerId: l.hop.peerId, layers: l.hop.layers })) })
     }
+    await applyFailures()
     timings = []
     let h: Float32Array = hidden.slice()
     for (let i = 0; i < hops.length;) {
@@ -157,13 +262,14 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
       try {
         const out = await live.hop.forward(positions, h)
         live.history.push({ positions: positions.slice(), hidden: h })
+        await live.tracked?.record(positions, h, out)
         timings.push({ peerId: live.hop.peerId, layers: live.hop.layers, ms: performance.now() - started })
         h = out
         i++
       } catch (err) {
         if (++failovers > maxFailovers) throw err
         const noticed = performance.now()
-        live.hop.close()
+        close(live)
         banned.add(live.hop.peerId)
         lastFailure = (err as Error).message
         const replacement = await rebuild(live.hop.layers, live.history)
@@ -190,9 +296,18 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
       await o.local.reset()
     },
     lastRoute: () => timings,
+    checker,
+    committed: checker && (() => checker.committed()),
+    settle: checker && (async () => {
+      await checker.settle()
+      await applyFailures()
+    }),
     peerGone(peerId) {
       for (const h of hops ?? []) if (h.hop.peerId === peerId) h.hop.close('the peer table dropped it (it left, went silent or is draining)')
     },
-    close: closeAll,
+    close() {
+      closeAll()
+      checker?.close()
+    },
   }
 }

@@ -1,6 +1,7 @@
-// The `tabmesh` command (Node): generate, convert, describe, start, relay, contribute, chat. The
+// The `tabmesh` command (Node): generate, convert, describe, start, relay, contribute, chat, audit. The
 // browser backends and the swarm commands run in headless Chromium on src/cli-tab's page.
 import { isUserError } from '../../core/errors.ts'
+import { AUDIT_USAGE, auditCommand } from './audit.ts'
 import { CONVERT_USAGE, convertCommand } from './convert.ts'
 import { DESCRIBE_USAGE, describeCommand } from './describe.ts'
 import { GENERATE_USAGE, generateCommand } from './generate.ts'
@@ -23,7 +24,9 @@ ${CHAT_USAGE}
 
 ${CONVERT_USAGE}
 
-${DESCRIBE_USAGE}`
+${DESCRIBE_USAGE}
+
+${AUDIT_USAGE}`
 
 /** Runs one CLI command; returns the exit code. User errors print one line, no stack trace. */
 export async function main(argv: string[], out = (line: string) => console.log(line), err = (line: string) => console.error(line)): Promise<number> {
@@ -44,6 +47,8 @@ export async function main(argv: string[], out = (line: string) => console.log(l
         return await convertCommand(rest, out)
       case 'describe':
         return await describeCommand(rest, out)
+      case 'audit':
+        return await auditCommand(rest, out)
       case undefined:
       case 'help':
       case '--help':

@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest'
+import { quantizeSlice } from '../model/quant/quantize.ts'
+import { makeSyntheticLlama2c } from '../model/formats/synthetic.ts'
+import { loadLlama2c } from '../model/formats/llama2c.ts'
+import { memorySource } from '../model/source/byte-source.ts'
+import { memoryReputationStore, openReputation, REVOKE_BELOW } from '../trust/index.ts'
+import { GOLDEN_IDS, loadStories } from '../../testing/models.ts'
+import { ATTACKS, type Attack } from '../../testing/liars.ts'
+import { greedyIds, startPeer, trustSwarmEngine, type PeerSpec } from '../../testing/trust-swarm.ts'
+import type { SwarmEvent } from './swarm-engine.ts'
+
+const model = await loadStories()
+const c = model.config
+const impostors = {
+  quantized: quantizeSlice(model, 'q4_0'),
+  'other-model': await loadLlama2c(memorySource(makeSyntheticLlama2c({ dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, vocabSize: c.vocabSize, seqLen: c.seqLen, sharedClassifier: true }, 5))),
+}
+const golden = GOLDEN_IDS.slice(1)
+let seed = 1
+const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+
+/** A rogue on the route for [2, 4), honest peers around it and a standby (and, for collusion, its partner). */
+function swarmWith(attack: Attack | undefined, extra: PeerSpec[] = []) {
+  const liar: PeerSpec = { peerId: 'R', hosted: { start: 2, end: 4 }, model, hopMs: 1, attack, impostor: attack && (impostors as Record<string, typeof model>)[attack], seed: 3 }
+  return [
+    startPeer({ peerId: 'A', hosted: { start: 0, end: 2 }, model }),
+    startPeer(liar),
+    startPeer({ peerId: 'B', hosted: { start: 4, end: 5 }, model }),
+    startPeer({ peerId: 'S', hosted: { start: 2, end: 4 }, model, hopMs: 20 }),
+    ...extra.map(startPeer),
+  ]
+}
+
+describe('spot checks catch a contributor that lies', () => {
+  it.each(ATTACKS.map((a) => [a]))('%s: caught, banned, reputation lost, and the ids equal the honest run', async (attack) => {
+    const reputation = await openReputation(memoryReputationStore())
+    const events: SwarmEvent[] = []
+    // the colluder also hosts [2, 4) and lies the same way when asked to verify; the client's own run referees
+    const partner: PeerSpec[] = attack === 'collude' ? [{ peerId: 'R2', hosted: { start: 2, end: 4 }, model, hopMs: 30, attack: 'collude', seed: 3 }] : []
+    const peers = swarmWith(attack, partner)
+    const engine = trustSwarmEngine({ model, peers, events, selfSpans: true, trust: { reputation, random, selfCheckShare: attack === 'collude' ? 0.5 : 0.1 } })
+    const ids = await greedyIds(engine, 64)
+    engine.close()
+    expect(ids).toEqual(golden)
+    const caught = events.filter((e) => e.type === 'caught')
+    expect(caught.map((e) => e.type === 'caught' && e.peerId)).toContain('R')
+    expect(reputation.score('R')).toBeLessThanOrEqual(REVOKE_BELOW)
+    expect(reputation.revoked('R')).toBe(true)
+    expect(peers[1].lies()).toBeGreaterThan(0)
+    // nobody honest was accused
+    for (const id of ['A', 'B', 'S']) expect(reputation.get(id)?.failed ?? 0).toBe(0)
+  })
+
+  it('an honest swarm of ref and wasm peers on F32 and Q8_0 weights: no accusation over many sessions', async () => {
+    const reputation = await openReputation(memoryReputationStore())
+    const q8 = quantizeSlice(model, 'q8_0')
+    const peers = [
+      startPeer({ peerId: 'A', hosted: { start: 0, end: 3 }, model, backend: 'wasm' }),
+      startPeer({ peerId: 'A8', hosted: { start: 0, end: 3 }, model: q8, weights: 'q8_0' }),
+      startPeer({ peerId: 'B', hosted: { start: 3, end: 5 }, model }),
+      startPeer({ peerId: 'B2', hosted: { start: 3, end: 5 }, model, backend: 'wasm' }),
+    ]
+    const events: SwarmEvent[] = []
+    for (let s = 0; s < 4; s++) {
+      const engine = trustSwarmEngine({ model, peers, events, trust: { reputation, random } })
+      await greedyIds(engine, 40)
+      const stats = engine.checker!.stats()
+      engine.close()
+      expect(stats.failed + stats.inconclusive + stats.verifierLied).toBe(0)
+      expect(stats.checks).toBeGreaterThan(0)
+    }
+    expect(events.some((e) => e.type === 'caught')).toBe(false)
+    expect(reputation.list().every((r) => r.failed === 0 && r.score > 0)).toBe(true)
+  })
+
+  it('a verifier that lies is found out by the referee; the honest hop keeps its standing', async () => {
+    const reputation = await openReputation(memoryReputationStore())
+    const events: SwarmEvent[] = []
+    // R is honest and on the route; the only other host of [2, 4) lies, so it is the verifier
+    const peers = [
+      startPeer({ peerId: 'A', hosted: { start: 0, end: 2 }, model }),
+      startPeer({ peerId: 'R', hosted: { start: 2, end: 4 }, model, hopMs: 1 }),
+      startPeer({ peerId: 'B', hosted: { start: 4, end: 5 }, model }),
+      startPeer({ peerId: 'V', hosted: { start: 2, end: 4 }, model, hopMs: 50, attack: 'noise' }),
+    ]
+    const engine = trustSwarmEngine({ model, peers, events, selfSpans: true, trust: { reputation, random, selfCheckShare: 0 } })
+    expect(await greedyIds(engine, 64)).toEqual(golden)
+    expect(engine.checker!.stats().verifierLied).toBeGreaterThan(0)
+    engine.close()
+    expect(events.some((e) => e.type === 'caught')).toBe(false)
+    expect(reputation.get('V')!.failed).toBeGreaterThan(0)
+    expect(reputation.get('R')!.failed).toBe(0)
+  })
+
+  it('with no verifier at all the session still finishes, its windows counted as unverifiable', async () => {
+    const reputation = await openReputation(memoryReputationStore())
+    const peers = [startPeer({ peerId: 'A', hosted: { start: 0, end: 5 }, model })]
+    const engine = trustSwarmEngine({ model, peers, trust: { reputation, random } })
+    expect(await greedyIds(engine, 32)).toEqual(golden.slice(0, 32))
+    expect(engine.checker!.stats().unverifiable).toBeGreaterThan(0)
+    engine.close()
+  })
+
+  it('a revoked peer is left out of routes in later sessions', async () => {
+    const reputation = await openReputation(memoryReputationStore())
+    const peers = swarmWith('noise')
+    const first = trustSwarmEngine({ model, peers, selfSpans: true, trust: { reputation, random } })
+    await greedyIds(first, 24)
+    first.close()
+    const lies = peers[1].lies()
+    const events: SwarmEvent[] = []
+    const second = trustSwarmEngine({ model, peers, events, selfSpans: true, trust: { reputation, random } })
+    expect(await greedyIds(second, 24)).toEqual(golden.slice(0, 24))
+    second.close()
+    expect(peers[1].lies()).toBe(lies)
+    const route = events.find((e) => e.type === 'route')
+    expect(route?.type === 'route' && route.hops.map((h) => h.peerId)).toEqual(['A', 'S', 'B'])
+  })
+})

@@ -4,7 +4,8 @@ import { type BackendName, type LayerRange } from '../core/vocabulary.ts'
 import { startEngineWorker } from '../engine/worker/index.ts'
 import { buildPrompt, type ChatMessage } from '../model/template/index.ts'
 import { createTabRuntime, type RuntimeContributeOptions } from '../swarm/tab-runtime.ts'
-import type { SwarmEvent } from '../swarm/swarm-engine.ts'
+import type { SwarmEngine, SwarmEvent } from '../swarm/swarm-engine.ts'
+import { verifyAuditChain } from '../trust/index.ts'
 
 /**
  * What the CLI and the multi-browser tests drive in headless Chromium: the tab runtime the site
@@ -37,6 +38,9 @@ export interface TabChatRequest extends Omit<TabGenerateRequest, 'backend'> {
   mode?: 'swarm' | 'local' | 'auto'
   routeTimeoutMs?: number
   hopTimeoutMs?: number
+  /** Spot-check the peers (default true). */
+  verify?: boolean
+  selfCheckShare?: number
   pauseAtToken?: number // stop after this many tokens until resume() (tests kill a peer there)
 }
 
@@ -72,7 +76,7 @@ async function contribute(r: TabContributeRequest) {
 async function chat(r: TabChatRequest) {
   const events: (SwarmEvent & { at: number })[] = []
   const session = await runtime.openChat({
-    model: r.model, mode: r.mode ?? 'swarm', routeTimeoutMs: r.routeTimeoutMs, hopTimeoutMs: r.hopTimeoutMs,
+    model: r.model, mode: r.mode ?? 'swarm', routeTimeoutMs: r.routeTimeoutMs, hopTimeoutMs: r.hopTimeoutMs, verify: r.verify, selfCheckShare: r.selfCheckShare,
     onEvent: (e) => { events.push({ ...e, at: performance.now() }); console.info(`swarm ${e.type}: ${JSON.stringify(e)}`) },
   })
   try {
@@ -98,7 +102,8 @@ async function chat(r: TabChatRequest) {
       }
     }
     const seconds = (performance.now() - started) / 1000
-    return { backend: session.mode, promptTokens, tokens, text, tokensPerSecond: tokens.length / seconds, routes, events, tokenTimes, startedAt: started }
+    const checks = (session.engine as Partial<SwarmEngine>).checker?.stats()
+    return { backend: session.mode, promptTokens, tokens, text, tokensPerSecond: tokens.length / seconds, routes, events, tokenTimes, startedAt: started, checks }
   } finally {
     session.close()
   }
@@ -125,6 +130,15 @@ const api = {
   peerId: async () => (await runtime.mesh()).peerId,
   peers: async () => (await runtime.mesh()).table.list().map((e) => ({ peerId: e.peerId, hosted: e.advert.hosted, health: e.health, status: e.advert.health.status })),
   contributorStats: () => runtime.contribution()?.contributor.stats(),
+  /** What this tab's checks found: every peer's record, and the audit log (head, size, its own verification). */
+  trustState: async () => {
+    const t = await runtime.trust()
+    const peers = t.reputation.list().map((r) => ({ ...r, revoked: t.reputation.revoked(r.peerId), checkRate: t.reputation.checkRate(r.peerId) }))
+    const exported = t.audit.export()
+    return { peers, audit: { head: t.audit.head(), size: t.audit.size(), verdict: await verifyAuditChain(exported), kinds: exported.entries.map((e) => e.kind) } }
+  },
+  /** This tab's gossipsub score of a peer (an app score of CAUGHT_APP_SCORE follows a caught lie). */
+  gossipScore: async (peerId: string) => (await runtime.mesh()).libp2p.services.pubsub.getScore(peerId),
   /** Median round trip of libp2p ping (32 bytes on a stream) to each directly connected peer, ms. */
   pingPeers: async (count = 20) => {
     const mesh = await runtime.mesh()

@@ -33,11 +33,17 @@ export const MESH_TOPIC_SCORE: Partial<TopicScoreParams> = {
   invalidMessageDeliveriesDecay: 0.99,
 }
 
-export function meshScoreParams(): Partial<PeerScoreParams> {
+/**
+ * `appScore`: what the application knows of a peer (a tab that caught it lying gives it a large
+ * negative score): with weight 1 it adds straight to the router's score, so a caught peer falls
+ * under the graylist threshold and this node stops taking and forwarding its messages.
+ */
+export function meshScoreParams(appScore?: (peerId: string) => number): Partial<PeerScoreParams> {
   const topics: Record<string, TopicScoreParams> = {}
   for (const topic of MESH_TOPICS) topics[topic] = MESH_TOPIC_SCORE as TopicScoreParams // completed by gossipsub's createTopicScoreParams
   return {
     topics,
+    ...(appScore ? { appSpecificScore: appScore, appSpecificWeight: 1 } : {}),
     // Tabs on one machine (and every test) share 127.0.0.1; only distinct public addresses are colocation evidence.
     IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']),
   }
@@ -45,6 +51,8 @@ export function meshScoreParams(): Partial<PeerScoreParams> {
 
 export interface MeshGossipOptions {
   validators: MeshValidators
+  /** The application's score of a peer (see meshScoreParams). */
+  appScore?: (peerId: string) => number
   /** Extra gossipsub options (tests shorten heartbeats and so on). */
   overrides?: Partial<GossipsubOpts>
 }
@@ -57,7 +65,7 @@ export function meshGossipsub(options: MeshGossipOptions): ReturnType<typeof gos
     // Messages beyond this are dropped before decoding; ours are <= 4 KiB, so anything between
     // that and this limit reaches the validators and is rejected (and scored).
     maxInboundDataLength: 256 * 1024,
-    scoreParams: meshScoreParams(),
+    scoreParams: meshScoreParams(options.appScore),
     ...options.overrides,
   })
   return (components) => {

@@ -25,6 +25,7 @@ export interface MeshLibp2pOptions {
   /** Direct (WebRTC) connections the node opens at most; the connection limit is sized from it. */
   maxDirectPeers: number
   validators: MeshValidators
+  appScore?: (peerId: string) => number
   gossipsub?: Partial<GossipsubOpts>
 }
 
@@ -46,7 +47,7 @@ export async function createMeshLibp2p(options: MeshLibp2pOptions): Promise<Mesh
     services: {
       identify: identify(),
       ping: ping(),
-      pubsub: meshGossipsub({ validators, overrides: options.gossipsub }),
+      pubsub: meshGossipsub({ validators, appScore: options.appScore, overrides: options.gossipsub }),
     },
   })) as unknown as MeshLibp2p
 }

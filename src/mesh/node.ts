@@ -102,6 +102,12 @@ export interface MeshNode {
   openStream(peerId: string, protocol: string, options?: { signal?: AbortSignal }): Promise<Stream>
   /** Peers with an open direct (WebRTC) connection. */
   directPeers(): string[]
+  /**
+   * The application's judgement of a peer, added to its gossipsub score (0: none). A tab that
+   * caught a peer lying sets a large negative value: the peer drops under the graylist threshold,
+   * and this node neither takes nor forwards its adverts any more.
+   */
+  setAppScore(peerId: string, score: number): void
   stats(): MeshNodeStats
   /** Sends a 'leave' advert (best effort) and stops libp2p. */
   stop(): Promise<void>
@@ -124,7 +130,8 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const identity = options.privateKey ? undefined : await loadTabIdentity()
   const validators = createMeshValidators({ log, ...options.validation })
 
-  const libp2p = await createMeshLibp2p({ privateKey: options.privateKey ?? identity!.privateKey, maxDirectPeers, validators, gossipsub: options.gossipsub })
+  const appScores = new Map<string, number>()
+  const libp2p = await createMeshLibp2p({ privateKey: options.privateKey ?? identity!.privateKey, maxDirectPeers, validators, appScore: (p) => appScores.get(p) ?? 0, gossipsub: options.gossipsub })
   const peerId = libp2p.peerId.toString()
   const pubsub = libp2p.services.pubsub
   const table = createPeerTable({ selfId: peerId, staleAfterMs: options.staleAfterMs })
@@ -279,6 +286,10 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
       }
     },
     directPeers: directPeerIds,
+    setAppScore(id, score) {
+      if (score === 0 || !Number.isFinite(score)) appScores.delete(id)
+      else appScores.set(id, score)
+    },
     stats: () => ({
       peerId, advertsSent: adverts.sent(), deliveries: inbox.deliveries(), invalidDelivered: inbox.invalidDelivered(), validation: validators.stats(), dial: dialer.stats(),
       directPeers: node.directPeers(), relayConnected: relay.connected(), relayPeers: relay.peerIds(), relayReserved: relayReserved(), relayReconnects: relay.reconnects(), gossipRepairs: gossipRepair.repairs(), zombiesClosed,

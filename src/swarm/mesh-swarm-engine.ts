@@ -4,7 +4,8 @@ import type { MeshNode } from '../mesh/node.ts'
 import { routeCost } from '../mesh/selection.ts'
 import type { RouteCandidate } from './route.ts'
 import { streamChannel } from './stream-channel.ts'
-import { createSwarmEngine, type SwarmEngine, type SwarmEngineOptions } from './swarm-engine.ts'
+import { createSwarmEngine, type SwarmEngine, type SwarmEngineOptions, type SwarmTrustOptions } from './swarm-engine.ts'
+import type { ExecutionKind } from '../trust/index.ts'
 
 /**
  * A SwarmEngine wired to the mesh: route candidates come from the peer table (each priced by the
@@ -16,7 +17,14 @@ export interface MeshSwarmOptions extends Pick<SwarmEngineOptions, 'maxLength' |
   mesh: MeshNode
   local: Engine
   modelId: string
+  /** Spot checks (kindOf comes from the peers' adverts; a caught peer's gossip score goes negative). */
+  trust?: Omit<SwarmTrustOptions, 'kindOf'>
 }
+
+/** The app score a tab gives a peer it caught lying: far under gossipsub's graylist threshold (-80). */
+export const CAUGHT_APP_SCORE = -1000
+
+const ENGINE_BACKEND: Record<string, ExecutionKind['backend']> = { js: 'ref', wasm: 'wasm', webgpu: 'webgpu' }
 
 export function routeCandidates(mesh: MeshNode, modelId: string, dim: number): RouteCandidate[] {
   const candidates: RouteCandidate[] = []
@@ -39,6 +47,15 @@ export function createMeshSwarmEngine(o: MeshSwarmOptions): SwarmEngine {
     ...o,
     candidates: () => routeCandidates(o.mesh, o.modelId, o.local.config.dim),
     connect: async (peerId) => streamChannel(await o.mesh.openStream(peerId, INFER_PROTOCOL)),
+    trust: o.trust && {
+      ...o.trust,
+      kindOf: (peerId) => ({ backend: ENGINE_BACKEND[o.mesh.table.get(peerId)?.advert.capabilities.backend ?? ''] ?? 'unknown' }),
+      onCaught: (peerId) => {
+        o.mesh.setAppScore(peerId, CAUGHT_APP_SCORE)
+        o.mesh.table.recordOutcome(peerId, { ok: false })
+        o.trust?.onCaught?.(peerId)
+      },
+    },
     onEvent: (event) => {
       if (event.type === 'failover') o.mesh.table.recordOutcome(event.peerId, { ok: false })
       o.onEvent?.(event)

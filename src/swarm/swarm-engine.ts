@@ -110,10 +110,17 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
   async function openRunner(span: LayerRange, exclude: ReadonlySet<string>, preferSelf: boolean): Promise<SpanRunner | undefined> {
     const self = async (): Promise<SpanRunner | undefined> => {
       if (!trust?.localSpan) return undefined
-      const engine = await trust.localSpan(span)
-      return { peerId: SELF, kind: { backend: engine.backend }, maxRows: 32, forward: (positions, hidden) => engine.forward(hidden, positions), close: () => engine.close?.() }
+      try {
+        const engine = await trust.localSpan(span)
+        return { peerId: SELF, kind: { backend: engine.backend }, maxRows: 32, forward: (positions, hidden) => engine.forward(hidden, positions), close: () => engine.close?.() }
+      } catch {
+        return undefined // this tab cannot run the span (too large, no backend): a peer must
+      }
     }
-    if (preferSelf && trust?.localSpan) return self()
+    if (preferSelf) {
+      const mine = await self()
+      if (mine) return mine
+    }
     const seen = new Set<string>()
     const peers = usable().filter((c) => c.layers.start <= span.start && span.end <= c.layers.end && !exclude.has(c.peerId) && !banned.has(c.peerId) && !seen.has(c.peerId) && seen.add(c.peerId))
     if (peers.length === 0) return self()

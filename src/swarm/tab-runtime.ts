@@ -13,6 +13,7 @@ import { createMeshSwarmEngine, routeCandidates } from './mesh-swarm-engine.ts'
 import { chooseLayers, layersThatFit } from './placement.ts'
 import { planRoute } from './route.ts'
 import type { SwarmEngine, SwarmEvent } from './swarm-engine.ts'
+import { indexedDbAuditStore, indexedDbReputationStore, memoryAuditStore, memoryReputationStore, openAuditLog, openReputation, type AuditLog, type Reputation } from '../trust/index.ts'
 
 /**
  * Everything one tab does with tabmesh, behind one object: join the mesh, contribute a layer range,
@@ -48,9 +49,26 @@ export interface ChatOptions {
   backend?: BackendName | 'auto' // for the local parts
   routeTimeoutMs?: number
   hopTimeoutMs?: number
+  /**
+   * Spot-check the peers' work (default true): a share of every hop's positions is re-run on an
+   * independent peer or in this tab, tokens are given out once their outputs are decided, and a
+   * peer caught lying is banned and replaced with no change to the reply.
+   */
+  verify?: boolean
+  /** Share of checks this tab runs itself when it can load the span (default 0.1). */
+  selfCheckShare?: number
   onProgress?: (p: LoadProgress) => void
   onEvent?: (e: SwarmEvent) => void
 }
+
+/** What this tab knows of its peers' honesty, kept in IndexedDB (in memory where there is none). */
+export interface TabTrust {
+  reputation: Reputation
+  audit: AuditLog
+}
+
+/** A span this tab may load itself for a check: at most this many bytes of weights. */
+const SELF_CHECK_MAX_BYTES = 256 * 1024 * 1024
 
 export interface ChatSession {
   readonly modelId: string
@@ -74,6 +92,8 @@ export interface TabRuntime {
   contribute(options: RuntimeContributeOptions): Promise<Contribution>
   contribution(): Contribution | undefined
   stopContributing(reason?: string): Promise<void>
+  /** Reputation and the audit log, opened on first use. */
+  trust(): Promise<TabTrust>
   openChat(options: ChatOptions): Promise<ChatSession>
   close(): Promise<void>
 }
@@ -85,6 +105,7 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
   let registry: Promise<Registry> | undefined
   let node: Promise<MeshNode> | undefined
   let contribution: Contribution | undefined
+  let trust: Promise<TabTrust> | undefined
 
   const runtime: TabRuntime = {
     baseUrl,
@@ -153,6 +174,19 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
 
     contribution: () => contribution,
 
+    trust() {
+      trust ??= (async () => {
+        const persistent = typeof indexedDB !== 'undefined'
+        const log = (line: string) => console.warn(line)
+        const [reputation, audit] = await Promise.all([
+          openReputation(persistent ? indexedDbReputationStore() : memoryReputationStore(), { log }),
+          openAuditLog(persistent ? indexedDbAuditStore() : memoryAuditStore()),
+        ])
+        return { reputation, audit }
+      })().catch((err) => { trust = undefined; throw err })
+      return trust
+    },
+
     async stopContributing(reason) {
       const c = contribution
       contribution = undefined
@@ -192,7 +226,37 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
       let engine: Engine = local
       let swarm: SwarmEngine | undefined
       if (mode === 'swarm') {
-        engine = swarm = createMeshSwarmEngine({ mesh: mesh!, local, modelId: entry.id, maxLength: c.seqLen, hopTimeoutMs: o.hopTimeoutMs ?? 5000, onEvent: o.onEvent })
+        const t = o.verify === false ? undefined : await runtime.trust()
+        const workers = new Set<EngineWorker>()
+        const localSpan = async (span: LayerRange) => {
+          const w = await startEngineWorker({ baseUrl, entry, spec: { layers: span, embedding: false, head: false }, backend: o.backend ?? 'ref' })
+          workers.add(w)
+          const e = await w.open()
+          return Object.assign(e, { close: () => { workers.delete(w); w.terminate() } })
+        }
+        const spanBytes = (span: LayerRange) => entrySliceBytes(entry, { layers: span, embedding: false, head: false })
+        if (t) void t.audit.append('session', { modelId: entry.id, peer: mesh!.peerId }).catch(() => {})
+        engine = swarm = createMeshSwarmEngine({
+          mesh: mesh!, local, modelId: entry.id, maxLength: c.seqLen, hopTimeoutMs: o.hopTimeoutMs ?? 5000,
+          onEvent: (e) => {
+            if (e.type === 'route' && t) void t.audit.append('hop', { route: e.hops.map((h) => ({ peerId: h.peerId, layers: [h.layers.start, h.layers.end] })) }).catch(() => {})
+            o.onEvent?.(e)
+          },
+          trust: t && {
+            reputation: t.reputation,
+            audit: t.audit,
+            selfCheckShare: o.selfCheckShare,
+            localSpan: (span) => {
+              if (spanBytes(span) > SELF_CHECK_MAX_BYTES) throw new Error(`layers [${span.start}, ${span.end}) are too large to check in this tab`)
+              return localSpan(span)
+            },
+          },
+        })
+        const closeSwarm = swarm.close
+        swarm.close = () => {
+          closeSwarm()
+          for (const w of workers) w.terminate()
+        }
       }
       let template: Promise<ChatTemplate> | undefined
       return {

@@ -123,7 +123,7 @@ export interface Checker {
 interface Window {
   start: number
   end: number
-  state: 'pending' | 'done' // a window whose check failed stays pending until the hop is closed
+  state: 'pending' | 'done' | 'failed' // a failed window is never decided: the hop is replaced and generation rewinds
 }
 
 export function createChecker(o: CheckerOptions): Checker {
@@ -239,6 +239,7 @@ export function createChecker(o: CheckerOptions): Checker {
           }
           return await settleDisagreement(v.runner, theirs, from, end, firstBad, worst, tolerance, started)
         } catch (err) {
+          if (closed || myEra !== era) return true // the positions it was replaying were rewound meanwhile: nobody's fault
           // a verifier that fails, stalls or answers malformed is dropped; the next one takes over
           log(`tabmesh: verifier ${v.runner.peerId} failed: ${(err as Error).message}`)
           if (v.runner.peerId !== SELF) {
@@ -257,6 +258,7 @@ export function createChecker(o: CheckerOptions): Checker {
 
     /** The checked peer and the verifier disagree from `firstBad` on: a third execution decides. */
     async function settleDisagreement(v: SpanRunner, theirs: Float32Array, from: number, end: number, firstBad: number, worst: number, tolerance: number, started: number): Promise<boolean> {
+      const myEra = era
       const guilty = (reason: string, referee?: string): false => {
         stats.failed++
         o.reputation.failed(peerId)
@@ -280,6 +282,7 @@ export function createChecker(o: CheckerOptions): Checker {
         }
       }
       if (closed) return false
+      if (myEra !== era) return true // rewound meanwhile: the disputed positions are gone
       const agrees = (a: Float32Array, aFrom: number, kind: ExecutionKind) => {
         for (let p = from; p < end; p++) {
           const tol = honestTolerance(referee!.kind, kind, o.dtype)
@@ -341,8 +344,8 @@ export function createChecker(o: CheckerOptions): Checker {
         log(`tabmesh: check failed: ${err.message}`)
         return true
       }).then((trusted) => {
-        if (!trusted) return
-        win.state = 'done'
+        if (win.state !== 'pending') return // truncated meanwhile
+        win.state = trusted ? 'done' : 'failed'
         advanceDecided()
       })
     }
@@ -361,8 +364,8 @@ export function createChecker(o: CheckerOptions): Checker {
         }
         const lastStart = windows.length > 0 ? windows[windows.length - 1].end : decided
         for (let s = lastStart; s + W <= inputs.length; s += W) decide(s, s + W)
-        // bounded lag: the client waits when checks fall behind
-        while (windows.filter((w) => w.state === 'pending').length > maxPending && !closed) await chain
+        // bounded lag: the client waits when checks fall behind (not once the hop has failed: it is about to be replaced)
+        while (!closed && !windows.some((w) => w.state === 'failed') && windows.filter((w) => w.state === 'pending').length > maxPending) await chain
       },
       truncate(position) {
         if (position >= inputs.length) return

@@ -98,21 +98,31 @@ for (const attack of browserAttacks) {
   })
 }
 
-test('two colluding identities vouch for each other; the client\'s own checks catch them', async () => {
+test('two colluding identities vouch for each other; the client\'s own checks catch both', async () => {
   await Promise.all([contributor([0, 2]), contributor([4, 5])])
-  // both host [2, 4) and tell the same lie: each is the other's only possible peer verifier
+  // the only hosts of [2, 4), telling the same lie: each is the other's only possible peer verifier
   const [a, b] = [await startLiar('collude', 0), await startLiar('collude', 0, false)]
   const client = await tab()
   await client.call('join')
   await expect.poll(() => hostsOf(client, 2), { timeout: 30_000 }).toBe(2)
-  for (let attempt = 0; attempt < 4; attempt++) {
-    const out = await chat(client, { selfCheckShare: 0.5 })
-    expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)
+  // no honest host of [2, 4) exists: the chat must end in a typed error, never in their text
+  let caught = false
+  for (let attempt = 0; attempt < 4 && !caught; attempt++) {
+    const error = await chat(client, { selfCheckShare: 0.5 }).then(() => '', (err: Error) => err.message)
     if (await a.lies() + await b.lies() === 0) continue
-    expect(out.events.some((e) => e.type === 'caught' && (e.peerId === a.peerId || e.peerId === b.peerId))).toBe(true)
-    return
+    expect(error).toMatch(/no-route|no peers cover layers \[2, 4\)/)
+    expect(error).toMatch(/differs from the client's own execution/)
+    caught = true
   }
-  throw new Error('the colluders were never on a route')
+  expect(caught, 'the colluders were never on a route').toBe(true)
+  const state = await client.call('trustState')
+  for (const id of [a.peerId, b.peerId]) expect(state.peers.find((p) => p.peerId === id)?.revoked).toBe(true)
+  // an honest host of [2, 4) joins: the next chat is the golden, routed around both
+  await contributor([2, 4])
+  await expect.poll(() => hostsOf(client, 2), { timeout: 30_000 }).toBe(3)
+  const out = await chat(client)
+  expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)
+  expect(out.routes.flat().some((h) => h.peerId === a.peerId || h.peerId === b.peerId)).toBe(false)
 })
 
 test('an honest swarm on ref, wasm and webgpu: many checked sessions, no accusation', async () => {

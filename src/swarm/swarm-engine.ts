@@ -123,19 +123,26 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     }
     const seen = new Set<string>()
     const peers = usable().filter((c) => c.layers.start <= span.start && span.end <= c.layers.end && !exclude.has(c.peerId) && !banned.has(c.peerId) && !seen.has(c.peerId) && seen.add(c.peerId))
-    if (peers.length === 0) return self()
-    // a random pick, better-reputed peers more likely: a peer cannot arrange to check itself or its friends
-    const weights = peers.map((c) => 1 + Math.max(0, trust!.reputation.score(c.peerId)))
-    let pick = (trust!.random ?? Math.random)() * weights.reduce((a, b) => a + b, 0)
-    let chosen = peers[peers.length - 1]
-    for (const [i, c] of peers.entries()) if ((pick -= weights[i]) < 0) { chosen = c; break }
-    const hop = await openHop(await o.connect(chosen.peerId), { peerId: chosen.peerId, modelId: o.modelId, layers: span, maxLength: o.maxLength, dim: config.dim, dtype: o.dtype, timeoutMs: o.hopTimeoutMs })
-    return { peerId: chosen.peerId, kind: trust!.kindOf?.(chosen.peerId) ?? { backend: 'unknown' }, maxRows: 32, forward: (p, h) => hop.forward(p, h), close: () => hop.close() }
+    // a random order, better-reputed peers earlier: a peer cannot arrange to check itself or its friends
+    const random = trust!.random ?? Math.random
+    const order = peers.map((c) => ({ c, key: -Math.log(Math.max(random(), 1e-12)) / (1 + Math.max(0, trust!.reputation.score(c.peerId))) })).sort((a, b) => a.key - b.key)
+    for (const { c } of order) {
+      try {
+        const hop = await openHop(await o.connect(c.peerId), { peerId: c.peerId, modelId: o.modelId, layers: span, maxLength: o.maxLength, dim: config.dim, dtype: o.dtype, timeoutMs: o.hopTimeoutMs })
+        return { peerId: c.peerId, kind: trust!.kindOf?.(c.peerId) ?? { backend: 'unknown' }, maxRows: 32, forward: (p, h) => hop.forward(p, h), close: () => hop.close() }
+      } catch {
+        // unreachable or full: the next one
+      }
+    }
+    return preferSelf ? undefined : self()
   }
 
   /** Takes the checker's verdicts: a caught hop is replaced, every cache cut back, and generation rewinds. */
   async function applyFailures(): Promise<void> {
     if (!checker || !hops) return
+    // outputs below this were given out already (their windows were not drawn for a check, or no
+    // verifier could be found): a lie found there is punished, but the rewind cannot reach back
+    const floor = checker.committed()
     let rewindTo = Infinity
     let why = ''
     for (let f = checker.takeFailure(); f; f = checker.takeFailure()) {
@@ -148,11 +155,12 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
       void trust!.audit?.append('ban', { peerId: live.hop.peerId, layers: [live.hop.layers.start, live.hop.layers.end], position: f.position, outcome: f.outcome, reason: f.reason }).catch(() => {})
       live.tracked?.close()
       live.hop.close(`caught by a spot check: ${f.reason}`)
-      const replacement = await rebuild(live.hop.layers, cutHistory(live.history, f.position, config.dim))
+      const from = Math.max(f.position, Math.min(floor, live.history.reduce((n, e) => n + e.positions.length, 0)))
+      const replacement = await rebuild(live.hop.layers, cutHistory(live.history, from, config.dim))
       hops.splice(i, 1, ...replacement)
       o.onEvent?.({ type: 'caught', peerId: live.hop.peerId, layers: live.hop.layers, position: f.position, outcome: f.outcome, reason: f.reason, replacement: replacement.map((r) => ({ peerId: r.hop.peerId, layers: r.hop.layers })) })
-      if (f.position < rewindTo) {
-        rewindTo = f.position
+      if (from < rewindTo) {
+        rewindTo = from
         why = `peer ${live.hop.peerId} (layers [${live.hop.layers.start}, ${live.hop.layers.end})) ${f.outcome === 'failed' ? 'was caught lying' : 'could not be trusted'}: ${f.reason}`
       }
     }

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { quantizeSlice } from '../model/quant/quantize.ts'
 import { makeSyntheticLlama2c } from '../model/formats/synthetic.ts'
 import { loadLlama2c } from '../model/formats/llama2c.ts'
@@ -16,8 +16,10 @@ const impostors = {
   'other-model': await loadLlama2c(memorySource(makeSyntheticLlama2c({ dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, vocabSize: c.vocabSize, seqLen: c.seqLen, sharedClassifier: true }, 5))),
 }
 const golden = GOLDEN_IDS.slice(1)
-let seed = 1
-const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+/** A seeded uniform [0, 1) for the checker's draws: each test gets the same sequence whatever ran before it. */
+const seeded = (seed = 1) => () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+let random = seeded()
+beforeEach(() => { random = seeded() })
 
 /** A rogue on the route for [2, 4), honest peers around it and a standby (and, for collusion, its partner). */
 function swarmWith(attack: Attack | undefined, extra: PeerSpec[] = []) {
@@ -49,6 +51,22 @@ describe('spot checks catch a contributor that lies', () => {
     expect(peers[1].lies()).toBeGreaterThan(0)
     // nobody honest was accused
     for (const id of ['A', 'B', 'S']) expect(reputation.get(id)?.failed ?? 0).toBe(0)
+  })
+
+  it('two colluders who are the only hosts of a span: the client\'s own checks catch both, and the session ends with a typed error', async () => {
+    const reputation = await openReputation(memoryReputationStore())
+    const peers = [
+      startPeer({ peerId: 'A', hosted: { start: 0, end: 2 }, model }),
+      startPeer({ peerId: 'R', hosted: { start: 2, end: 4 }, model, hopMs: 1, attack: 'collude', seed: 3 }),
+      startPeer({ peerId: 'R2', hosted: { start: 2, end: 4 }, model, hopMs: 2, attack: 'collude', seed: 3 }),
+      startPeer({ peerId: 'B', hosted: { start: 4, end: 5 }, model }),
+    ]
+    const engine = trustSwarmEngine({ model, peers, selfSpans: true, trust: { reputation, random, selfCheckShare: 0.3 } })
+    await expect(greedyIds(engine, 64)).rejects.toThrow(/no peers cover layers \[2, 4\).*client's own execution/)
+    engine.close()
+    expect(reputation.revoked('R')).toBe(true)
+    expect(reputation.get('R2')!.failed).toBeGreaterThan(0)
+    expect(reputation.get('A')?.failed ?? 0).toBe(0)
   })
 
   it('an honest swarm of ref and wasm peers on F32 and Q8_0 weights: no accusation over many sessions', async () => {

@@ -120,6 +120,11 @@ export interface Checker {
   close(): void
 }
 
+interface Slot {
+  runner: SpanRunner
+  synced: number // positions below are in the runner's cache
+}
+
 interface Window {
   start: number
   end: number
@@ -175,31 +180,38 @@ export function createChecker(o: CheckerOptions): Checker {
     const windows: Window[] = []
     let decided = 0 // positions below are decided
     let era = 0 // bumped by truncate: a check started before it is void
-    let verifier: { runner: SpanRunner; synced: number } | undefined
+    // the hop's verifiers, each keeping its session between checks: a peer, and this client for its share of checks
+    const verifiers: { self?: Slot; peer?: Slot } = {}
+    let peerless = false // no other peer could verify this hop: the client does every check
     let chain: Promise<void> = Promise.resolve()
     let closed = false
 
     const advanceDecided = () => {
       while (windows.length > 0 && windows[0].state === 'done') decided = windows.shift()!.end
     }
-    const dropVerifier = () => {
-      verifier?.runner.close()
-      verifier = undefined
+    const dropVerifier = (slot: Slot | undefined) => {
+      if (!slot) return
+      slot.runner.close()
+      if (verifiers.self === slot) verifiers.self = undefined
+      if (verifiers.peer === slot) verifiers.peer = undefined
     }
 
     /** Checks positions up to `end` (all positions not yet compared with the verifier); false when the hop is not to be trusted. */
     async function check(win: Window, myEra: number): Promise<boolean> {
       const started = performance.now()
       const end = win.end
+      let v: Slot | undefined
       const event = (outcome: CheckOutcome, extra: Partial<CheckEvent>) => emit({
-        peerId, layers, verifier: verifier?.runner.peerId ?? '', positions: [win.start, end], distance: 0, tolerance: 0, outcome, ms: performance.now() - started, ...extra,
+        peerId, layers, verifier: v?.runner.peerId ?? '', positions: [win.start, end], distance: 0, tolerance: 0, outcome, ms: performance.now() - started, ...extra,
       })
-      // a verifier: the one this hop already has, else a new one (up to 3 tries)
+      // this check's executor: the client itself for its share of checks (drawn per check, so a
+      // colluding peer verifier is contradicted sooner or later), else the hop's peer verifier
+      const wantSelf = peerless || random() < selfShare
       for (let attempt = 0; ; attempt++) {
         if (closed || myEra !== era) return true
-        if (!verifier) {
-          const preferSelf = random() < selfShare
-          const runner = await o.openRunner(layers, new Set([peerId, ...noVerifier]), preferSelf).catch((err: Error) => {
+        v = wantSelf ? verifiers.self ?? verifiers.peer : verifiers.peer ?? (peerless ? verifiers.self : undefined)
+        if (!v) {
+          const runner = await o.openRunner(layers, new Set([peerId, ...noVerifier]), wantSelf).catch((err: Error) => {
             log(`tabmesh: no verifier for [${layers.start}, ${layers.end}): ${err.message}`)
             return undefined
           })
@@ -212,9 +224,12 @@ export function createChecker(o: CheckerOptions): Checker {
             runner.close()
             return true
           }
-          verifier = { runner, synced: 0 }
+          if (runner.peerId === SELF && !wantSelf) peerless = true
+          const key = runner.peerId === SELF ? 'self' : 'peer'
+          if (verifiers[key]) runner.close()
+          else verifiers[key] = { runner, synced: 0 }
+          v = verifiers[key]!
         }
-        const v = verifier
         const from = v.synced
         try {
           const theirs = await replay(v.runner, inputs, from, end)
@@ -237,7 +252,7 @@ export function createChecker(o: CheckerOptions): Checker {
             event('passed', { positions: [from, end], distance: worst, tolerance })
             return true
           }
-          return await settleDisagreement(v.runner, theirs, from, end, firstBad, worst, tolerance, started)
+          return await settleDisagreement(v, theirs, from, end, firstBad, worst, tolerance, started)
         } catch (err) {
           if (closed || myEra !== era) return true // the positions it was replaying were rewound meanwhile: nobody's fault
           // a verifier that fails, stalls or answers malformed is dropped; the next one takes over
@@ -246,7 +261,7 @@ export function createChecker(o: CheckerOptions): Checker {
             noVerifier.add(v.runner.peerId)
             o.reputation.inconclusive(v.runner.peerId)
           }
-          dropVerifier()
+          dropVerifier(v)
           if (attempt >= 2) {
             stats.unverifiable++
             event('unverifiable', { verifier: v.runner.peerId })
@@ -257,7 +272,8 @@ export function createChecker(o: CheckerOptions): Checker {
     }
 
     /** The checked peer and the verifier disagree from `firstBad` on: a third execution decides. */
-    async function settleDisagreement(v: SpanRunner, theirs: Float32Array, from: number, end: number, firstBad: number, worst: number, tolerance: number, started: number): Promise<boolean> {
+    async function settleDisagreement(slot: Slot, theirs: Float32Array, from: number, end: number, firstBad: number, worst: number, tolerance: number, started: number): Promise<boolean> {
+      const v = slot.runner
       const myEra = era
       const guilty = (reason: string, referee?: string): false => {
         stats.failed++
@@ -265,10 +281,21 @@ export function createChecker(o: CheckerOptions): Checker {
         failures.push({ hopId: id, peerId, layers, position: firstBad, outcome: 'failed', reason })
         emit({ peerId, layers, verifier: v.peerId, referee, positions: [from, end], distance: worst, tolerance, outcome: 'failed', ms: performance.now() - started })
         audit('verdict', { peerId, layers: [layers.start, layers.end], position: firstBad, outcome: 'failed', reason })
-        dropVerifier()
+        dropVerifier(slot)
         return false
       }
-      if (v.peerId === SELF) return guilty(`its output at position ${firstBad} differs from the client's own execution (distance ${worst.toExponential(2)}, tolerance ${tolerance.toExponential(1)})`)
+      if (v.peerId === SELF) {
+        // a peer verifier that passed these positions vouched for a lie: a colluder
+        const vouched = verifiers.peer
+        if (vouched && firstBad < vouched.synced) {
+          stats.verifierLied++
+          o.reputation.failed(vouched.runner.peerId)
+          noVerifier.add(vouched.runner.peerId)
+          audit('verdict', { peerId: vouched.runner.peerId, role: 'verifier', layers: [layers.start, layers.end], outcome: 'failed', reason: `it vouched for ${peerId}'s output at position ${firstBad}, which the client's own execution contradicts` })
+          dropVerifier(vouched)
+        }
+        return guilty(`its output at position ${firstBad} differs from the client's own execution (distance ${worst.toExponential(2)}, tolerance ${tolerance.toExponential(1)})`)
+      }
       // a third execution over [0, end): the client's own when it can, else a third peer
       const referee = await o.openRunner(layers, new Set([peerId, v.peerId, ...noVerifier]), true).catch(() => undefined)
       let refereeFps: Float32Array | undefined
@@ -306,7 +333,7 @@ export function createChecker(o: CheckerOptions): Checker {
           noVerifier.add(v.peerId)
           emit({ peerId, layers, verifier: v.peerId, referee: referee!.peerId, positions: [from, end], distance: worst, tolerance, outcome: 'verifier-lied', ms: performance.now() - started })
           audit('verdict', { peerId: v.peerId, role: 'verifier', layers: [layers.start, layers.end], outcome: 'failed', reason: `its re-execution disagrees with ${peerId} and ${referee!.peerId}` })
-          dropVerifier()
+          dropVerifier(slot)
           return true
         }
         if (referee!.peerId === SELF) {
@@ -325,7 +352,7 @@ export function createChecker(o: CheckerOptions): Checker {
       if (referee) noVerifier.add(referee.peerId)
       failures.push({ hopId: id, peerId, layers, position: firstBad, outcome: 'inconclusive', reason: `its output at position ${firstBad} disagrees with verifier ${v.peerId} and no third execution settled it` })
       emit({ peerId, layers, verifier: v.peerId, referee: referee?.peerId, positions: [from, end], distance: worst, tolerance, outcome: 'inconclusive', ms: performance.now() - started })
-      dropVerifier()
+      dropVerifier(slot)
       return false
     }
 
@@ -375,12 +402,13 @@ export function createChecker(o: CheckerOptions): Checker {
         for (const w of windows) w.state = 'done'
         windows.length = 0
         decided = Math.min(decided, position)
-        if (verifier && verifier.synced > position) verifier.synced = position // its cache is overwritten from there
+        for (const slot of [verifiers.self, verifiers.peer]) if (slot && slot.synced > position) slot.synced = position // its cache is overwritten from there
       },
       decidedThrough: () => decided,
       close() {
         closed = true
-        dropVerifier()
+        dropVerifier(verifiers.self)
+        dropVerifier(verifiers.peer)
         hops.delete(id)
       },
     }

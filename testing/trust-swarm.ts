@@ -56,7 +56,9 @@ export function startPeer(spec: PeerSpec): InProcessPeer {
     hosted: spec.hosted,
     maxSessions: 64,
     createEngine: async (range) => {
-      const honest = await createBackendEngine(sliceOf(spec.model, range), backend)
+      const engine = await createBackendEngine(sliceOf(spec.model, range), backend)
+      // the wasm engine frees its onnxruntime sessions with release(); the host calls close()
+      const honest = Object.assign(engine, { close: () => (engine as { release?(): void }).release?.() })
       if (!spec.attack) return honest
       const impostor = spec.impostor && createReferenceEngine(sliceOf(spec.impostor, range))
       return lyingEngine(spec.attack, { honest, impostor, seed: spec.seed ?? 1, honestForwards: spec.honestForwards, onLie: () => { lies++ } })

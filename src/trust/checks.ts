@@ -1,8 +1,9 @@
 /**
  * Spot checks, run by the chatting client (BOINC-style adaptive replication). For every hop of a
- * route it keeps the inputs it sent and a fingerprint of every row the hop returned. A hop's work
- * is cut into windows of `windowRows` positions; each window is checked with the probability the
- * peer's reputation gives (1 for a stranger, never under MIN_CHECK_RATE). A check re-runs the hop's
+ * route it keeps the inputs it sent and a fingerprint of every row the hop returned. Each hop of a
+ * session is drawn for checking with the probability the peer's reputation gives (1 for a
+ * stranger, never under MIN_CHECK_RATE); a drawn hop's work is checked window by window
+ * (`windowRows` positions), and tokens wait until the outputs they come from are checked. A check re-runs the hop's
  * span on an independent executor (another peer hosting those layers, or the client itself) over
  * the same inputs: one prefill-shaped pass over every position the executor has not seen yet,
  * after the fact, while generation goes on. The executor keeps its session between checks (its
@@ -84,6 +85,7 @@ export interface HopFailure {
 }
 
 export interface CheckStats {
+  hopsDrawn: number // hops (peer x session) whose work is checked
   windows: number
   checks: number
   passed: number
@@ -143,7 +145,7 @@ export function createChecker(o: CheckerOptions): Checker {
   const failures: HopFailure[] = []
   const listeners = new Set<(e: CheckEvent) => void>()
   const noVerifier = new Set<string>() // peers that lied or failed as verifiers: not asked again
-  const stats: CheckStats = { windows: 0, checks: 0, passed: 0, failed: 0, verifierLied: 0, inconclusive: 0, unverifiable: 0, selfChecks: 0, rowsReexecuted: 0 }
+  const stats: CheckStats = { hopsDrawn: 0, windows: 0, checks: 0, passed: 0, failed: 0, verifierLied: 0, inconclusive: 0, unverifiable: 0, selfChecks: 0, rowsReexecuted: 0 }
   let nextId = 1
 
   const audit = (kind: 'check' | 'verdict' | 'ban', data: Record<string, unknown>) => {
@@ -183,6 +185,13 @@ export function createChecker(o: CheckerOptions): Checker {
     // the hop's verifiers, each keeping its session between checks: a peer, and this client for its share of checks
     const verifiers: { self?: Slot; peer?: Slot } = {}
     let peerless = false // no other peer could verify this hop: the client does every check
+    // Whether this hop's work in this session is checked: drawn once, with the rate its peer's
+    // reputation gives. A check needs the executor to run every earlier position anyway (the KV
+    // cache), so a drawn hop has every window checked, and its tokens wait for their check; a hop
+    // not drawn costs nothing and waits for nothing. (Drawing windows one by one would give out
+    // tokens from undrawn windows that a later check can prove wrong, too late to take back.)
+    const drawn = random() < o.reputation.checkRate(peerId)
+    if (drawn) stats.hopsDrawn++
     let chain: Promise<void> = Promise.resolve()
     let closed = false
 
@@ -360,7 +369,7 @@ export function createChecker(o: CheckerOptions): Checker {
       const win: Window = { start, end, state: 'pending' }
       windows.push(win)
       stats.windows++
-      if (random() >= o.reputation.checkRate(peerId)) {
+      if (!drawn) {
         win.state = 'done'
         advanceDecided()
         return

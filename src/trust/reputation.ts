@@ -17,7 +17,7 @@ export const MIN_SCORE = -200
 export const REVOKE_BELOW = -20
 export const MIN_CHECK_RATE = 0.05
 /** Passed checks after which the rate halves (rate = max(MIN_CHECK_RATE, 1 / (1 + score / RATE_HALF_SCORE))). */
-export const RATE_HALF_SCORE = 8
+export const RATE_HALF_SCORE = 5
 
 export interface PeerRecord {
   peerId: string

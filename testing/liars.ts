@@ -21,6 +21,9 @@ export const ATTACK_SUMMARY: Record<Attack, string> = {
   collude: 'perturbs like `perturb`, and a second identity it controls, used as a verifier, tells the same lie',
 }
 
+/** Attacks, and a peer that takes work and never answers (as a verifier: it refuses to be of use). */
+export type Misbehaviour = Attack | 'stall'
+
 export interface LiarOptions {
   /** The honest engine for the same span (its KV cache is kept as an honest host's would be). */
   honest: Engine & { close?(): void }
@@ -46,7 +49,7 @@ function perturbRow(out: Float32Array, r: number, dim: number, share: number, se
   for (let d = 0; d < dim; d++) out[r * dim + d] += scale * gaussian(rng)
 }
 
-export function lyingEngine(attack: Attack, o: LiarOptions): Engine & { close?(): void } {
+export function lyingEngine(attack: Misbehaviour, o: LiarOptions): Engine & { close?(): void } {
   const { honest } = o
   const dim = honest.config.dim
   const rng = createRng(o.seed)
@@ -61,6 +64,7 @@ export function lyingEngine(attack: Attack, o: LiarOptions): Engine & { close?()
       const real = (await honest.forward(hidden, positions)).slice()
       const impostor = o.impostor && (await o.impostor.forward(hidden, positions)).slice()
       if (forwards++ < (o.honestForwards ?? 0)) return real
+      if (attack === 'stall') return new Promise<never>(() => {})
       const n = positions.length
       let out: Float32Array = real
       switch (attack) {

@@ -16,7 +16,7 @@ import { createSwarmHost, type SwarmHost } from '../src/swarm/host.ts'
 import { linearCost, type RouteCandidate } from '../src/swarm/route.ts'
 import { createSwarmEngine, type SwarmEngine, type SwarmEvent, type SwarmTrustOptions } from '../src/swarm/swarm-engine.ts'
 import type { ExecutionKind } from '../src/trust/index.ts'
-import { lyingEngine, type Attack } from './liars.ts'
+import { lyingEngine, type Misbehaviour } from './liars.ts'
 
 export const sliceOf = (m: ModelSlice, layers: LayerRange, embedding = false, head = false): ModelSlice =>
   ({ config: m.config, tensors: m.tensors, quantized: m.quantized, spec: { layers, embedding, head } })
@@ -29,7 +29,7 @@ export interface PeerSpec {
   weights?: ExecutionKind['weights']
   /** Route cost per hop (lower is preferred; default 10). */
   hopMs?: number
-  attack?: Attack
+  attack?: Misbehaviour
   /** other-model / quantized: the weights passed off as the real ones. */
   impostor?: ModelSlice
   honestForwards?: number

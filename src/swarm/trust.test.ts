@@ -113,6 +113,22 @@ describe('spot checks catch a contributor that lies', () => {
     expect(reputation.get('R')!.failed).toBe(0)
   })
 
+  it('a verifier that never answers is dropped after its deadline; another check takes over and the session goes on', async () => {
+    const reputation = await openReputation(memoryReputationStore())
+    const peers = [
+      startPeer({ peerId: 'A', hosted: { start: 0, end: 5 }, model, hopMs: 1 }),
+      startPeer({ peerId: 'V', hosted: { start: 0, end: 5 }, model, hopMs: 50, attack: 'stall' }),
+    ]
+    const engine = trustSwarmEngine({ model, peers, selfSpans: true, hopTimeoutMs: 300, trust: { reputation, random, selfCheckShare: 0 } })
+    expect(await greedyIds(engine, 32)).toEqual(golden.slice(0, 32))
+    const stats = engine.checker!.stats()
+    engine.close()
+    expect(stats.selfChecks).toBeGreaterThan(0) // the client took over the checks
+    expect(stats.failed + stats.inconclusive).toBe(0)
+    expect(reputation.get('V')!.inconclusive).toBeGreaterThan(0)
+    expect(reputation.get('A')!.failed).toBe(0)
+  })
+
   it('with no verifier at all the session still finishes, its windows counted as unverifiable', async () => {
     const reputation = await openReputation(memoryReputationStore())
     const peers = [startPeer({ peerId: 'A', hosted: { start: 0, end: 5 }, model })]

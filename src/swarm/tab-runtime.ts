@@ -205,7 +205,9 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
         const deadline = performance.now() + (o.routeTimeoutMs ?? (mode === 'auto' ? 3000 : 15_000))
         for (;;) {
           try {
-            planRoute(routeCandidates(mesh, entry.id, c.dim), { start: 0, end: c.nLayers })
+            // peers this tab revoked (caught lying) do not count: the swarm engine will not route through them
+            const revoked = o.verify === false ? undefined : (await runtime.trust()).reputation
+            planRoute(routeCandidates(mesh, entry.id, c.dim).filter((x) => !revoked?.revoked(x.peerId)), { start: 0, end: c.nLayers })
             mode = 'swarm'
             break
           } catch (err) {

@@ -185,6 +185,7 @@ export function createChecker(o: CheckerOptions): Checker {
     // the hop's verifiers, each keeping its session between checks: a peer, and this client for its share of checks
     const verifiers: { self?: Slot; peer?: Slot } = {}
     let peerless = false // no other peer could verify this hop: the client does every check
+    let selfless = false // the client cannot run this span: peers do every check
     // Whether this hop's work in this session is checked: drawn once, with the rate its peer's
     // reputation gives. A check needs the executor to run every earlier position anyway (the KV
     // cache), so a drawn hop has every window checked, and its tokens wait for their check; a hop
@@ -215,10 +216,10 @@ export function createChecker(o: CheckerOptions): Checker {
       })
       // this check's executor: the client itself for its share of checks (drawn per check, so a
       // colluding peer verifier is contradicted sooner or later), else the hop's peer verifier
-      const wantSelf = peerless || random() < selfShare
+      const wantSelf = peerless || (!selfless && random() < selfShare)
       for (let attempt = 0; ; attempt++) {
         if (closed || myEra !== era) return true
-        v = wantSelf ? verifiers.self ?? verifiers.peer : verifiers.peer ?? (peerless ? verifiers.self : undefined)
+        v = wantSelf ? verifiers.self : verifiers.peer ?? (peerless ? verifiers.self : undefined)
         if (!v) {
           const runner = await o.openRunner(layers, new Set([peerId, ...noVerifier]), wantSelf).catch((err: Error) => {
             log(`tabmesh: no verifier for [${layers.start}, ${layers.end}): ${err.message}`)
@@ -234,6 +235,7 @@ export function createChecker(o: CheckerOptions): Checker {
             return true
           }
           if (runner.peerId === SELF && !wantSelf) peerless = true
+          if (runner.peerId !== SELF && wantSelf) selfless = true
           const key = runner.peerId === SELF ? 'self' : 'peer'
           if (verifiers[key]) runner.close()
           else verifiers[key] = { runner, synced: 0 }

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { goldenIds, goldenText } from '../testing/golden.ts'
 import { join } from 'node:path'
 import { expect, test, type BrowserContext, type Page } from '@playwright/test'
@@ -33,6 +33,24 @@ async function visit(path: string): Promise<Visitor> {
 }
 
 const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true })
+
+/** The entries of the tab's audit log, straight from IndexedDB (database 'tabmesh-audit', store 'entries', keyed by seq). */
+function auditEntries(page: Page): Promise<{ seq: number; kind: string; data: Record<string, unknown>; hash: string }[]> {
+  return page.evaluate(async () => {
+    // opening a database that does not exist would create it without its store: look first
+    if (!(await indexedDB.databases()).some((d) => d.name === 'tabmesh-audit')) return []
+    return new Promise((resolve, reject) => {
+      const open = indexedDB.open('tabmesh-audit')
+      open.onerror = () => reject(open.error)
+      open.onsuccess = () => {
+        const db = open.result
+        const all = db.transaction('entries').objectStore('entries').getAll()
+        all.onsuccess = () => { db.close(); resolve(all.result) }
+        all.onerror = () => { db.close(); reject(all.error) }
+      }
+    })
+  })
+}
 
 /** Switches Contribute on through the UI, hosting layers [first, last]. */
 async function contribute(page: Page, first: number, last: number, backend: string) {
@@ -131,6 +149,26 @@ test('two visitors contribute through the UI and a third chats the reference sto
   await page.getByRole('link', { name: 'Swarm' }).click()
   await expect(page.getByTestId('peer-table').locator('tbody tr')).toHaveCount(2)
   await expect(page.getByTestId('coverage-stories260K')).toHaveAttribute('data-counts', '1 1 1 1 1')
+
+  // trust: the chatter spot-checked both contributors, and they passed every check
+  const trustRows = page.getByTestId('trust-table').locator('tbody tr')
+  await expect(trustRows).toHaveCount(2, { timeout: 30_000 })
+  for (const v of [first, second]) {
+    const peerId = (await v.page.getByTestId('contribution-stats').locator('code').getAttribute('title'))!
+    const row = page.locator(`[data-testid="trust-table"] tr[data-peer="${peerId}"]`)
+    await expect(row.locator('code')).toHaveText(`…${peerId.slice(-8)}`)
+    await expect(row.locator('code')).toHaveAttribute('title', peerId)
+    await expect.poll(async () => Number(await row.getByTestId('trust-passed').textContent()), { timeout: 30_000 }).toBeGreaterThan(0)
+    await expect(row.getByTestId('trust-failed')).toHaveText('0')
+    await expect(row).not.toHaveAttribute('data-status', 'revoked')
+  }
+  await expect(page.getByTestId('audit-head')).toHaveText(/^[0-9a-f]{16}$/)
+  await expect(page.getByTestId('audit-head')).not.toHaveText('0'.repeat(16))
+  await expect(page.getByTestId('audit-head')).toHaveAttribute('title', /^[0-9a-f]{64}$/)
+  expect(Number(await page.getByTestId('audit-size').textContent())).toBeGreaterThan(1)
+  await page.getByRole('button', { name: 'Verify log' }).click()
+  await expect(page.getByTestId('audit-verdict')).toHaveText(/^Chain intact: \d+ entries$/)
+  await expect(page.getByTestId('audit-load-problem')).toHaveCount(0)
   await page.waitForTimeout(2000) // a few chart samples
   await shot(page, 'swarm')
   await page.setViewportSize({ width: 375, height: 800 })
@@ -138,6 +176,50 @@ test('two visitors contribute through the UI and a third chats the reference sto
   await page.getByRole('link', { name: 'Chat' }).click()
   await shot(page, 'chat-375')
   await page.setViewportSize({ width: 1280, height: 900 })
+})
+
+test('the audit log exports as JSON, and an entry rewritten in IndexedDB is named by Verify log', async ({}, testInfo) => {
+  const page = chatter.page
+  await page.getByRole('link', { name: 'Swarm' }).click()
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export log' }).click()])
+  expect(download.suggestedFilename()).toBe('tabmesh-audit.json')
+  const saved = testInfo.outputPath('tabmesh-audit.json')
+  await download.saveAs(saved)
+  const exported = JSON.parse(readFileSync(saved, 'utf8')) as { format: string; head: string; entries: { seq: number; hash: string }[] }
+  expect(exported.format).toBe('tabmesh-audit')
+  expect(exported.entries.length).toBeGreaterThan(1)
+  expect(exported.head).toBe(exported.entries.at(-1)!.hash)
+  expect(await page.getByTestId('audit-head').getAttribute('title')).toBe(exported.head)
+
+  // rewrite entry seq 1 behind the log's back, as someone with the tab's storage could
+  const changed = await page.evaluate(() => new Promise<string>((resolve, reject) => {
+    const open = indexedDB.open('tabmesh-audit')
+    open.onerror = () => reject(open.error)
+    open.onsuccess = () => {
+      const db = open.result
+      const tx = db.transaction('entries', 'readwrite')
+      const store = tx.objectStore('entries')
+      const get = store.get(1)
+      get.onsuccess = () => {
+        const entry = get.result as { data: Record<string, unknown> }
+        const key = Object.keys(entry.data).sort()[0] ?? 'note'
+        entry.data[key] = 'rewritten'
+        store.put(entry)
+        tx.oncomplete = () => { db.close(); resolve(key) }
+      }
+      tx.onerror = () => reject(tx.error)
+    }
+  }))
+  expect(changed).not.toBe('')
+
+  await page.reload()
+  await page.getByRole('link', { name: 'Swarm' }).click()
+  await expect(page.getByTestId('audit-load-problem')).toContainText('entry 1 (seq 1) was changed after it was written')
+  await page.getByRole('button', { name: 'Verify log' }).click()
+  const verdict = page.getByTestId('audit-verdict')
+  await expect(verdict).toHaveAttribute('data-ok', 'false')
+  await expect(verdict).toHaveText('entry 1 (seq 1) was changed after it was written: its hash does not match its content')
+  await page.getByRole('link', { name: 'Chat' }).click()
 })
 
 test('settings and conversations survive a reload; a contributor resumes by itself', async () => {
@@ -214,13 +296,20 @@ test('switching Contribute off mid-reply hands the session to a standby; the rep
 
   await page.getByLabel('Run on').selectOption('swarm')
   await page.getByRole('button', { name: 'New', exact: true }).click()
+  const auditedBefore = (await auditEntries(page)).length
   await sendEmptyPrompt(page)
   const reply = lastReply(page)
   await expect(reply.getByTestId('reply-text')).not.toBeEmpty({ timeout: 60_000 })
-  // whichever layers-0-2 host serves this reply switches off while it streams
+  // whichever layers-0-2 host serves this reply switches off while it streams. Both hosts may have
+  // an active session (the other one spot-checks the first's work), so the route is read from the
+  // chatter's audit log, where every route the swarm engine takes is written.
+  const hosts = new Map<string, Visitor>()
+  for (const v of [first, standby]) hosts.set((await v.page.getByTestId('contribution-stats').locator('code').getAttribute('title'))!, v)
   let serving: Visitor | undefined
   await expect.poll(async () => {
-    for (const v of [first, standby]) if (/active/.test((await v.page.getByTestId('sessions-served').textContent()) ?? '')) serving = v
+    const hop = (await auditEntries(page)).slice(auditedBefore).filter((e) => e.kind === 'hop').at(-1)
+    const peerId = (hop?.data.route as { peerId: string; layers: number[] }[] | undefined)?.find((h) => h.layers[0] === 0 && h.layers[1] === 3)?.peerId
+    serving = peerId === undefined ? undefined : hosts.get(peerId)
     return serving !== undefined
   }, { timeout: 10_000, intervals: [100] }).toBe(true)
   expect(await reply.getAttribute('data-status')).toBe('streaming')

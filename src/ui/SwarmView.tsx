@@ -5,8 +5,9 @@ import { LineChart } from './LineChart.tsx'
 import { PeerList } from './PeerList.tsx'
 import { useStore } from './store.ts'
 import { swarm } from './swarm-state.ts'
+import { TrustPanel } from './TrustPanel.tsx'
 
-/** The swarm as this tab sees it: peers, layer coverage per model, throughput and latency, own share. */
+/** The swarm as this tab sees it: peers, layer coverage per model, trust in the peers, throughput and latency, own share. */
 export function SwarmView() {
   const { models } = useApp()
   const s = useStore(swarm)
@@ -24,6 +25,7 @@ export function SwarmView() {
         {models.map((m) => <LayerCoverageMap key={m.id} model={m} />)}
       </section>
       <PeerList />
+      <TrustPanel />
       <div className="grid-2">
         <LineChart title="Throughput" unit="tokens/s" t={t} series={[
           { name: 'generated here', color: 'var(--c-accent)', values: s.samples.map((x) => x.generatedPerSecond) },

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { TabmeshError } from '../core/errors.ts'
 import type { ModelEntry } from '../model/source/registry.ts'
 import { compileChatTemplate } from '../model/template/index.ts'
+import { openReputation } from '../trust/reputation.ts'
 import { conversationPrompt, explainError, summarizeRoute } from './chat-state.ts'
 import { pauseReason } from './contribute-state.ts'
 import { formatBytes, formatDuration, layerText } from './format.ts'
@@ -9,6 +10,7 @@ import { loadRate, type LoadEntry } from './loads.ts'
 import { DEFAULT_SETTINGS } from './settings.ts'
 import type { HopSummary } from './storage.ts'
 import { layerCoverage, swarm, type PeerView } from './swarm-state.ts'
+import { peerTrustStatus, trustPeers } from './trust-state.ts'
 
 const peer = (peerId: string, layers: [number, number][], status: PeerView['status'] = 'ok'): PeerView => ({
   peerId, backend: 'wasm', hosted: layers.map(([start, end]) => ({ modelId: 'm', layers: { start, end }, embedding: false, head: false })),
@@ -85,5 +87,25 @@ describe('formatting and load rates', () => {
   it('gives the rate so far and the time left at that rate', () => {
     const e: LoadEntry = { key: 'k', label: 'k', loadedBytes: 2e6, totalBytes: 5e6, startedAt: 0, updatedAt: 2000, state: 'loading' }
     expect(loadRate(e)).toEqual({ bytesPerSecond: 1e6, msLeft: 3000 })
+  })
+})
+
+describe('trust panel rows', () => {
+  it('sorts by score, gives each peer its check rate and a status: new, trusted or revoked', async () => {
+    const rep = await openReputation()
+    for (let i = 0; i < 10; i++) rep.passed('12D3KooWtrusted')
+    rep.passed('12D3KooWnewpeer')
+    rep.failed('12D3KooWliar')
+    const rows = trustPeers(rep)
+    expect(rows.map((r) => [r.peerId.slice(8), r.status])).toEqual([['trusted', 'trusted'], ['newpeer', 'new'], ['liar', 'revoked']])
+    expect(rows[0]).toMatchObject({ score: 10, passed: 10, failed: 0, inconclusive: 0 })
+    expect(rows[0].checkRate).toBeCloseTo(rep.checkRate('12D3KooWtrusted'))
+    expect(rows[2].checkRate).toBe(1)
+  })
+  it('a clean peer is new under 8 passed checks; one with a failure it survived is not', () => {
+    expect(peerTrustStatus({ passed: 7, failed: 0 }, false)).toBe('new')
+    expect(peerTrustStatus({ passed: 8, failed: 0 }, false)).toBe('trusted')
+    expect(peerTrustStatus({ passed: 2, failed: 1 }, false)).toBe('trusted')
+    expect(peerTrustStatus({ passed: 50, failed: 0 }, true)).toBe('revoked')
   })
 })

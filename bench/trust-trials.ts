@@ -21,16 +21,12 @@
  * Load it through Vite (bench/vite-run.ts): the wasm backend imports AssemblyScript sources.
  */
 import { createRng } from '../src/core/rng.ts'
-import { makeSyntheticLlama2c } from '../src/model/formats/synthetic.ts'
-import { loadLlama2c } from '../src/model/formats/llama2c.ts'
-import type { ModelSlice } from '../src/model/model.ts'
 import { quantizeSlice } from '../src/model/quant/quantize.ts'
-import { memorySource } from '../src/model/source/byte-source.ts'
 import type { SwarmEngine, SwarmEvent } from '../src/swarm/swarm-engine.ts'
 import { checkRateFor, MAX_SCORE, memoryReputationStore, MIN_CHECK_RATE, openReputation, type CheckEvent, type CheckStats, type ExecutionKind, type Reputation } from '../src/trust/index.ts'
 import { ATTACKS, type Attack } from '../testing/liars.ts'
 import { GOLDEN_IDS, loadStories } from '../testing/models.ts'
-import { greedyIds, startPeer, trustSwarmEngine, type InProcessPeer, type PeerSpec } from '../testing/trust-swarm.ts'
+import { greedyIds, impostorsOf, liarSwarm, startPeer, trustSwarmEngine, type InProcessPeer } from '../testing/trust-swarm.ts'
 
 export const TOKENS = 48
 const MAX_HONEST_FORWARDS = 24
@@ -128,23 +124,8 @@ export async function runTrustTrials(options: TrustTrialsOptions = {}): Promise<
   const model = await loadStories()
   const c = model.config
   const golden = GOLDEN_IDS.slice(1, 1 + TOKENS)
-  const impostors: Partial<Record<Attack, ModelSlice>> = {
-    quantized: quantizeSlice(model, 'q4_0'),
-    'other-model': await loadLlama2c(memorySource(makeSyntheticLlama2c({ dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, vocabSize: c.vocabSize, seqLen: c.seqLen, sharedClassifier: true }, 5))),
-  }
-
-  /** The swarm of src/swarm/trust.test.ts: honest A [0, 2), the liar R [2, 4) cheapest, honest B [4, 5), standby S [2, 4); for collude R2 too. */
-  function liarSwarm(attack: Attack | undefined, seed: number, honestForwards: number): InProcessPeer[] {
-    const liar: PeerSpec = { peerId: 'R', hosted: { start: 2, end: 4 }, model, hopMs: 1, attack, impostor: attack && impostors[attack], seed, honestForwards }
-    const extra: PeerSpec[] = attack === 'collude' ? [{ peerId: 'R2', hosted: { start: 2, end: 4 }, model, hopMs: 30, attack: 'collude', seed }] : []
-    return [
-      startPeer({ peerId: 'A', hosted: { start: 0, end: 2 }, model }),
-      startPeer(liar),
-      startPeer({ peerId: 'B', hosted: { start: 4, end: 5 }, model }),
-      startPeer({ peerId: 'S', hosted: { start: 2, end: 4 }, model, hopMs: 20 }),
-      ...extra.map(startPeer),
-    ]
-  }
+  const impostors = await impostorsOf(model)
+  const liarSwarmOf = (attack: Attack | undefined, seed: number, honestForwards: number) => liarSwarm(model, attack, { impostors, seed, honestForwards })
 
   // ---- 1. detection ----
   const attacks = {} as Record<Attack, AttackResult>
@@ -157,7 +138,7 @@ export async function runTrustTrials(options: TrustTrialsOptions = {}): Promise<
       const honestForwards = createRng(seed * 31 + 7).nextU32() % (MAX_HONEST_FORWARDS + 1)
       const reputation = await openReputation(memoryReputationStore())
       const events: SwarmEvent[] = []
-      const peers = liarSwarm(attack, seed, honestForwards)
+      const peers = liarSwarmOf(attack, seed, honestForwards)
       const liar = peers[1]
       const engine = trustSwarmEngine({
         model, peers, events, selfSpans: true, hopTimeoutMs: HOP_TIMEOUT_MS,
@@ -303,7 +284,7 @@ export async function runTrustTrials(options: TrustTrialsOptions = {}): Promise<
   log(`honest: ${honest.honestChecks} checks in ${honest.sessions} sessions, ${honest.falsePositives} false positive(s), ${honest.unverifiable} unverifiable, ${honest.failovers} failover(s)`)
 
   // ---- 3. overhead ----
-  const overheadPeers = liarSwarm(undefined, 1, 0)
+  const overheadPeers = liarSwarmOf(undefined, 1, 0)
   async function timed(reputation: Reputation | undefined): Promise<{ seconds: number; rows: number }> {
     const engine = trustSwarmEngine({ model, peers: overheadPeers, selfSpans: true, hopTimeoutMs: HOP_TIMEOUT_MS, trust: reputation && { reputation } })
     const started = performance.now()

@@ -8,7 +8,7 @@ import { expect, test } from '@playwright/test'
 import { goldenText as readGoldenText } from '../testing/golden.ts'
 import type { Browser, Frame, Page } from 'playwright-core'
 import type { TabmeshEngine } from '../src/embed/api.ts'
-import { headlessCall, openLoggedPage, ROOT, startRelayProcess, type RelayProcess } from '../lab/mesh-harness.ts'
+import { headlessCall, openLoggedPage, ROOT, startRelayProcess, type RelayProcess, saveLogsAndClose } from '../lab/mesh-harness.ts'
 
 /**
  * embed.js on a third-party page: the page is served by a small server of its own on 127.0.0.1 (another
@@ -171,12 +171,7 @@ test.beforeAll(async () => {
   relay = await startRelayProcess(siteDir)
   host = await startHostServer(hostPages(relay.url))
 })
-test.afterEach(async ({}, testInfo) => {
-  if (testInfo.status !== testInfo.expectedStatus) {
-    for (const [i, t] of tabs.entries()) writeFileSync(testInfo.outputPath(`tab-${i}.log`), t.log.join('\n'))
-  }
-  await Promise.all(tabs.splice(0).map((t) => t.close()))
-})
+test.afterEach(({}, testInfo) => saveLogsAndClose(tabs, testInfo))
 test.afterAll(async () => {
   await relay?.kill()
   host?.server.close()

@@ -1,8 +1,7 @@
-import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, test } from '@playwright/test'
 import type { TabChatRequest, TabContributeRequest } from '../src/cli-tab/main.ts'
-import { headlessCall, loopbackOnly, openLoggedPage, ROOT, startRelayProcess, type LoggedPage, type RelayProcess } from '../lab/mesh-harness.ts'
+import { headlessCall, loopbackOnly, openLoggedPage, ROOT, startRelayProcess, type LoggedPage, type RelayProcess, saveLogsAndClose } from '../lab/mesh-harness.ts'
 import { goldenIds as readGolden } from '../testing/golden.ts'
 
 /**
@@ -38,12 +37,7 @@ test.beforeAll(async () => {
   expect(loopbackOnly(), 'run this suite with `npm run e2e:swarm` (a loopback-only network namespace)').toBe(true)
   relay = await startRelayProcess(process.env.TABMESH_SITE_DIR ?? join(ROOT, 'dist-lab'))
 })
-test.afterEach(async ({}, testInfo) => {
-  if (testInfo.status !== testInfo.expectedStatus) {
-    for (const [i, t] of tabs.entries()) writeFileSync(testInfo.outputPath(`tab-${i}.log`), t.log.join('\n'))
-  }
-  await Promise.all(tabs.splice(0).map((t) => t.close()))
-})
+test.afterEach(({}, testInfo) => saveLogsAndClose(tabs, testInfo))
 test.afterAll(async () => {
   await relay?.kill()
 })

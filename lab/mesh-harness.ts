@@ -3,7 +3,7 @@
  * process, and launch browser peers, each in its own Chromium process.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -166,6 +166,14 @@ export async function openLoggedPage(url: string, contextOptions: BrowserContext
   page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
   await page.goto(url)
   return { chromium: process, page, log, close: () => process.close() }
+}
+
+/** After a test: the pages' console logs into the test's output folder when it failed (`name`-i.log), then every page closed and the list emptied. */
+export async function saveLogsAndClose(pages: Pick<LoggedPage, 'log' | 'close'>[], testInfo: { status?: string; expectedStatus: string; outputPath(name: string): string }, name = 'tab'): Promise<void> {
+  if (testInfo.status !== testInfo.expectedStatus) {
+    for (const [i, t] of pages.entries()) writeFileSync(testInfo.outputPath(`${name}-${i}.log`), t.log.join('\n'))
+  }
+  await Promise.all(pages.splice(0).map((t) => t.close()))
 }
 
 /** Calls the headless page's API (src/cli-tab/main.ts) in `page`. */

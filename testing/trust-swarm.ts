@@ -12,11 +12,15 @@ import { generateTokens } from '../src/engine/generate.ts'
 import { createReferenceEngine } from '../src/engine/reference/reference.ts'
 import type { ModelSlice } from '../src/model/model.ts'
 import { createChannelPair, type FrameChannel } from '../src/swarm/channel.ts'
-import { createSwarmHost, type SwarmHost } from '../src/swarm/host.ts'
+import { createSwarmHost, type HostOptions, type SwarmHost } from '../src/swarm/host.ts'
 import { linearCost, type RouteCandidate } from '../src/swarm/route.ts'
 import { createSwarmEngine, type SwarmEngine, type SwarmEvent, type SwarmTrustOptions } from '../src/swarm/swarm-engine.ts'
 import type { ExecutionKind } from '../src/trust/index.ts'
-import { lyingEngine, type Misbehaviour } from './liars.ts'
+import { loadLlama2c } from '../src/model/formats/llama2c.ts'
+import { makeSyntheticLlama2c } from '../src/model/formats/synthetic.ts'
+import { quantizeSlice } from '../src/model/quant/quantize.ts'
+import { memorySource } from '../src/model/source/byte-source.ts'
+import { lyingEngine, type Attack, type Misbehaviour } from './liars.ts'
 
 export const sliceOf = (m: ModelSlice, layers: LayerRange, embedding = false, head = false): ModelSlice =>
   ({ config: m.config, tensors: m.tensors, quantized: m.quantized, spec: { layers, embedding, head } })
@@ -34,6 +38,9 @@ export interface PeerSpec {
   impostor?: ModelSlice
   honestForwards?: number
   seed?: number
+  modelId?: string // default 'model'
+  /** Host options over the defaults (limits; a createEngine of its own replaces the honest or lying one). */
+  limits?: Partial<HostOptions>
 }
 
 export interface InProcessPeer {
@@ -51,7 +58,7 @@ export function startPeer(spec: PeerSpec): InProcessPeer {
   let dead = false
   const backend = spec.backend ?? 'ref'
   const host = createSwarmHost({
-    modelId: 'model',
+    modelId: spec.modelId ?? 'model',
     config: spec.model.config,
     hosted: spec.hosted,
     maxSessions: 64,
@@ -63,17 +70,20 @@ export function startPeer(spec: PeerSpec): InProcessPeer {
       const impostor = spec.impostor && createReferenceEngine(sliceOf(spec.impostor, range))
       return lyingEngine(spec.attack, { honest, impostor, seed: spec.seed ?? 1, honestForwards: spec.honestForwards, onLie: () => { lies++ } })
     },
+    ...spec.limits,
   })
   return {
     spec, host,
     kind: { backend, weights: spec.weights },
+    /** A new stream to this host; fails once it was killed. */
     connect() {
-      if (dead) throw new TabmeshError('mesh-unreachable', `${spec.peerId} is gone`)
+      if (dead) throw new TabmeshError('hop-failed', `${spec.peerId} is gone`)
       const [client, server] = createChannelPair()
       channels.push(server)
       void host.serve(server)
       return client
     },
+    /** Drops every stream at once, like a crashed tab. */
     kill() {
       dead = true
       for (const c of channels) c.close()
@@ -117,4 +127,28 @@ export async function greedyIds(engine: Engine, maxTokens: number): Promise<numb
   const out: number[] = []
   for await (const t of generateTokens(engine, [1], { maxTokens, temperature: 0, topP: 0.9, seed: 1 })) out.push(t)
   return out
+}
+
+/** What other-model and quantized liars pass off as `model`: a seeded synthetic model of its shape, and its weights at Q4_0. */
+export async function impostorsOf(model: ModelSlice): Promise<Partial<Record<Attack, ModelSlice>>> {
+  const c = model.config
+  const shape = { dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, vocabSize: c.vocabSize, seqLen: c.seqLen, sharedClassifier: true }
+  return { quantized: quantizeSlice(model, 'q4_0'), 'other-model': await loadLlama2c(memorySource(makeSyntheticLlama2c(shape, 5))) }
+}
+
+/**
+ * The trust tests' swarm over a 5-layer model: honest A [0, 2), the liar R [2, 4) with the cheapest
+ * route, honest B [4, 5), an honest standby S [2, 4); for collude also R2 [2, 4), telling the same lie.
+ */
+export function liarSwarm(model: ModelSlice, attack: Attack | undefined, o: { impostors: Partial<Record<Attack, ModelSlice>>; seed?: number; honestForwards?: number }): InProcessPeer[] {
+  const seed = o.seed ?? 3
+  const liar: PeerSpec = { peerId: 'R', hosted: { start: 2, end: 4 }, model, hopMs: 1, attack, impostor: attack && o.impostors[attack], seed, honestForwards: o.honestForwards }
+  const partner: PeerSpec[] = attack === 'collude' ? [{ peerId: 'R2', hosted: { start: 2, end: 4 }, model, hopMs: 30, attack: 'collude', seed }] : []
+  return [
+    startPeer({ peerId: 'A', hosted: { start: 0, end: 2 }, model }),
+    startPeer(liar),
+    startPeer({ peerId: 'B', hosted: { start: 4, end: 5 }, model }),
+    startPeer({ peerId: 'S', hosted: { start: 2, end: 4 }, model, hopMs: 20 }),
+    ...partner.map(startPeer),
+  ]
 }

@@ -6,6 +6,7 @@ import { generateTokens } from '../engine/generate.ts'
 import { createReferenceEngine } from '../engine/reference/reference.ts'
 import type { ModelSlice } from '../model/model.ts'
 import { GOLDEN_IDS, loadStories, storiesTokenizer } from '../../testing/models.ts'
+import { startPeer } from '../../testing/trust-swarm.ts'
 import { createChannelPair, type FrameChannel } from './channel.ts'
 import { generateText } from './text-generation.ts'
 import { decodeFrame, encodeFrame } from './frames.ts'
@@ -20,26 +21,10 @@ const engineFor = (m: ModelSlice, range: LayerRange, embedding = false, head = f
   createReferenceEngine({ config: m.config, tensors: m.tensors, spec: { layers: range, embedding, head } })
 
 /** A real host in this process, reached over in-memory channels; `kill` drops every stream at once, like a crashed tab. */
-function startHost(peerId: string, hosted: LayerRange, extra: Partial<HostOptions> = {}) {
-  const host = createSwarmHost({ modelId: 'stories260K', config: model.config, hosted, createEngine: async (r) => engineFor(model, r), ...extra })
-  const channels: FrameChannel[] = []
-  let dead = false
-  return {
-    peerId, hosted, host,
-    connect(): FrameChannel {
-      if (dead) throw new TabmeshError('hop-failed', `${peerId} is gone`)
-      const [client, server] = createChannelPair()
-      channels.push(server)
-      void host.serve(server)
-      return client
-    },
-    kill() {
-      dead = true
-      for (const c of channels) c.close()
-    },
-  }
+function startHost(peerId: string, hosted: LayerRange, limits: Partial<HostOptions> = {}) {
+  return { ...startPeer({ peerId, hosted, model, modelId: 'stories260K', limits: { maxSessions: 8, ...limits } }), peerId, hosted }
 }
-type TestPeer = ReturnType<typeof startHost>
+type TestPeer = Pick<ReturnType<typeof startHost>, 'peerId' | 'hosted' | 'host' | 'connect' | 'kill'>
 
 function swarmEngineOver(peers: TestPeer[], events: SwarmEvent[] = [], timeoutMs = 2000) {
   const alive = new Map(peers.map((p) => [p.peerId, p]))

@@ -1,45 +1,28 @@
 import { beforeEach, describe, expect, it } from 'vitest'
 import { quantizeSlice } from '../model/quant/quantize.ts'
-import { makeSyntheticLlama2c } from '../model/formats/synthetic.ts'
-import { loadLlama2c } from '../model/formats/llama2c.ts'
-import { memorySource } from '../model/source/byte-source.ts'
 import { memoryReputationStore, openReputation, REVOKE_BELOW } from '../trust/index.ts'
 import { GOLDEN_IDS, loadStories } from '../../testing/models.ts'
 import { ATTACKS, type Attack } from '../../testing/liars.ts'
-import { greedyIds, startPeer, trustSwarmEngine, type PeerSpec } from '../../testing/trust-swarm.ts'
+import { greedyIds, impostorsOf, liarSwarm, startPeer, trustSwarmEngine } from '../../testing/trust-swarm.ts'
 import type { SwarmEvent } from './swarm-engine.ts'
 
 const model = await loadStories()
 const c = model.config
-const impostors = {
-  quantized: quantizeSlice(model, 'q4_0'),
-  'other-model': await loadLlama2c(memorySource(makeSyntheticLlama2c({ dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, vocabSize: c.vocabSize, seqLen: c.seqLen, sharedClassifier: true }, 5))),
-}
+const impostors = await impostorsOf(model)
 const golden = GOLDEN_IDS.slice(1)
 /** A seeded uniform [0, 1) for the checker's draws: each test gets the same sequence whatever ran before it. */
 const seeded = (seed = 1) => () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
 let random = seeded()
 beforeEach(() => { random = seeded() })
 
-/** A rogue on the route for [2, 4), honest peers around it and a standby (and, for collusion, its partner). */
-function swarmWith(attack: Attack | undefined, extra: PeerSpec[] = []) {
-  const liar: PeerSpec = { peerId: 'R', hosted: { start: 2, end: 4 }, model, hopMs: 1, attack, impostor: attack && (impostors as Record<string, typeof model>)[attack], seed: 3 }
-  return [
-    startPeer({ peerId: 'A', hosted: { start: 0, end: 2 }, model }),
-    startPeer(liar),
-    startPeer({ peerId: 'B', hosted: { start: 4, end: 5 }, model }),
-    startPeer({ peerId: 'S', hosted: { start: 2, end: 4 }, model, hopMs: 20 }),
-    ...extra.map(startPeer),
-  ]
-}
+const swarmWith = (attack: Attack | undefined) => liarSwarm(model, attack, { impostors })
 
 describe('spot checks catch a contributor that lies', () => {
   it.each(ATTACKS.map((a) => [a]))('%s: caught, banned, reputation lost, and the ids equal the honest run', async (attack) => {
     const reputation = await openReputation(memoryReputationStore())
     const events: SwarmEvent[] = []
-    // the colluder also hosts [2, 4) and lies the same way when asked to verify; the client's own run referees
-    const partner: PeerSpec[] = attack === 'collude' ? [{ peerId: 'R2', hosted: { start: 2, end: 4 }, model, hopMs: 30, attack: 'collude', seed: 3 }] : []
-    const peers = swarmWith(attack, partner)
+    // for collude, R2 also hosts [2, 4) and lies the same way when asked to verify; the client's own checks catch them
+    const peers = swarmWith(attack)
     const engine = trustSwarmEngine({ model, peers, events, selfSpans: true, trust: { reputation, random, selfCheckShare: attack === 'collude' ? 0.5 : 0.1 } })
     const ids = await greedyIds(engine, 64)
     engine.close()

@@ -176,11 +176,17 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
 
     trust() {
       trust ??= (async () => {
-        const persistent = typeof indexedDB !== 'undefined'
         const log = (line: string) => console.warn(line)
+        // IndexedDB may be missing or refused (a third-party iframe with storage blocked): this tab
+        // then keeps what it learns for its own lifetime only
+        const persistent = <T>(open: () => Promise<T>, fallback: () => Promise<T>, what: string) =>
+          (typeof indexedDB === 'undefined' ? fallback() : open().catch((err: Error) => {
+            log(`tabmesh: ${what} kept in memory only: ${err.message}`)
+            return fallback()
+          }))
         const [reputation, audit] = await Promise.all([
-          openReputation(persistent ? indexedDbReputationStore() : memoryReputationStore(), { log }),
-          openAuditLog(persistent ? indexedDbAuditStore() : memoryAuditStore()),
+          persistent(() => openReputation(indexedDbReputationStore(), { log }), () => openReputation(memoryReputationStore(), { log }), 'reputation'),
+          persistent(() => openAuditLog(indexedDbAuditStore()), () => openAuditLog(memoryAuditStore()), 'the audit log'),
         ])
         return { reputation, audit }
       })().catch((err) => { trust = undefined; throw err })

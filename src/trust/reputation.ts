@@ -3,7 +3,7 @@
  * check is worth +1 (capped), a failed one -40; a peer at or under REVOKE_BELOW is revoked: routes
  * and verifier choices skip it, across sessions (the store persists, IndexedDB in a browser).
  *
- * The check rate follows from it: a peer with no record is checked on every window, one with a
+ * The check rate follows from it: a peer with no record is checked in every session, one with a
  * long clean record rarely, never less than MIN_CHECK_RATE, so an established peer that turns
  * is still caught. Only this tab's own observations count: reports from other peers are not
  * taken (a swarm of Sybils could vouch for each other or smear an honest peer for free).
@@ -16,7 +16,7 @@ export const MAX_SCORE = 100
 export const MIN_SCORE = -200
 export const REVOKE_BELOW = -20
 export const MIN_CHECK_RATE = 0.05
-/** Passed checks after which the rate halves (rate = max(MIN_CHECK_RATE, 1 / (1 + score / RATE_HALF_SCORE))). */
+/** The score at which the rate halves (rate = max(MIN_CHECK_RATE, 1 / (1 + score / RATE_HALF_SCORE))). */
 export const RATE_HALF_SCORE = 5
 
 export interface PeerRecord {
@@ -38,7 +38,7 @@ export interface ReputationStore {
 export interface Reputation {
   get(peerId: string): PeerRecord | undefined
   score(peerId: string): number
-  /** Share of a peer's work windows to check: 1 for a stranger, falling with its score. */
+  /** Chance that a peer's part of a session is checked: 1 for a stranger, falling with its score, never under MIN_CHECK_RATE. */
   checkRate(peerId: string): number
   revoked(peerId: string): boolean
   passed(peerId: string): PeerRecord

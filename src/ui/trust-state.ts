@@ -16,7 +16,7 @@ export interface TrustPeerView {
   passed: number
   failed: number
   inconclusive: number
-  /** Share of this peer's work windows checked now, 0 to 1. */
+  /** Chance, 0 to 1, that this peer's part of a session is checked now. */
   checkRate: number
   status: PeerTrustStatus
 }

@@ -70,9 +70,15 @@ for (const attack of browserAttacks) {
       expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)
       const lies = await liar.lies()
       if (lies === 0) continue
-      const caught = out.events.find((e) => e.type === 'caught')
-      expect(caught, `the liar lied ${lies} times and was not caught`).toMatchObject({ type: 'caught', peerId: liarId, outcome: 'failed' })
-      expect(out.checks?.failed).toBeGreaterThan(0)
+      // it lied on the route (caught, replaced) or as a verifier of the honest host's work (found out by the referee)
+      const onRoute = out.events.some((e) => (e.type === 'route' || e.type === 'failover') && (e.type === 'route' ? e.hops : e.replacement).some((h) => h.peerId === liarId))
+      if (onRoute) {
+        const caught = out.events.find((e) => e.type === 'caught')
+        expect(caught, `the liar lied ${lies} times on the route and was not caught`).toMatchObject({ type: 'caught', peerId: liarId, outcome: 'failed' })
+        expect(out.checks?.failed).toBeGreaterThan(0)
+      } else {
+        expect(out.checks?.verifierLied, `the liar lied ${lies} times as a verifier and was not found out`).toBeGreaterThan(0)
+      }
       const state = await client.call('trustState')
       const record = state.peers.find((p) => p.peerId === liarId)
       expect(record?.score).toBeLessThanOrEqual(REVOKE_BELOW)

@@ -29,7 +29,7 @@ export interface SwarmTrustOptions extends Pick<CheckerOptions, 'windowRows' | '
   localSpan?(span: LayerRange): Promise<Engine & { close?(): void }>
   /** What a peer runs on, for the honest tolerance between two executions. */
   kindOf?(peerId: string): ExecutionKind
-  /** Called when a peer is caught (e.g. to lower its gossip score). */
+  /** Called for every peer caught lying, on a route or as a verifier (e.g. to lower its gossip score). */
   onCaught?(peerId: string): void
 }
 
@@ -102,6 +102,7 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     dtype: o.dtype,
     kindOf: (id) => (id === SELF ? { backend: o.local.backend } : trust.kindOf?.(id) ?? { backend: 'unknown' }),
     openRunner,
+    onCaught: trust.onCaught,
     windowRows: trust.windowRows, selfCheckShare: trust.selfCheckShare, random: trust.random, fingerprintSeed: trust.fingerprintSeed, maxPendingWindows: trust.maxPendingWindows,
   })
   checker?.onCheck((check) => o.onEvent?.({ type: 'check', check }))
@@ -151,7 +152,6 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
       const live = hops[i]
       banned.add(live.hop.peerId)
       lastFailure = f.reason
-      if (f.outcome === 'failed') trust!.onCaught?.(live.hop.peerId)
       void trust!.audit?.append('ban', { peerId: live.hop.peerId, layers: [live.hop.layers.start, live.hop.layers.end], position: f.position, outcome: f.outcome, reason: f.reason }).catch(() => {})
       live.tracked?.close()
       live.hop.close(`caught by a spot check: ${f.reason}`)

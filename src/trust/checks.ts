@@ -55,6 +55,8 @@ export interface CheckerOptions {
   random?: () => number
   /** Secret projection seed (default crypto-random). */
   fingerprintSeed?: number
+  /** Called for every peer found lying, checked or verifier (e.g. to lower its gossip score). */
+  onCaught?(peerId: string): void
   /** Windows waiting for their check per hop before `record` waits for one (bounded lag). */
   maxPendingWindows?: number
   log?: (line: string) => void
@@ -150,6 +152,11 @@ export function createChecker(o: CheckerOptions): Checker {
 
   const audit = (kind: 'check' | 'verdict' | 'ban', data: Record<string, unknown>) => {
     o.audit?.append(kind, data).catch((err: Error) => log(`tabmesh: audit entry not written: ${err.message}`))
+  }
+  /** A peer found lying, as the checked one or as a verifier: reputation, and the caller's own measures. */
+  const convict = (peer: string) => {
+    o.reputation.failed(peer)
+    try { o.onCaught?.(peer) } catch (err) { log(`tabmesh: onCaught failed: ${(err as Error).message}`) }
   }
   const emit = (e: CheckEvent) => {
     audit('check', { ...e, layers: [e.layers.start, e.layers.end], distance: Number.isFinite(e.distance) ? e.distance : String(e.distance) })
@@ -288,7 +295,7 @@ export function createChecker(o: CheckerOptions): Checker {
       const myEra = era
       const guilty = (reason: string, referee?: string): false => {
         stats.failed++
-        o.reputation.failed(peerId)
+        convict(peerId)
         failures.push({ hopId: id, peerId, layers, position: firstBad, outcome: 'failed', reason })
         emit({ peerId, layers, verifier: v.peerId, referee, positions: [from, end], distance: worst, tolerance, outcome: 'failed', ms: performance.now() - started })
         audit('verdict', { peerId, layers: [layers.start, layers.end], position: firstBad, outcome: 'failed', reason })
@@ -300,7 +307,7 @@ export function createChecker(o: CheckerOptions): Checker {
         const vouched = verifiers.peer
         if (vouched && firstBad < vouched.synced) {
           stats.verifierLied++
-          o.reputation.failed(vouched.runner.peerId)
+          convict(vouched.runner.peerId)
           noVerifier.add(vouched.runner.peerId)
           audit('verdict', { peerId: vouched.runner.peerId, role: 'verifier', layers: [layers.start, layers.end], outcome: 'failed', reason: `it vouched for ${peerId}'s output at position ${firstBad}, which the client's own execution contradicts` })
           dropVerifier(vouched)
@@ -339,7 +346,7 @@ export function createChecker(o: CheckerOptions): Checker {
         if (checkedAgrees && !verifierAgrees) {
           // the verifier lied: it goes, the checked hop's work stands
           stats.verifierLied++
-          o.reputation.failed(v.peerId)
+          convict(v.peerId)
           o.reputation.passed(peerId)
           noVerifier.add(v.peerId)
           emit({ peerId, layers, verifier: v.peerId, referee: referee!.peerId, positions: [from, end], distance: worst, tolerance, outcome: 'verifier-lied', ms: performance.now() - started })
@@ -350,7 +357,7 @@ export function createChecker(o: CheckerOptions): Checker {
         if (referee!.peerId === SELF) {
           // the client's own run agrees with neither: both lied
           stats.verifierLied++
-          o.reputation.failed(v.peerId)
+          convict(v.peerId)
           noVerifier.add(v.peerId)
           return guilty(`its output at position ${firstBad} differs from the client's own execution; verifier ${v.peerId} lied too`, SELF)
         }

@@ -19,7 +19,8 @@ const goldenIds = readGolden()
 const reference = (tokens: number) => goldenIds.slice(0, 1 + tokens) // BOS, then the greedy tokens
 // Spot checks off: these cases pause at an exact token, start faults while paused and count the
 // forwards a host got; checks hold tokens back until verified (the engine runs up to a few windows
-// ahead of what is given out) and open verifier sessions on hosts. Checks under faults are in e2e/trust.spec.ts.
+// ahead of what is given out) and open verifier sessions on hosts. Checks have their own suite
+// (e2e/trust.spec.ts), and their faults (a verifier that stalls or lies) are tested in src/swarm/trust.test.ts.
 const greedy = { prompt: '', temperature: 0, topP: 0.9, seed: 1, verify: false }
 const MODEL = 'stories260K'
 const DIM = 64 // stories260K's hidden width

@@ -131,16 +131,23 @@ test('an honest swarm on ref, wasm and webgpu: many checked sessions, no accusat
   await client.call('join')
   await expect.poll(() => client.call('peers').then((p) => p.length), { timeout: 30_000 }).toBe(4)
   let checks = 0
+  const backendOf = new Map((await client.call('peers')).map((p) => [p.peerId, p.backend]))
+  const spread = new Map<string, number>() // 'checked/verifier' backends -> the largest passed distance
   for (let session = 0; session < 4; session++) {
     const out = await chat(client, { selfCheckShare: 0 })
     expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)
     expect(out.events.filter((e) => e.type === 'caught')).toEqual([])
     expect(out.checks).toMatchObject({ failed: 0, inconclusive: 0, verifierLied: 0 })
     checks += out.checks?.checks ?? 0
+    for (const e of out.events) {
+      if (e.type !== 'check' || e.check.outcome !== 'passed') continue
+      const pair = `${backendOf.get(e.check.peerId)}/${e.check.verifier === 'self' ? 'js (client)' : backendOf.get(e.check.verifier)}`
+      spread.set(pair, Math.max(spread.get(pair) ?? 0, e.check.distance))
+    }
   }
+  console.log(`honest spread per pair (checked/verifier: largest distance): ${[...spread].map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}`)
   expect(checks).toBeGreaterThan(8)
   const state = await client.call('trustState')
   expect(state.peers.every((p) => p.failed === 0 && !p.revoked)).toBe(true)
-  const spread = state.peers.length
-  console.log(`honest mixed-backend swarm: ${checks} checks over 4 sessions, ${spread} peers checked, no accusation`)
+  console.log(`honest mixed-backend swarm: ${checks} checks over 4 sessions, ${state.peers.length} peers checked, no accusation`)
 })

@@ -128,7 +128,7 @@ const api = {
   resume: () => resumeChat?.(),
   chatState: () => ({ ...chatState }),
   peerId: async () => (await runtime.mesh()).peerId,
-  peers: async () => (await runtime.mesh()).table.list().map((e) => ({ peerId: e.peerId, hosted: e.advert.hosted, health: e.health, status: e.advert.health.status })),
+  peers: async () => (await runtime.mesh()).table.list().map((e) => ({ peerId: e.peerId, hosted: e.advert.hosted, health: e.health, status: e.advert.health.status, backend: e.advert.capabilities.backend })),
   contributorStats: () => runtime.contribution()?.contributor.stats(),
   /** What this tab's checks found: every peer's record, and the audit log (head, size, its own verification). */
   trustState: async () => {

@@ -102,7 +102,8 @@ for (const mode of ['malformed', 'stall'] as const) {
     // the rogue advertises itself as fastest, so routes go through it whenever it can be dialed;
     // a first WebRTC dial can time out on a loaded machine, so chat until it has been reached
     for (let attempt = 0; attempt < 5; attempt++) {
-      const out = await chat(client, { hopTimeoutMs: 2000 })
+      // spot checks off: with them the rogue may be picked as a verifier instead (its faults then drop it as one; e2e/trust.spec.ts)
+      const out = await chat(client, { hopTimeoutMs: 2000, verify: false })
       expect([...out.promptTokens, ...out.tokens]).toEqual(goldenIds)
       if (await rogue.page.evaluate(() => (window as unknown as { rogueLab: RogueLab }).rogueLab.forwards()) > 0) {
         expect(out.events.some((e) => e.type === 'failover' && e.peerId === rogueId)).toBe(true)

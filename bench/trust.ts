@@ -121,7 +121,8 @@ for (const attack of BROWSER_ATTACKS) {
     if (!same([...out.promptTokens, ...out.tokens])) row.idsMismatched++
     if (await liar.page.evaluate(() => (window as unknown as { trustLab: TrustLab }).trustLab.lies()) > 0) {
       row.lied++
-      if (out.events.some((e) => e.type === 'caught' && e.peerId === peerId)) row.caught++
+      // caught on the route, or found out as a verifier of the honest host's work (the only liar here)
+      if (out.events.some((e) => e.type === 'caught' && e.peerId === peerId) || (out.checks?.verifierLied ?? 0) > 0) row.caught++
     }
     await close(client)
     await close(liar)

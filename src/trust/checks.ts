@@ -88,7 +88,7 @@ export interface HopFailure {
 
 export interface CheckStats {
   hopsDrawn: number // hops (peer x session) whose work is checked
-  windows: number
+  windows: number // of drawn hops
   checks: number
   passed: number
   failed: number
@@ -378,11 +378,6 @@ export function createChecker(o: CheckerOptions): Checker {
       const win: Window = { start, end, state: 'pending' }
       windows.push(win)
       stats.windows++
-      if (!drawn) {
-        win.state = 'done'
-        advanceDecided()
-        return
-      }
       const myEra = era
       // a window whose check failed stays undecided: the hop is replaced and generation rewinds
       chain = chain.then(() => check(win, myEra)).catch((err: Error) => {
@@ -398,7 +393,7 @@ export function createChecker(o: CheckerOptions): Checker {
     const tracked: TrackedHop = {
       id,
       async record(positions, rowsIn, rowsOut) {
-        if (closed) return
+        if (closed || !drawn) return // a hop not drawn keeps nothing and holds nothing back
         if (positions.length > 0 && positions[0] < inputs.length) tracked.truncate(positions[0])
         const outFps = fingerprinter.sketch(rowsOut)
         for (let i = 0; i < positions.length; i++) {
@@ -422,7 +417,7 @@ export function createChecker(o: CheckerOptions): Checker {
         decided = Math.min(decided, position)
         for (const slot of [verifiers.self, verifiers.peer]) if (slot && slot.synced > position) slot.synced = position // its cache is overwritten from there
       },
-      decidedThrough: () => decided,
+      decidedThrough: () => (drawn ? decided : Infinity),
       close() {
         closed = true
         dropVerifier(verifiers.self)

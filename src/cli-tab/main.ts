@@ -6,6 +6,7 @@ import { buildPrompt, type ChatMessage } from '../model/template/index.ts'
 import { createTabRuntime, type RuntimeContributeOptions } from '../swarm/tab-runtime.ts'
 import type { SwarmEngine, SwarmEvent } from '../swarm/swarm-engine.ts'
 import { verifyAuditChain } from '../trust/index.ts'
+import type { IceServer } from '../mesh/index.ts'
 
 /**
  * What the CLI and the multi-browser tests drive in headless Chromium: the tab runtime the site
@@ -121,14 +122,22 @@ async function load(r: { model?: string; layers: LayerRange; backend: BackendNam
 const api = {
   generate, contribute, chat, load,
   /** Uses these relay multiaddrs instead of this site's GET /relay (before the mesh is joined). */
-  configure: (o: { relay?: string[] }) => { runtime = createTabRuntime({ relay: o.relay }) },
+  configure: (o: { relay?: string[]; iceServers?: IceServer[] }) => { runtime = createTabRuntime({ relay: o.relay, iceServers: o.iceServers }) },
   stopContributing: (reason?: string) => runtime.stopContributing(reason),
   /** Joins the mesh as a client (chat does this on first use). */
   join: async () => (await runtime.mesh('client')).peerId,
   resume: () => resumeChat?.(),
   chatState: () => ({ ...chatState }),
   peerId: async () => (await runtime.mesh()).peerId,
-  peers: async () => (await runtime.mesh()).table.list().map((e) => ({ peerId: e.peerId, hosted: e.advert.hosted, health: e.health, status: e.advert.health.status, backend: e.advert.capabilities.backend })),
+  peers: async () => (await runtime.mesh()).table.list().map((e) => ({
+    peerId: e.peerId, hosted: e.advert.hosted, health: e.health, status: e.advert.health.status, backend: e.advert.capabilities.backend,
+    direct: e.direct, unreachable: e.unreachable?.why ?? null,
+  })),
+  /** The mesh node's own state: relays, reachability, ICE servers, direct peers, dials. */
+  meshStats: async () => {
+    const s = (await runtime.mesh()).stats()
+    return { peerId: s.peerId, directPeers: s.directPeers, relays: s.relays, relayReserved: s.relayReserved, reachability: s.reachability, reachabilityWhy: s.reachabilityWhy, iceServers: s.iceServers, dial: s.dial, idleClosed: s.idleClosed }
+  },
   contributorStats: () => runtime.contribution()?.contributor.stats(),
   /** What this tab's checks found: every peer's record, and the audit log (head, size, its own verification). */
   trustState: async () => {

@@ -28,6 +28,8 @@ export interface ConnectOptions {
   container?: HTMLElement
   /** How long to wait for the iframe to load (default 30 s). */
   timeoutMs?: number
+  /** STUN/TURN servers for the widget's WebRTC (as RTCIceServer); default: the tabmesh site's (GET /relay). */
+  iceServers?: { urls: string | string[]; username?: string; credential?: string }[]
 }
 
 export interface ContributeOptions {
@@ -236,7 +238,7 @@ export function frameUrl(relay: string, params: Record<string, string | undefine
 export async function connect(options: ConnectOptions = {}): Promise<TabmeshEngine> {
   if (!options.relay) throw new TabmeshEmbedError('bad-argument', 'connect() needs { relay }: the tabmesh site to use, e.g. "https://tabmesh.example/"')
   const model = options.model ?? 'stories260K'
-  const src = frameUrl(options.relay, { mode: 'api', model, chat: options.mode, backend: options.backend })
+  const src = frameUrl(options.relay, { mode: 'api', model, chat: options.mode, backend: options.backend, ice: options.iceServers && JSON.stringify(options.iceServers) })
   const iframe = await openFrame(src, (f) => {
     f.style.width = '320px'
     f.style.height = '48px'

@@ -4,6 +4,8 @@ import { connect, frameEngine, frameUrl, openFrame, type ConnectOptions, type Ta
 
 /**
  * embed.js: `<script src="https://<tabmesh host>/embed.js" data-mode="contribute|chat" data-model="...">`
+ * (optional `data-ice-servers='[{"urls":"stun:stun.example.org:3478"}]'`: the widget's STUN/TURN
+ * servers, as RTCIceServer JSON, instead of the tabmesh site's)
  * puts the tabmesh widget (an iframe from the tabmesh origin) where the script tag is, and exposes
  * the JS API as window.tabmesh. Built as one classic script (no imports), wrapped so it adds no
  * globals but window.tabmesh.
@@ -26,7 +28,7 @@ if (script && origin && (mode === 'contribute' || mode === 'chat')) {
   const model = d.model || 'stories260K'
   const src = frameUrl(origin, {
     mode, model, chat: d.chatMode, backend: d.backend,
-    temperature: d.temperature, max_tokens: d.maxTokens, top_p: d.topP, seed: d.seed,
+    temperature: d.temperature, max_tokens: d.maxTokens, top_p: d.topP, seed: d.seed, ice: d.iceServers,
   })
   api.widget = openFrame(src, (iframe) => {
     iframe.style.width = d.width || (mode === 'chat' ? '380px' : '320px')

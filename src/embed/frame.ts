@@ -1,6 +1,7 @@
 import { type BackendName } from '../core/vocabulary.ts'
 import { TabmeshError } from '../core/errors.ts'
 import { DEFAULT_MODEL_ID } from '../model/source/registry.ts'
+import { parseIceServersJson, type IceServer } from '../mesh/index.ts'
 import { createTabRuntime } from '../swarm/tab-runtime.ts'
 import { isWebLLMModel, tabmeshBackend, webllmBackend, type ChatBackend, type InitProgress } from './chat-backend.ts'
 import { messageId, parseHostMessage, PROTOCOL, type ChatRequest, type ContributionStatus, type FrameMessage, type FrameStatus, type HostMessage } from './protocol.ts'
@@ -19,11 +20,25 @@ const numberParam = (name: string) => { const v = params.get(name); return v ===
 const widgetSampling = { temperature: numberParam('temperature'), max_tokens: numberParam('max_tokens'), top_p: numberParam('top_p'), seed: numberParam('seed') }
 const DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20
 
-const runtime = createTabRuntime()
+// data-ice-servers / connect({ iceServers }): validated here, where they are used; a bad list is
+// reported in the widget and nothing joins with it
+let iceServers: IceServer[] | undefined
+let iceError: string | undefined
+try {
+  const raw = params.get('ice')
+  if (raw) iceServers = parseIceServersJson(raw, 'data-ice-servers')
+} catch (err) {
+  iceError = (err as Error).message
+}
+const runtime = createTabRuntime({ iceServers })
 // "joined" is reported to the host (and checked by the e2e): the mesh node exists only once something here asked for it
 let joined = false
 const openMesh = runtime.mesh
-runtime.mesh = (role) => { joined = true; return openMesh(role) }
+runtime.mesh = (role) => {
+  if (iceError) return Promise.reject(new TabmeshError('bad-argument', iceError))
+  joined = true
+  return openMesh(role)
+}
 
 // ---------------------------------------------------------------- host link
 
@@ -177,6 +192,6 @@ if (widget === 'chat') {
   stop.addEventListener('click', () => current?.abort())
 }
 
-setContribution(contribution)
+setContribution(iceError ? { state: 'failed', error: iceError } : contribution)
 if (window.parent !== window) window.parent.postMessage({ protocol: PROTOCOL, type: 'ready' } satisfies FrameMessage, parentOrigin ?? '*')
 document.body.dataset.ready = 'true'

@@ -133,4 +133,20 @@ describe('dialer', () => {
     await waitFor(() => net.connected.has(p))
     dialer.stop()
   })
+
+  it('gives up on a peer after maxAttempts failed dials (it is unreachable), and tries again only after a long wait', async () => {
+    const net = network(() => 'fail')
+    const p = fakePeerId(9)
+    const unreachable: string[] = []
+    const dialer = createDialer({ selfId: fakePeerId(0), dial: net.dial, hasDirect: net.hasDirect, firstBackoffMs: 1, maxBackoffMs: 2, fallbackAfterMs: 0, maxAttempts: 3, unreachableRetryMs: 150, onUnreachable: (id) => unreachable.push(id) })
+    dialer.discovered(p, [addrOf(p)])
+    await waitFor(() => unreachable.length === 1)
+    expect(net.attempts.get(p)).toBe(3)
+    await sleep(80)
+    expect(net.attempts.get(p)).toBe(3) // bounded: no dial storm against a peer behind a NAT we cannot cross
+    await waitFor(() => unreachable.length === 2, 1000) // one more try after the wait, and given up again
+    expect(net.attempts.get(p)).toBe(4)
+    expect(dialer.stats().gaveUp).toBe(2)
+    dialer.stop()
+  })
 })

@@ -26,6 +26,10 @@ export interface DialerOptions {
   maxBackoffMs?: number // default 4000
   fallbackAfterMs?: number // default 8000
   maxConcurrent?: number // default 2: WebRTC handshakes are CPU-bound, and parallel ones slow each other
+  /** Failed attempts after which a peer counts as unreachable (default 4): `onUnreachable` is told, and the next try waits `unreachableRetryMs` (default 60 s). */
+  maxAttempts?: number
+  unreachableRetryMs?: number
+  onUnreachable?(peerId: string, why: string): void
   log?: (line: string) => void
   now?: () => number
 }
@@ -39,6 +43,8 @@ export interface DialStats {
   connectMs: number[]
   /** The most recent distinct failure messages (at most 10). */
   recentErrors: string[]
+  /** Times a peer was given up on after maxAttempts failed dials (retried after a long wait). */
+  gaveUp: number
 }
 
 export interface Dialer {
@@ -89,12 +95,14 @@ export function createDialer(options: DialerOptions): Dialer {
   const maxBackoffMs = options.maxBackoffMs ?? 4000
   const fallbackAfterMs = options.fallbackAfterMs ?? 8000
   const maxConcurrent = options.maxConcurrent ?? 2
+  const maxAttempts = options.maxAttempts ?? 4
+  const unreachableRetryMs = options.unreachableRetryMs ?? 60_000
   const log = options.log ?? (() => {})
   const now = options.now ?? (() => Date.now())
   const wants = new Map<string, Want>()
   // attempts made on peers that left the table and may come back: their timeouts keep escalating
   const pastAttempts = new Map<string, number>()
-  const stats: DialStats = { attempts: 0, connected: 0, timeouts: 0, failures: 0, connectMs: [], recentErrors: [] }
+  const stats: DialStats = { attempts: 0, connected: 0, timeouts: 0, failures: 0, connectMs: [], recentErrors: [], gaveUp: 0 }
   let running = 0
   let stopped = false
 
@@ -156,7 +164,18 @@ export function createDialer(options: DialerOptions): Dialer {
       }
       if (want.attempt === 0) log(`tabmesh: dial to ${want.peerId} failed (${(err as Error).message}); retrying with backoff`)
       want.attempt++
-      if (wants.get(want.peerId) === want) schedule(want, now() + retryWaitMs(want.attempt, firstBackoffMs, maxBackoffMs, 0.5)) // 0.5: no jitter
+      if (wants.get(want.peerId) === want) {
+        if (want.attempt >= maxAttempts) {
+          // bounded retries: a peer behind a NAT we cannot cross stays out of routes for a while
+          stats.gaveUp++
+          log(`tabmesh: peer ${want.peerId} unreachable after ${want.attempt} dials (${message}); next try in ${Math.round(unreachableRetryMs / 1000)} s`)
+          options.onUnreachable?.(want.peerId, message)
+          want.attempt = maxAttempts - 1
+          schedule(want, now() + unreachableRetryMs)
+        } else {
+          schedule(want, now() + retryWaitMs(want.attempt, firstBackoffMs, maxBackoffMs, 0.5)) // 0.5: no jitter
+        }
+      }
     } finally {
       clearTimeout(timeout)
       want.inFlight = false

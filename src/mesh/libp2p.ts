@@ -27,6 +27,10 @@ export interface MeshLibp2pOptions {
   validators: MeshValidators
   appScore?: (peerId: string) => number
   gossipsub?: Partial<GossipsubOpts>
+  /** The RTCConfiguration of each new WebRTC connection (ICE servers: see ice.ts); default none. */
+  rtcConfiguration?: () => Promise<RTCConfiguration>
+  /** Relay reservations to hold at once (one per relay, up to the relays known; default 1). */
+  reservations?: number
 }
 
 /** Creates (and starts) the tab's libp2p node, listening on the relay's circuit and for WebRTC. */
@@ -34,8 +38,10 @@ export async function createMeshLibp2p(options: MeshLibp2pOptions): Promise<Mesh
   const { privateKey, maxDirectPeers, validators } = options
   return (await createLibp2p({
     privateKey,
-    addresses: { listen: ['/p2p-circuit', '/webrtc'] },
-    transports: [webSockets(), webRTC({ rtcConfiguration: { iceServers: [] } }), circuitRelayTransport()],
+    // one '/p2p-circuit' per reservation wanted: each takes a relay the node is connected to and
+    // does not yet hold one on, so with several relays the tab stays dialable if one goes
+    addresses: { listen: [...Array.from({ length: Math.max(1, options.reservations ?? 1) }, () => '/p2p-circuit'), '/webrtc'] },
+    transports: [webSockets(), webRTC({ rtcConfiguration: options.rtcConfiguration ?? { iceServers: [] } }), circuitRelayTransport()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     // browsers deny ws:// and private addresses by default; the relay is ws:// on loopback or a LAN

@@ -19,7 +19,8 @@ import { createDialer, webrtcAddrs, type Dialer, type DialerOptions, type DialSt
 import { loadTabIdentity } from './identity.ts'
 import { createMeshLibp2p, isDirect, pingOver, type MeshLibp2p } from './libp2p.ts'
 import { createPeerTable, type PeerTable } from './peer-table.ts'
-import { createRelayLink } from './relay-link.ts'
+import { createIceProvider, hasTurn, type IceConfig, type IceServer, type IceSource } from './ice.ts'
+import { createRelayLink, groupRelayAddrs } from './relay-link.ts'
 import { ADVERT_TOPIC, encodeMessage, MESH_TOPICS, TASK_TOPIC, type Advert, type Capabilities, type HostedSlice, type Load, type SelfHealth, type TaskMessage } from './protocol.ts'
 import { createAdvertiser, receiveMessages, repairGossipStreams, type MeshDelivery } from './pubsub.ts'
 import { createTaskCoordinator, type TaskCoordinator } from './tasks.ts'
@@ -28,9 +29,23 @@ import { createMeshValidators, type MeshValidatorOptions, type ValidationStats }
 export type { MeshLibp2p, MeshServices } from './libp2p.ts'
 export type { MeshDelivery } from './pubsub.ts'
 
+/** Protocols every connection carries in the background: a connection with only these is idle. */
+const BACKGROUND_PROTOCOLS = ['/meshsub/', '/ipfs/ping/', '/ipfs/id/', '/floodsub/']
+
 export interface MeshNodeOptions {
-  /** The relay's ws multiaddr(s), each ending in /p2p/<relay id> (GET /relay on the site lists them). */
+  /**
+   * The relays' ws multiaddrs, each ending in /p2p/<relay id> (GET /relay on the site lists them).
+   * The node links to every relay listed (up to MAX_RELAYS) and holds a reservation on each it
+   * reaches: new tabs find the swarm, and dial this one, through whichever relay still runs.
+   */
   relay: string | readonly string[]
+  /**
+   * STUN/TURN servers for WebRTC (ice.ts): a list, or a function that fetches the list again when
+   * its TURN credentials expire (`iceConfig` is then the first answer). Default none: host
+   * candidates only, enough on one machine or one LAN.
+   */
+  iceServers?: IceSource
+  iceConfig?: IceConfig
   capabilities: Capabilities
   hosted?: HostedSlice[]
   load?: Load
@@ -48,12 +63,35 @@ export interface MeshNodeOptions {
    * dials any other peer on demand.
    */
   maxDirectPeers?: number
+  /**
+   * A direct connection beyond maxDirectPeers (opened on demand for a route or a hosted session)
+   * is closed once it has carried no inference stream for this long (default 30 s) and is not a
+   * gossip mesh link: the connections a tab holds stay bounded however big the swarm.
+   */
+  idleCloseMs?: number
   /** A new WebRTC connection must echo a ping within this time or is closed (default 8000 ms). */
   verifyTimeoutMs?: number
   dialer?: Partial<Omit<DialerOptions, 'selfId' | 'dial' | 'hasDirect'>>
   validation?: MeshValidatorOptions
   gossipsub?: Partial<GossipsubOpts>
   log?: (line: string) => void
+}
+
+/** Relays a node links to at most (each holds a connection and a reservation). */
+export const MAX_RELAYS = 4
+
+/**
+ * Whether this tab can make direct (WebRTC) connections: 'direct' once one has worked;
+ * 'unreachable' when dials have failed again and again and none ever worked (its network blocks
+ * peer-to-peer traffic: a symmetric NAT or a firewall, and no TURN server to relay through);
+ * 'unknown' before either.
+ */
+export type Reachability = 'unknown' | 'direct' | 'unreachable'
+
+export interface RelayState {
+  /** The relay's first address. */
+  addr: string
+  connected: boolean
 }
 
 export interface MeshNodeStats {
@@ -76,6 +114,15 @@ export interface MeshNodeStats {
   gossipRepairs: number
   /** New WebRTC connections closed because they carried nothing (see verifyConnection). */
   zombiesClosed: number
+  /** Each relay the node links to, and whether it is connected now. */
+  relays: RelayState[]
+  reachability: Reachability
+  /** Why `reachability` is what it is, in words for the UI and logs. */
+  reachabilityWhy: string
+  /** The ICE servers in use (credentials left out). */
+  iceServers: { urls: string[] }[]
+  /** Direct connections closed because they sat idle beyond the bound (maxDirectPeers). */
+  idleClosed: number
 }
 
 export interface MeshNode {
@@ -119,8 +166,16 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const pingIntervalMs = options.pingIntervalMs ?? 2000
   const maxDirectPeers = options.maxDirectPeers ?? 24
   const verifyTimeoutMs = options.verifyTimeoutMs ?? 8000
-  const relayAddrs = (typeof options.relay === 'string' ? [options.relay] : [...options.relay]).map((a) => multiaddr(a))
-  if (relayAddrs.length === 0) throw new TabmeshError('bad-argument', 'createMeshNode needs at least one relay multiaddr')
+  const relayAddrs = (typeof options.relay === 'string' ? [options.relay] : [...options.relay]).map((a) => {
+    try {
+      return multiaddr(a)
+    } catch (err) {
+      throw new TabmeshError('bad-argument', `not a relay multiaddr: ${String(a).slice(0, 120)} (${(err as Error).message})`)
+    }
+  })
+  const relayGroups = groupRelayAddrs(relayAddrs).slice(0, MAX_RELAYS)
+  if (relayGroups.length === 0) throw new TabmeshError('bad-argument', 'createMeshNode needs at least one relay multiaddr')
+  const ice = createIceProvider(options.iceServers ?? [], options.iceConfig, { log: (line) => log(line) })
   // check what we will advertise before starting anything (peer id and addresses are filled in later)
   const placeholderId = '12D3KooW' + '1'.repeat(44)
   encodeMessage(ADVERT_TOPIC, {
@@ -131,7 +186,10 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const validators = createMeshValidators({ log, ...options.validation })
 
   const appScores = new Map<string, number>()
-  const libp2p = await createMeshLibp2p({ privateKey: options.privateKey ?? identity!.privateKey, maxDirectPeers, validators, appScore: (p) => appScores.get(p) ?? 0, gossipsub: options.gossipsub })
+  const libp2p = await createMeshLibp2p({
+    privateKey: options.privateKey ?? identity!.privateKey, maxDirectPeers, validators, appScore: (p) => appScores.get(p) ?? 0, gossipsub: options.gossipsub,
+    rtcConfiguration: () => ice.rtcConfiguration(), reservations: relayGroups.length,
+  })
   const peerId = libp2p.peerId.toString()
   const pubsub = libp2p.services.pubsub
   const table = createPeerTable({ selfId: peerId, staleAfterMs: options.staleAfterMs })
@@ -168,6 +226,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     hasDirect,
     canConnectMore: (pending) => directPeerIds().length + pending < maxDirectPeers,
     log,
+    onUnreachable: (id, why) => table.markUnreachable(id, why),
     ...options.dialer,
   })
 
@@ -191,7 +250,10 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   libp2p.addEventListener('connection:open', (evt) => {
     const c = evt.detail
     table.connectionOpened(c.remotePeer.toString(), c.limits === undefined)
-    if (isDirect(c) && c.remoteAddr.toString().includes('/webrtc')) void verifyConnection(c)
+    if (isDirect(c) && c.remoteAddr.toString().includes('/webrtc')) {
+      everDirect = true
+      void verifyConnection(c)
+    }
   })
   libp2p.addEventListener('connection:close', (evt) => {
     const c = evt.detail
@@ -221,15 +283,77 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     }
   }
 
-  // ---- relay: dialled now and again whenever it is lost (relay-link.ts) ------------------------
-  const relay = createRelayLink({ host: libp2p, addrs: relayAddrs, log })
+  // ---- relays: each dialled now and again whenever it is lost (relay-link.ts) -------------------
+  const relays = relayGroups.map((addrs) => ({ addr: addrs[0].toString(), link: createRelayLink({ host: libp2p, addrs, log }) }))
+  const relayPeerIds = () => relays.flatMap((r) => r.link.peerIds())
   const relayReserved = () => {
-    const ids = relay.peerIds()
+    const ids = relayPeerIds()
     return libp2p.getMultiaddrs().some((a) => ids.some((id) => a.toString().includes(`/p2p/${id}/p2p-circuit`)))
   }
 
   for (const topic of MESH_TOPICS) pubsub.subscribe(topic)
-  await relay.connect()
+  // joined once any relay answers (or every first round has failed: the links keep trying)
+  await new Promise<void>((resolve) => {
+    let done = 0
+    for (const r of relays) {
+      void r.link.connect().finally(() => {
+        if (r.link.connected() || ++done === relays.length) resolve()
+      })
+    }
+  })
+
+  // ---- bounded connections: idle on-demand connections beyond the cap are closed ----------------
+  const lastUsed = new Map<string, number>()
+  const idle = (() => {
+    const idleCloseMs = options.idleCloseMs ?? 30_000
+    let closed = 0
+    const timer = setInterval(() => {
+      const t = Date.now()
+      const byPeer = new Map<string, Connection[]>()
+      for (const c of libp2p.getConnections()) {
+        if (!isDirect(c)) continue
+        const id = c.remotePeer.toString()
+        byPeer.set(id, [...(byPeer.get(id) ?? []), c])
+        if (c.streams.some((st) => st.protocol !== undefined && !BACKGROUND_PROTOCOLS.some((p) => st.protocol!.startsWith(p)))) lastUsed.set(id, t)
+      }
+      for (const id of lastUsed.keys()) if (!byPeer.has(id) && t - lastUsed.get(id)! > idleCloseMs) lastUsed.delete(id)
+      let excess = byPeer.size - maxDirectPeers
+      if (excess <= 0) return
+      const meshPeers = new Set(MESH_TOPICS.flatMap((topic) => pubsub.getMeshPeers(topic)))
+      const idlePeers = [...byPeer.keys()]
+        .filter((id) => !meshPeers.has(id) && t - (lastUsed.get(id) ?? 0) > idleCloseMs)
+        .sort((a, b) => (lastUsed.get(a) ?? 0) - (lastUsed.get(b) ?? 0))
+      for (const id of idlePeers) {
+        if (excess-- <= 0) break
+        closed++
+        for (const c of byPeer.get(id)!) void c.close().catch(() => c.abort(new Error('idle')))
+      }
+    }, Math.min(5000, idleCloseMs))
+    return { closed: () => closed, stop: () => clearInterval(timer) }
+  })()
+
+  // ---- reachability: can this tab make direct connections at all? ------------------------------
+  let everDirect = false
+  const reachability = (): { state: Reachability; why: string } => {
+    if (everDirect || directPeerIds().length > 0) return { state: 'direct', why: 'direct WebRTC connections work' }
+    const d = dialer.stats()
+    const failed = d.timeouts + d.failures
+    if (failed >= 3 && d.connected === 0) {
+      return {
+        state: 'unreachable',
+        why: hasTurn(ice.current())
+          ? `none of ${failed} WebRTC dials worked, even with a TURN server: it may be down or refuse our credentials (${d.recentErrors.at(-1) ?? ''})`
+          : `none of ${failed} WebRTC dials worked: this network blocks peer-to-peer traffic (a symmetric NAT or a firewall) and no TURN server is configured to relay it`,
+      }
+    }
+    return { state: 'unknown', why: 'no direct connection yet' }
+  }
+  let lastReachability: Reachability = 'unknown'
+  const reachabilityTimer = setInterval(() => {
+    const r = reachability()
+    if (r.state !== lastReachability) log(`tabmesh: reachability ${r.state}: ${r.why}`)
+    lastReachability = r.state
+  }, 2000)
 
   // ---- timers ----------------------------------------------------------------------------------
   const sweepTimer = setInterval(() => table.sweep(), Math.min(100, Math.max(20, table.staleAfterMs / 20)))
@@ -278,7 +402,11 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
           }
         }
       }
-      if (!conn || !isDirect(conn)) throw new TabmeshError('mesh-unreachable', `no direct connection to peer ${target}`)
+      if (!conn || !isDirect(conn)) {
+        table.markUnreachable(target, `no direct connection could be made for ${protocol}`)
+        throw new TabmeshError('mesh-unreachable', `no direct connection to peer ${target}`)
+      }
+      lastUsed.set(target, Date.now())
       try {
         return await conn.newStream(protocol, { signal: opts.signal ?? AbortSignal.timeout(5000) })
       } catch (err) {
@@ -292,7 +420,11 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     },
     stats: () => ({
       peerId, advertsSent: adverts.sent(), deliveries: inbox.deliveries(), invalidDelivered: inbox.invalidDelivered(), validation: validators.stats(), dial: dialer.stats(),
-      directPeers: node.directPeers(), relayConnected: relay.connected(), relayPeers: relay.peerIds(), relayReserved: relayReserved(), relayReconnects: relay.reconnects(), gossipRepairs: gossipRepair.repairs(), zombiesClosed,
+      directPeers: node.directPeers(), relayConnected: relays.some((r) => r.link.connected()), relayPeers: relayPeerIds(), relayReserved: relayReserved(),
+      relayReconnects: relays.reduce((n, r) => n + r.link.reconnects(), 0), gossipRepairs: gossipRepair.repairs(), zombiesClosed,
+      relays: relays.map((r) => ({ addr: r.addr, connected: r.link.connected() })),
+      reachability: reachability().state, reachabilityWhy: reachability().why,
+      iceServers: ice.current().map((s) => ({ urls: [...s.urls] })), idleClosed: idle.closed(),
     }),
     async stop() {
       if (stopped) return
@@ -304,7 +436,9 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
       stopped = true
       globalThis.removeEventListener?.('pagehide', onPageHide)
       adverts.stop()
-      relay.stop()
+      for (const r of relays) r.link.stop()
+      clearInterval(reachabilityTimer)
+      idle.stop()
       clearInterval(sweepTimer)
       clearInterval(pingTimer)
       gossipRepair.stop()

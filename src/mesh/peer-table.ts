@@ -36,6 +36,12 @@ export interface PeerEntry {
   /** Latest ping round trip, ms. */
   rttMs: number | undefined
   history: PeerHistory
+  /**
+   * Set when no direct connection to the peer could be made (every WebRTC dial failed: a NAT or
+   * firewall between us, a TURN server down): routes leave the peer out until `until` (local
+   * clock), then try it again. A direct connection clears it.
+   */
+  unreachable?: { why: string; since: number; until: number }
 }
 
 export type PeerTableEvent =
@@ -59,6 +65,8 @@ export interface PeerTable {
   connectionOpened(peerId: string, direct: boolean): void
   connectionClosed(peerId: string, direct: boolean): void
   setRtt(peerId: string, rttMs: number): void
+  /** Marks a peer unreachable for `forMs` (default 60 s): see PeerEntry.unreachable. */
+  markUnreachable(peerId: string, why: string, forMs?: number): void
   /** Records how a piece of work sent to the peer went. */
   recordOutcome(peerId: string, outcome: { ok: boolean; latencyMs?: number }): void
   /** Drops peers silent for longer than staleAfterMs; returns their ids. */
@@ -134,6 +142,7 @@ export function createPeerTable(options: PeerTableOptions): PeerTable {
     entry.connections = s?.connections ?? 0
     entry.direct = (s?.direct ?? 0) > 0
     if (s?.rttMs !== undefined) entry.rttMs = s.rttMs
+    if (entry.direct) entry.unreachable = undefined
   }
 
   return {
@@ -187,6 +196,14 @@ export function createPeerTable(options: PeerTableOptions): PeerTable {
       connState(peerId).rttMs = rttMs
       syncConnections(peerId)
     },
+    markUnreachable(peerId, why, forMs = 60_000) {
+      const entry = entries.get(peerId)
+      if (!entry || entry.direct) return
+      const at = now()
+      const changed = !entry.unreachable
+      entry.unreachable = { why: why.slice(0, 200), since: entry.unreachable?.since ?? at, until: at + forMs }
+      if (changed) emit({ type: 'update', entry, changed: true })
+    },
     recordOutcome(peerId, outcome) {
       const entry = entries.get(peerId)
       if (!entry) return
@@ -203,6 +220,7 @@ export function createPeerTable(options: PeerTableOptions): PeerTable {
     sweep(at = now()) {
       const dropped: string[] = []
       for (const [peerId, entry] of entries) {
+        if (entry.unreachable && at >= entry.unreachable.until) entry.unreachable = undefined
         if (at - entry.lastSeen > staleAfterMs) {
           entries.delete(peerId)
           dropped.push(peerId)

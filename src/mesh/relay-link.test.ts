@@ -1,7 +1,7 @@
 import type { Connection } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { describe, expect, it } from 'vitest'
-import { createRelayLink, retryWaitMs, type RelayLinkHost } from './relay-link.ts'
+import { createRelayLink, groupRelayAddrs, retryWaitMs, type RelayLinkHost } from './relay-link.ts'
 import { fakePeerId } from '../../testing/mesh-fixtures.ts'
 
 const WS = '/ip4/127.0.0.1/tcp/9090/ws'
@@ -135,3 +135,16 @@ describe('relay link', () => {
     expect(link.connected()).toBe(false)
   })
 })
+
+describe('relay lists', () => {
+  it('groups addresses by relay, so a node keeps one link per relay', () => {
+    const [a, b] = [fakePeerId(801), fakePeerId(802)]
+    const addrs = [`/ip4/10.0.0.1/tcp/1/ws/p2p/${a}`, `/ip6/::1/tcp/1/ws/p2p/${a}`, `/ip4/10.0.0.2/tcp/2/ws/p2p/${b}`, '/ip4/10.0.0.3/tcp/3/ws', '/ip4/10.0.0.3/tcp/3/ws'].map((x) => multiaddr(x))
+    expect(groupRelayAddrs(addrs).map((g) => g.map(String))).toEqual([
+      [`/ip4/10.0.0.1/tcp/1/ws/p2p/${a}`, `/ip6/::1/tcp/1/ws/p2p/${a}`],
+      [`/ip4/10.0.0.2/tcp/2/ws/p2p/${b}`],
+      ['/ip4/10.0.0.3/tcp/3/ws', '/ip4/10.0.0.3/tcp/3/ws'],
+    ])
+  })
+})
+

@@ -56,6 +56,19 @@ export function retryWaitMs(failedRounds: number, first: number, max: number, ra
   return Math.min(max, first * 2 ** Math.max(0, failedRounds - 1)) * (0.75 + 0.5 * random)
 }
 
+/**
+ * The addresses of a relay list grouped by relay (its peer id, or its transport address when none
+ * is given): a node keeps one link per relay, so it stays in the swarm while any relay lives.
+ */
+export function groupRelayAddrs(addrs: readonly Multiaddr[]): Multiaddr[][] {
+  const groups = new Map<string, Multiaddr[]>()
+  for (const addr of addrs) {
+    const key = peerIdOf(addr) ?? withoutPeerId(addr).toString()
+    groups.set(key, [...(groups.get(key) ?? []), addr])
+  }
+  return [...groups.values()]
+}
+
 const peerIdOf = (addr: Multiaddr) => addr.getComponents().findLast((c) => c.name === 'p2p')?.value
 const withoutPeerId = (addr: Multiaddr) => multiaddr(addr.toString().replace(/\/p2p\/[^/]+$/, ''))
 

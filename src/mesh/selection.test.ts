@@ -31,7 +31,11 @@ describe('who can serve a hop', () => {
 
 describe('route cost', () => {
   const hop: HopWork = { modelId: 'stories260K', layers: { start: 0, end: 5 }, rows: 1, transferBytes: 2 * 64 * 4 }
-  const base = () => entries(makeAdvert(P1, { capabilities: { backend: 'wasm', memoryBudgetBytes: 2 ** 30, speed: { gflops: 20, layerTokensPerSecond: 5000 } } }))[0]
+  const base = () => {
+    const e = entries(makeAdvert(P1, { capabilities: { backend: 'wasm', memoryBudgetBytes: 2 ** 30, speed: { gflops: 20, layerTokensPerSecond: 5000 } } }))[0]
+    e.direct = true
+    return e
+  }
 
   it('is round trip + transfer + compute for an idle peer', () => {
     const e = base()
@@ -58,9 +62,38 @@ describe('route cost', () => {
   it('falls back to GFLOP/s when the slice speed is unmeasured', () => {
     const e = entries(makeAdvert(P1, { capabilities: { backend: 'wasm', memoryBudgetBytes: 2 ** 30, speed: { gflops: 10 } } }))[0]
     e.rttMs = 0
+    e.direct = true
     const flopsPerLayerToken = 2e6 // 1M parameters per layer
     // 5 layers x 2 MFLOP at 10 GFLOP/s = 1 ms
     expect(routeCost(e, { ...hop, transferBytes: 0, flopsPerLayerToken })).toBeCloseTo(1 * 1.2, 6)
+  })
+
+  it('adds the expected dial for a peer with no direct connection, so warm connections win close calls', () => {
+    const e = base()
+    e.rttMs = 2
+    const warm = routeCost(e, hop)
+    e.direct = false
+    expect(routeCost(e, hop)).toBeCloseTo(warm + 400, 6)
+    expect(routeCost(e, hop, { dialMs: 1500 })).toBeCloseTo(warm + 1500, 6)
+  })
+
+  it('is infinite for a peer marked unreachable until the mark expires', () => {
+    let t = 0
+    const table = createPeerTable({ selfId: fakePeerId(0), now: () => t, staleAfterMs: 1e9 })
+    table.applyAdvert(makeAdvert(P1, { hosted: [{ modelId: 'stories260K', layers: { start: 0, end: 5 }, embedding: true, head: true }] }))
+    table.markUnreachable(P1, 'ICE failed', 60_000)
+    expect(routeCost(table.get(P1)!, hop)).toBe(Infinity)
+    t = 30_000
+    table.sweep(t)
+    expect(table.get(P1)?.unreachable?.why).toBe('ICE failed')
+    t = 60_001
+    table.sweep(t)
+    expect(table.get(P1)?.unreachable).toBeUndefined()
+    expect(routeCost(table.get(P1)!, hop)).toBeLessThan(Infinity)
+    // a direct connection clears the mark at once
+    table.markUnreachable(P1, 'ICE failed')
+    table.connectionOpened(P1, true)
+    expect(table.get(P1)?.unreachable).toBeUndefined()
   })
 
   it('is infinite for a peer that does not host the layers or is draining', () => {

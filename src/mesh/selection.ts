@@ -57,6 +57,13 @@ export interface RouteCostOptions {
   bytesPerMs?: number
   /** Used when a peer reports neither a slice speed nor GFLOP/s (default 0.5). */
   fallbackGflops?: number
+  /**
+   * Expected time to open a direct connection to a peer we hold none to (default 400 ms: one
+   * WebRTC dial on loopback, LAB.md; the node passes the median of its own recent dials). Counted
+   * once per hop, so warm connections win close calls and a big swarm's routes favour peers the
+   * tab already talks to.
+   */
+  dialMs?: number
 }
 
 /** How much worse each health state makes a hop, beyond the queue wait already counted. */
@@ -73,11 +80,14 @@ export function computeMs(entry: PeerEntry, layerCount: number, rows: number, fl
 
 /**
  * Estimated milliseconds for one hop through `entry`: round trip + transfer + (queued steps + this
- * one) x compute, scaled by health and by the peer's failure rate. Infinity if the peer cannot run
- * the hop (it does not host the layers, it is draining, or it computes nothing).
+ * one) x compute, scaled by health and by the peer's failure rate, plus the dial when no direct
+ * connection is open. Infinity if the peer cannot run the hop (it does not host the layers, it is
+ * draining, it computes nothing, or it could not be reached).
  */
 export function routeCost(entry: PeerEntry, hop: HopWork, options: RouteCostOptions = {}): number {
   if (!canServe(entry, { hosts: { modelId: hop.modelId, layers: hop.layers } })) return Infinity
+  if (entry.unreachable) return Infinity // every dial failed lately: see PeerEntry.unreachable
+  const dial = entry.direct ? 0 : (options.dialMs ?? 400)
   const rtt = entry.rttMs ?? options.defaultRttMs ?? 20
   const transfer = hop.transferBytes / (options.bytesPerMs ?? 8000)
   const layerCount = hop.layers.end - hop.layers.start
@@ -87,5 +97,5 @@ export function routeCost(entry: PeerEntry, hop: HopWork, options: RouteCostOpti
   const queued = entry.advert.load.queueDepth * computeMs(entry, slice.layers.end - slice.layers.start, 1, hop.flopsPerLayerToken, options.fallbackGflops)
   const { successes, failures } = entry.history
   const failureRate = (failures + 0.1) / (successes + failures + 1) // small prior: no history, tiny penalty
-  return (rtt + transfer + queued + step) * HEALTH_PENALTY[entry.health] * (1 + 2 * failureRate)
+  return (rtt + transfer + queued + step) * HEALTH_PENALTY[entry.health] * (1 + 2 * failureRate) + dial
 }

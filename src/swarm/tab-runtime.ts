@@ -1,7 +1,7 @@
 import { type BackendName, type LayerRange } from '../core/vocabulary.ts'
 import type { Engine } from '../engine/engine.ts'
 import { startEngineWorker, type EngineWorker, type LoadedModel } from '../engine/worker/index.ts'
-import { advertBackend, createMeshNode, fetchRelayAddrs, probeCapabilities, type MeshNode } from '../mesh/index.ts'
+import { advertBackend, createMeshNode, fetchRelayConfig, probeCapabilities, type IceServer, type MeshNode } from '../mesh/index.ts'
 import type { LoadProgress } from '../model/source/progress.ts'
 import { DEFAULT_MODEL_ID, entrySliceBytes, type ModelEntry, type Registry } from '../model/source/registry.ts'
 import { fetchRegistry, loadRemoteChatTemplate, loadRemoteTokenizer } from '../model/source/remote.ts'
@@ -100,7 +100,16 @@ export interface TabRuntime {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-export function createTabRuntime(options: { baseUrl?: string; relay?: string[] } = {}): TabRuntime {
+export interface TabRuntimeOptions {
+  /** The site (registry, models, GET /relay); default this page's origin. */
+  baseUrl?: string
+  /** Relay multiaddrs instead of GET /relay's. */
+  relay?: string[]
+  /** STUN/TURN servers instead of GET /relay's (src/mesh/ice.ts). */
+  iceServers?: IceServer[]
+}
+
+export function createTabRuntime(options: TabRuntimeOptions = {}): TabRuntime {
   const baseUrl = options.baseUrl ?? location.origin + '/'
   let registry: Promise<Registry> | undefined
   let node: Promise<MeshNode> | undefined
@@ -120,8 +129,12 @@ export function createTabRuntime(options: { baseUrl?: string; relay?: string[] }
     mesh(role = 'client') {
       node ??= (async () => {
         const capabilities = await probeCapabilities()
+        // GET /relay names the relays and the ICE servers, and is asked again when its TURN
+        // credentials expire; relays given explicitly come with their ICE servers (or none)
+        const site = options.relay ? undefined : await fetchRelayConfig(baseUrl)
         return createMeshNode({
-          relay: options.relay ?? await fetchRelayAddrs(baseUrl),
+          relay: options.relay ?? site!.multiaddrs,
+          ...(site && !options.iceServers ? { iceServers: () => fetchRelayConfig(baseUrl), iceConfig: site } : { iceServers: options.iceServers ?? [] }),
           capabilities: role === 'client' ? { ...capabilities, backend: 'none', memoryBudgetBytes: 0 } : capabilities,
         })
       })().catch((err) => { node = undefined; throw err })

@@ -24,15 +24,24 @@ export interface HttpServerOptions {
   siteDir: string // the Vite build (dist/)
   modelsDir: string
   registry: Registry
-  /** The libp2p relay's identity and ws multiaddrs, served at GET /relay so tabs can find it. */
-  relay?: RelayInfo
+  /**
+   * The libp2p relay's identity and ws multiaddrs (and other relays', and the ICE servers), served
+   * at GET /relay so tabs can find the swarm; a function is asked on every request (TURN
+   * credentials are minted per request).
+   */
+  relay?: RelayInfo | (() => RelayInfo)
   /** An exception no handler expected (the request got a 500); default: one line on stderr. */
   onError?: (err: unknown, req: IncomingMessage) => void
 }
 
 export interface RelayInfo {
   peerId: string
+  /** This relay's ws multiaddrs first, then those of the other relays of the deployment. */
   multiaddrs: string[]
+  /** STUN/TURN servers for WebRTC between tabs (src/mesh/ice.ts); absent or empty: none. */
+  iceServers?: { urls: string[]; username?: string; credential?: string }[]
+  /** Unix ms when the TURN credentials in iceServers expire. */
+  iceExpiresAt?: number
 }
 
 /** What the server has answered since it started (read by the robustness benchmark). */
@@ -210,7 +219,7 @@ export function createHttpHandler(options: Omit<HttpServerOptions, 'host' | 'por
       if (!readOnly) throw methodNotAllowed(['GET', 'HEAD', 'OPTIONS'])
       if (!options.relay) throw new HttpFailure(404, 'no libp2p relay runs beside this server')
       res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache' })
-      return void res.end(JSON.stringify(options.relay))
+      return void res.end(JSON.stringify(typeof options.relay === 'function' ? options.relay() : options.relay))
     }
     if (path === '/models' || path.startsWith('/models/')) {
       for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v)

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
-import { chromium, type Browser, type BrowserContextOptions, type Page } from 'playwright-core'
+import { chromium, type Browser, type BrowserContextOptions, type LaunchOptions, type Page } from 'playwright-core'
 import type { HeadlessApi } from '../src/cli-tab/main.ts'
 import { chromiumLaunchOptions } from './chromium.ts'
 import type { MeshLabStartOptions } from './pages/mesh.ts'
@@ -41,11 +41,11 @@ export function relayPorts(relay: Pick<RelayProcess, 'url' | 'multiaddrs'>): { p
  * Starts the relay process (site and libp2p relay) on free ports, or on `ports` (a relay started
  * again where a killed one ran). It makes a new identity each time, as `tabmesh start` does.
  */
-export async function startRelayProcess(siteDir: string, ports?: { port: number; relayPort: number }): Promise<RelayProcess> {
+export async function startRelayProcess(siteDir: string, ports?: { port: number; relayPort: number }, env: Record<string, string> = {}): Promise<RelayProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'lab/mesh-server.ts')], {
     // stdin stays open as a lifeline: the relay exits when this process dies
     cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, TABMESH_SITE_DIR: siteDir, ...(ports ? { TABMESH_E2E_PORT: String(ports.port), TABMESH_RELAY_PORT: String(ports.relayPort) } : {}) },
+    env: { ...process.env, TABMESH_SITE_DIR: siteDir, ...(ports ? { TABMESH_E2E_PORT: String(ports.port), TABMESH_RELAY_PORT: String(ports.relayPort) } : {}), ...env },
   })
   const line = await new Promise<string>((resolveLine, reject) => {
     const rl = createInterface({ input: child.stdout! })
@@ -82,8 +82,8 @@ export interface ChromiumProcess {
 }
 
 /** Starts a Chromium process of its own (launchServer, so the test can get at the process). */
-export async function launchChromiumProcess(): Promise<ChromiumProcess> {
-  const server = await chromium.launchServer(chromiumLaunchOptions)
+export async function launchChromiumProcess(launch: LaunchOptions = chromiumLaunchOptions): Promise<ChromiumProcess> {
+  const server = await chromium.launchServer(launch)
   const browser = await chromium.connect(server.wsEndpoint())
   return {
     browser,
@@ -158,8 +158,8 @@ export interface LoggedPage {
 }
 
 /** Opens `url` in a Chromium process of its own, keeping the page's console for failure reports. */
-export async function openLoggedPage(url: string, contextOptions: BrowserContextOptions = {}): Promise<LoggedPage> {
-  const process = await launchChromiumProcess()
+export async function openLoggedPage(url: string, contextOptions: BrowserContextOptions = {}, launch: LaunchOptions = chromiumLaunchOptions): Promise<LoggedPage> {
+  const process = await launchChromiumProcess(launch)
   const page = await (await process.browser.newContext(contextOptions)).newPage()
   const log: string[] = []
   page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`))

@@ -149,6 +149,9 @@ test('two visitors contribute through the UI and a third chats the reference sto
   await page.getByRole('link', { name: 'Swarm' }).click()
   await expect(page.getByTestId('peer-table').locator('tbody tr')).toHaveCount(2)
   await expect(page.getByTestId('coverage-stories260K')).toHaveAttribute('data-counts', '1 1 1 1 1')
+  // the network panel: the one relay, connected; direct WebRTC worked (the chat went over it)
+  await expect(page.getByTestId('relay-list').locator('li[data-connected="true"]')).toHaveCount(1)
+  await expect(page.getByTestId('reachability')).toHaveAttribute('data-state', 'direct')
 
   // trust: the chatter spot-checked both contributors, and they passed every check
   const trustRows = page.getByTestId('trust-table').locator('tbody tr')

@@ -17,7 +17,7 @@ export function PeerList() {
             <tbody>
               {peers.map((p) => (
                 <tr key={p.peerId}>
-                  <td data-label="Peer"><code title={p.peerId}>{shortPeerId(p.peerId)}</code>{p.direct ? '' : <span className="muted"> (relayed)</span>}</td>
+                  <td data-label="Peer"><code title={p.peerId}>{shortPeerId(p.peerId)}</code>{p.direct ? '' : p.unreachable ? <span className="error" title={p.unreachable}> (unreachable)</span> : <span className="muted"> (no direct link yet)</span>}</td>
                   <td data-label="Backend">{p.backend === 'none' ? <span className="muted">chat only</span> : p.backend === 'js' ? 'reference (js)' : p.backend}</td>
                   <td data-label="Hosts">{p.hosted.length === 0 ? <span className="muted">–</span> : p.hosted.map((h) => `${h.modelId} ${layerText(h.layers)}`).join(', ')}</td>
                   <td data-label="Health"><span className={`health health-${p.status === 'ok' ? p.health : p.status}`}>{p.status === 'ok' ? p.health : p.status}</span>{p.activeSessions > 0 ? ` · ${p.activeSessions} session${p.activeSessions === 1 ? '' : 's'}` : ''}</td>

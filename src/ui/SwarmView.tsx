@@ -2,6 +2,7 @@ import { ContributionStatsCard } from './ContributionStatsCard.tsx'
 import { useApp } from './context.ts'
 import { LayerCoverageMap } from './LayerCoverageMap.tsx'
 import { LineChart } from './LineChart.tsx'
+import { NetworkPanel } from './NetworkPanel.tsx'
 import { PeerList } from './PeerList.tsx'
 import { useStore } from './store.ts'
 import { swarm } from './swarm-state.ts'
@@ -25,6 +26,7 @@ export function SwarmView() {
         {models.map((m) => <LayerCoverageMap key={m.id} model={m} />)}
       </section>
       <PeerList />
+      <NetworkPanel />
       <TrustPanel />
       <div className="grid-2">
         <LineChart title="Throughput" unit="tokens/s" t={t} series={[

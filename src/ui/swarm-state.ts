@@ -1,4 +1,4 @@
-import type { Health } from '../mesh/index.ts'
+import type { Health, Reachability, RelayState } from '../mesh/index.ts'
 import type { HostedSlice } from '../mesh/protocol.ts'
 import type { TabRuntime } from '../swarm/tab-runtime.ts'
 import { createStore } from './store.ts'
@@ -16,8 +16,18 @@ export interface PeerView {
   status: 'ok' | 'degraded' | 'draining'
   rttMs?: number
   direct: boolean
+  /** Why no direct connection could be made (routes leave the peer out for a while). */
+  unreachable?: string
   layerTokensPerSecond?: number
   activeSessions: number
+}
+
+/** This tab's own network: its relays, whether it can connect directly, the ICE servers in use. */
+export interface NetworkView {
+  relays: RelayState[]
+  reachability: Reachability
+  reachabilityWhy: string
+  iceUrls: string[]
 }
 
 export interface MetricSample {
@@ -33,6 +43,7 @@ export interface SwarmState {
   meshError?: string
   peerId?: string
   peers: PeerView[]
+  network?: NetworkView
   samples: MetricSample[]
 }
 
@@ -79,8 +90,11 @@ export function startSwarmSampler(runtime: TabRuntime, role: 'client' | 'contrib
     const servedDelta = served !== undefined && lastServed !== undefined && served >= lastServed ? served - lastServed : 0
     lastServed = served
     let peers = swarm.get().peers
+    let network = swarm.get().network
     if (swarm.get().mesh === 'joined') {
       const node = await runtime.mesh()
+      const st = node.stats()
+      network = { relays: st.relays, reachability: st.reachability, reachabilityWhy: st.reachabilityWhy, iceUrls: st.iceServers.flatMap((x) => x.urls) }
       peers = node.table.list().map((e) => ({
         peerId: e.peerId,
         backend: e.advert.capabilities.backend,
@@ -90,6 +104,7 @@ export function startSwarmSampler(runtime: TabRuntime, role: 'client' | 'contrib
         status: e.advert.health.status,
         rttMs: e.rttMs,
         direct: e.direct,
+        unreachable: e.unreachable?.why,
         layerTokensPerSecond: e.advert.capabilities.speed.layerTokensPerSecond,
         activeSessions: e.advert.load.activeSessions,
       }))
@@ -103,7 +118,7 @@ export function startSwarmSampler(runtime: TabRuntime, role: 'client' | 'contrib
       routeMs: counters.routeCount ? counters.routeMsSum / counters.routeCount : undefined,
     }
     counters.generated = counters.routeMsSum = counters.routeCount = 0
-    swarm.set((s) => ({ peers, samples: [...s.samples.slice(-(MAX_SAMPLES - 1)), sample] }))
+    swarm.set((s) => ({ peers, network, samples: [...s.samples.slice(-(MAX_SAMPLES - 1)), sample] }))
   }, 1000)
 
   return () => {

@@ -250,10 +250,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   libp2p.addEventListener('connection:open', (evt) => {
     const c = evt.detail
     table.connectionOpened(c.remotePeer.toString(), c.limits === undefined)
-    if (isDirect(c) && c.remoteAddr.toString().includes('/webrtc')) {
-      everDirect = true
-      void verifyConnection(c)
-    }
+    if (isDirect(c) && c.remoteAddr.toString().includes('/webrtc')) void verifyConnection(c)
   })
   libp2p.addEventListener('connection:close', (evt) => {
     const c = evt.detail
@@ -270,16 +267,23 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
    * it looks open neither side dials again.
    */
   let zombiesClosed = 0
+  let everDirect = false // set once a direct connection has carried an echo (verifyConnection)
   const verifyConnection = async (c: Connection) => {
     try {
       await pingOver(c, verifyTimeoutMs)
+      everDirect = true // a connection that carried an echo: direct connections work here
     } catch (err) {
       // a peer without the ping protocol answered the negotiation: the connection carries data
-      if ((err as Error).name === 'UnsupportedProtocolError') return
+      if ((err as Error).name === 'UnsupportedProtocolError') return void (everDirect = true)
       if (c.status !== 'open' || stopped) return
       zombiesClosed++
-      log(`tabmesh: closing a WebRTC connection to ${c.remotePeer.toString()} that carries nothing (${(err as Error).message})`)
+      const peer = c.remotePeer.toString()
+      log(`tabmesh: closing a WebRTC connection to ${peer} that carries nothing (${(err as Error).message})`)
       c.abort(new Error('connection carries nothing'))
+      // ICE said connected, yet nothing got through (a NAT that let the checks pass and then not
+      // the data): the peer is as unreachable as if the dial had failed
+      // (once the aborted connection has left the table's count)
+      setTimeout(() => table.markUnreachable(peer, `a WebRTC connection opened but carried nothing (${(err as Error).message})`), 200)
     }
   }
 
@@ -333,12 +337,12 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   })()
 
   // ---- reachability: can this tab make direct connections at all? ------------------------------
-  let everDirect = false
   const reachability = (): { state: Reachability; why: string } => {
-    if (everDirect || directPeerIds().length > 0) return { state: 'direct', why: 'direct WebRTC connections work' }
+    if (everDirect) return { state: 'direct', why: 'direct WebRTC connections work' }
     const d = dialer.stats()
-    const failed = d.timeouts + d.failures
-    if (failed >= 3 && d.connected === 0) {
+    // connections that opened and carried nothing count as failed dials
+    const failed = d.timeouts + d.failures + zombiesClosed
+    if (failed >= 3) {
       return {
         state: 'unreachable',
         why: hasTurn(ice.current())

@@ -21,6 +21,11 @@ export interface MeshLabStartOptions {
   claimScore?: number | null
   heartbeatMs?: number
   staleAfterMs?: number
+  /** The node's bound on direct connections (bench:mesh:bounded) and the idle time after which extra ones close. */
+  maxDirectPeers?: number
+  idleCloseMs?: number
+  /** Gossipsub's mesh degree (D; Dlo = D - 1, Dhi = D + 1): a small swarm behaves as a big one does with the default D = 6. */
+  gossipD?: number
 }
 
 interface Timeline {
@@ -99,6 +104,9 @@ const meshLab = {
       load: options.load,
       heartbeatMs: options.heartbeatMs,
       staleAfterMs: options.staleAfterMs,
+      maxDirectPeers: options.maxDirectPeers,
+      idleCloseMs: options.idleCloseMs,
+      ...(options.gossipD ? { gossipsub: { D: options.gossipD, Dlo: Math.max(1, options.gossipD - 1), Dhi: options.gossipD + 1, Dout: 0, Dscore: 1 } } : {}),
     })
     const n = node
     n.libp2p.addEventListener('connection:open', () => {
@@ -209,6 +217,20 @@ const meshLab = {
       mesh: router.getMeshPeers(ADVERT_TOPIC),
       connections: n.libp2p.getConnections().map((c) => ({ peer: c.remotePeer.toString(), addr: c.remoteAddr.toString(), limited: c.limits !== undefined, status: c.status, dir: c.direction, streams: c.streams.map((st) => st.protocol), ageMs: Date.now() - c.timeline.open })),
     }
+  },
+  /** Opens an echo stream to a peer (dialling it first when no direct connection is open) and times the open and the first round trip. */
+  async firstEcho(peerId: string) {
+    const n = need()
+    const wasDirect = directRemotePeers(n).includes(peerId)
+    const t0 = performance.now()
+    const stream = await n.openStream(peerId, ECHO_PROTOCOL)
+    const openMs = performance.now() - t0
+    const read = byteReader(stream)
+    await send(stream, new Uint8Array(32))
+    await read(32)
+    const totalMs = performance.now() - t0
+    await stream.close()
+    return { wasDirect, openMs, totalMs }
   },
   /** Round trips of 32 bytes on one persistent stream; returns each in ms. */
   async rtt(peerId: string, rounds: number) {

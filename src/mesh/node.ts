@@ -29,6 +29,9 @@ import { createMeshValidators, type MeshValidatorOptions, type ValidationStats }
 export type { MeshLibp2p, MeshServices } from './libp2p.ts'
 export type { MeshDelivery } from './pubsub.ts'
 
+/** How long the dialer leaves a peer alone after a direct connection to it closed (a peer at its bound prunes idle connections; dialling it again would churn). */
+const DIAL_COOLDOWN_MS = 30_000
+
 /** Protocols every connection carries in the background: a connection with only these is idle. */
 const BACKGROUND_PROTOCOLS = ['/meshsub/', '/ipfs/ping/', '/ipfs/id/', '/floodsub/']
 
@@ -149,6 +152,8 @@ export interface MeshNode {
   openStream(peerId: string, protocol: string, options?: { signal?: AbortSignal }): Promise<Stream>
   /** Peers with an open direct (WebRTC) connection. */
   directPeers(): string[]
+  /** What a dial to a peer with no open connection is expected to cost, ms: the median of this node's recent dials (400 before any). */
+  expectedDialMs(): number
   /**
    * The application's judgement of a peer, added to its gossipsub score (0: none). A tab that
    * caught a peer lying sets a large negative value: the peer drops under the graylist threshold,
@@ -215,6 +220,8 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   let joined = false
 
   // ---- dialing discovered peers ----------------------------------------------------------------
+  /** When the last direct connection to each peer closed: the dialer leaves such a peer alone for a while. */
+  const directClosedAt = new Map<string, number>()
   const directPeerIds = () => [...new Set(libp2p.getConnections().filter(isDirect).map((c) => c.remotePeer.toString()))].filter((id) => table.has(id))
   /** The newest open direct connection to a peer (older duplicates may be dead without knowing it). */
   const newestDirect = (id: string): Connection | undefined =>
@@ -225,6 +232,8 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     dial: (addr, opts) => libp2p.dial(addr, opts),
     hasDirect,
     canConnectMore: (pending) => directPeerIds().length + pending < maxDirectPeers,
+    // only where the swarm is bigger than the bound: a small swarm keeps its full mesh and redials at once
+    coolingDown: (id) => table.size > maxDirectPeers && Date.now() - (directClosedAt.get(id) ?? -Infinity) < DIAL_COOLDOWN_MS,
     log,
     onUnreachable: (id, why) => table.markUnreachable(id, why),
     ...options.dialer,
@@ -236,6 +245,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   // ---- incoming messages -----------------------------------------------------------------------
   const inbox = receiveMessages({ pubsub, table, dialer, tasks, advertSoon, log })
   table.subscribe((event) => {
+    if (event.type === 'join') directClosedAt.delete(event.entry.peerId) // a tab that came back is dialled at once
     if (event.type !== 'leave') return
     dialer.forget(event.peerId)
     // A tab that said goodbye is gone, but WebRTC would keep its connection "open" for 10 s or
@@ -255,7 +265,12 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   libp2p.addEventListener('connection:close', (evt) => {
     const c = evt.detail
     table.connectionClosed(c.remotePeer.toString(), c.limits === undefined)
-    dialer.poke()
+    if (c.limits === undefined) {
+      if (directClosedAt.size > 1024) directClosedAt.clear()
+      directClosedAt.set(c.remotePeer.toString(), Date.now())
+    }
+    // (a timer, not at once: the peer may be cooling down, and the pump then waits for its next advert)
+    setTimeout(() => dialer.poke(), 0)
   })
   // our circuit addresses appear once the relay reservation is made: tell the others
   libp2p.addEventListener('self:peer:update', () => advertSoon(joined ? 'change' : 'join'))
@@ -324,9 +339,11 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
       let excess = byPeer.size - maxDirectPeers
       if (excess <= 0) return
       const meshPeers = new Set(MESH_TOPICS.flatMap((topic) => pubsub.getMeshPeers(topic)))
+      // a connection's last activity: its last inference stream, or its opening (a new one gets a grace period)
+      const active = (id: string) => Math.max(lastUsed.get(id) ?? 0, ...byPeer.get(id)!.map((c) => c.timeline.open))
       const idlePeers = [...byPeer.keys()]
-        .filter((id) => !meshPeers.has(id) && t - (lastUsed.get(id) ?? 0) > idleCloseMs)
-        .sort((a, b) => (lastUsed.get(a) ?? 0) - (lastUsed.get(b) ?? 0))
+        .filter((id) => !meshPeers.has(id) && t - active(id) > idleCloseMs)
+        .sort((a, b) => active(a) - active(b))
       for (const id of idlePeers) {
         if (excess-- <= 0) break
         closed++
@@ -396,13 +413,18 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     async openStream(target, protocol, opts = {}) {
       let conn = newestDirect(target)
       if (!conn) {
+        // a dial on demand (a route peer beyond the bounded set): each address twice at most,
+        // since about one first WebRTC dial in ten hangs (LAB.md) and a second one then works
         const addrs = webrtcAddrs(target, table.get(target)?.advert.addrs ?? [])
-        for (const addr of addrs) {
-          try {
-            conn = await libp2p.dial(multiaddr(addr), { signal: opts.signal ?? AbortSignal.timeout(5000) })
-            break
-          } catch (err) {
-            log(`tabmesh: dial ${target} for ${protocol} failed: ${(err as Error).message}`)
+        dialing: for (let round = 0; round < 2; round++) {
+          for (const addr of addrs) {
+            if (opts.signal?.aborted) break dialing
+            try {
+              conn = await libp2p.dial(multiaddr(addr), { signal: opts.signal ? AbortSignal.any([opts.signal, AbortSignal.timeout(5000)]) : AbortSignal.timeout(5000) })
+              break dialing
+            } catch (err) {
+              log(`tabmesh: dial ${target} for ${protocol} failed: ${(err as Error).message}`)
+            }
           }
         }
       }
@@ -418,6 +440,10 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
       }
     },
     directPeers: directPeerIds,
+    expectedDialMs() {
+      const recent = dialer.stats().connectMs.slice(-10).sort((x, y) => x - y)
+      return recent.length > 0 ? recent[recent.length >> 1] : 400
+    },
     setAppScore(id, score) {
       if (score === 0 || !Number.isFinite(score)) appScores.delete(id)
       else appScores.set(id, score)

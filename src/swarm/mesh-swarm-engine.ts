@@ -28,6 +28,7 @@ const ENGINE_BACKEND: Record<string, ExecutionKind['backend']> = { js: 'ref', wa
 
 export function routeCandidates(mesh: MeshNode, modelId: string, dim: number): RouteCandidate[] {
   const candidates: RouteCandidate[] = []
+  const dialMs = mesh.expectedDialMs()
   for (const entry of mesh.table.list()) {
     if (entry.advert.health.status === 'draining') continue
     for (const slice of entry.advert.hosted) {
@@ -35,7 +36,7 @@ export function routeCandidates(mesh: MeshNode, modelId: string, dim: number): R
       candidates.push({
         peerId: entry.peerId,
         layers: slice.layers,
-        cost: (layers) => routeCost(entry, { modelId, layers, rows: 1, transferBytes: 2 * dim * 4 }),
+        cost: (layers) => routeCost(entry, { modelId, layers, rows: 1, transferBytes: 2 * dim * 4 }, { dialMs }),
       })
     }
   }

@@ -62,9 +62,13 @@ export function meshGossipsub(options: MeshGossipOptions): ReturnType<typeof gos
   const factory = gossipsub({
     allowPublishToZeroTopicPeers: true,
     emitSelf: false,
-    // Messages beyond this are dropped before decoding; ours are <= 4 KiB, so anything between
-    // that and this limit reaches the validators and is rejected (and scored).
-    maxInboundDataLength: 256 * 1024,
+    // The bound on one RPC frame, which carries a batch of messages, not one: a peer answers an
+    // IWANT with every message asked for at once, up to gossipsub's fixed 5000 ids. A tab that
+    // joins a swarm of a hundred tabs asks its relay for about 300 KB of adverts; a frame over this
+    // bound kills the gossip stream it arrived on, and the tab went deaf (bench:relay found it at
+    // 75-100 tabs with 256 KiB). 5000 adverts of the validators' 4 KiB each is 20 MiB. One
+    // message over 4 KiB still reaches the validators and is rejected (and scored).
+    maxInboundDataLength: 20 * 2 ** 20,
     scoreParams: meshScoreParams(options.appScore),
     ...options.overrides,
   })

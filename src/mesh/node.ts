@@ -388,7 +388,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         .catch(() => {})
     }
   }, pingIntervalMs)
-  const gossipRepair = repairGossipStreams({ pubsub, table, newestDirect, periodMs: heartbeatMs })
+  const gossipRepair = repairGossipStreams({ pubsub, table, newestDirect, alsoPeers: relayPeerIds, periodMs: heartbeatMs })
   joined = true
   sendAdvert('join')
   // a tab that closes says so, and the others drop it at once instead of after the stale time

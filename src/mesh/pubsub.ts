@@ -181,6 +181,8 @@ export interface GossipRepairOptions {
   table: PeerTable
   /** The newest open direct connection to a peer. */
   newestDirect: (peerId: string) => Connection | undefined
+  /** Peers outside the table whose gossip streams are repaired too (the relays). */
+  alsoPeers?: () => string[]
   periodMs: number
 }
 
@@ -205,16 +207,16 @@ export function repairGossipStreams(options: GossipRepairOptions): { repairs(): 
   const repairTimer = setInterval(() => {
     if (!router.peers || !router.streamsOutbound || typeof router.addPeer !== 'function' || typeof router.createOutboundStream !== 'function') return
     const now = new Set<string>()
-    for (const entry of table.list()) {
-      if (router.streamsOutbound.has(entry.peerId)) continue
-      const conn = newestDirect(entry.peerId)
+    for (const peerId of [...table.list().map((e) => e.peerId), ...(options.alsoPeers?.() ?? [])]) {
+      if (router.streamsOutbound.has(peerId)) continue
+      const conn = newestDirect(peerId)
       if (!conn) continue
-      now.add(entry.peerId)
+      now.add(peerId)
       // a stream being opened right now is not lost: repair only what stayed missing for a whole period
-      if (!streamless.has(entry.peerId)) continue
+      if (!streamless.has(peerId)) continue
       gossipRepairs++
       // a read error on the lost connection may also have removed the peer from the router
-      if (!router.peers.has(entry.peerId)) router.addPeer.call(pubsub, conn.remotePeer, conn.direction, conn.remoteAddr)
+      if (!router.peers.has(peerId)) router.addPeer.call(pubsub, conn.remotePeer, conn.direction, conn.remoteAddr)
       router.createOutboundStream.call(pubsub, conn.remotePeer, conn).catch(() => {})
     }
     streamless = now

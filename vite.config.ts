@@ -30,7 +30,7 @@ export default defineConfig({
     },
   },
   test: {
-    include: ['src/**/*.test.ts', 'testing/**/*.test.ts'],
+    include: ['src/**/*.test.ts', 'testing/**/*.test.ts', 'bench/sim/**/*.test.ts'],
     environment: 'node',
     testTimeout: 60_000,
   },

@@ -74,4 +74,14 @@ test('killing one of two relays: a running chat finishes with the golden ids, an
   const stats = await newcomer.call('meshStats')
   expect(stats.relays).toEqual([{ addr: second.multiaddrs[0], connected: true }])
   expect(stats.reachability).toBe('direct')
+
+  // a relay list whose first entry is dead: the tab joins through the live one without waiting
+  // on the dead one, shows it as down, and keeps trying it in the background
+  const listed = await tab(second.url)
+  await listed.call('configure', { relay: [...first.multiaddrs, ...second.multiaddrs] })
+  const joinStarted = Date.now()
+  await listed.call('join')
+  expect(Date.now() - joinStarted).toBeLessThan(15_000)
+  await expect.poll(async () => (await listed.call('meshStats')).relays.map((r) => r.connected), { timeout: 20_000 }).toEqual([false, true])
+  await expect.poll(() => Promise.all([hostsOf(listed, 0), hostsOf(listed, 3)]), { timeout: 30_000 }).toEqual([1, 1])
 })

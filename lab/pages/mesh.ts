@@ -24,8 +24,6 @@ export interface MeshLabStartOptions {
   /** The node's bound on direct connections (bench:mesh:bounded) and the idle time after which extra ones close. */
   maxDirectPeers?: number
   idleCloseMs?: number
-  /** Gossipsub's mesh degree (D; Dlo = D - 1, Dhi = D + 1): a small swarm behaves as a big one does with the default D = 6. */
-  gossipD?: number
 }
 
 interface Timeline {
@@ -106,7 +104,6 @@ const meshLab = {
       staleAfterMs: options.staleAfterMs,
       maxDirectPeers: options.maxDirectPeers,
       idleCloseMs: options.idleCloseMs,
-      ...(options.gossipD ? { gossipsub: { D: options.gossipD, Dlo: Math.max(1, options.gossipD - 1), Dhi: options.gossipD + 1, Dout: 0, Dscore: 1 } } : {}),
     })
     const n = node
     n.libp2p.addEventListener('connection:open', () => {

@@ -20,8 +20,6 @@ export interface DialerOptions {
   hasDirect(peerId: string): boolean
   /** Whether another direct connection may be opened, with `pendingDials` already under way (a cap keeps big swarms from full meshes). */
   canConnectMore?(pendingDials: number): boolean
-  /** Whether to leave a peer alone for now (its connection was closed lately, e.g. it pruned us as idle: dialling it again at once would only make it prune again). */
-  coolingDown?(peerId: string): boolean
   /** Timeout of the first attempt (default 3500 ms, or 3x the median recent dial if longer); each retry allows 1.5 times more, up to 10 s. */
   attemptTimeoutMs?: number
   firstBackoffMs?: number // default 250
@@ -131,7 +129,6 @@ export function createDialer(options: DialerOptions): Dialer {
         continue
       }
       if (options.hasDirect(want.peerId)) continue
-      if (options.coolingDown?.(want.peerId)) continue
       // an advert sent before the peer's relay reservation has no dialable address yet: wait for the next
       if (webrtcAddrs(want.peerId, want.addrs).length === 0) continue
       void attempt(want)

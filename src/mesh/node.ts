@@ -29,9 +29,6 @@ import { createMeshValidators, type MeshValidatorOptions, type ValidationStats }
 export type { MeshLibp2p, MeshServices } from './libp2p.ts'
 export type { MeshDelivery } from './pubsub.ts'
 
-/** How long the dialer leaves a peer alone after a direct connection to it closed (a peer at its bound prunes idle connections; dialling it again would churn). */
-const DIAL_COOLDOWN_MS = 30_000
-
 /** Protocols every connection carries in the background: a connection with only these is idle. */
 const BACKGROUND_PROTOCOLS = ['/meshsub/', '/ipfs/ping/', '/ipfs/id/', '/floodsub/']
 
@@ -67,9 +64,9 @@ export interface MeshNodeOptions {
    */
   maxDirectPeers?: number
   /**
-   * A direct connection beyond maxDirectPeers (opened on demand for a route or a hosted session)
-   * is closed once it has carried no inference stream for this long (default 30 s) and is not a
-   * gossip mesh link: the connections a tab holds stay bounded however big the swarm.
+   * A direct connection openStream had to dial (a route peer or a verifier outside the discovery
+   * set) is closed once it has carried no inference stream for this long (default 30 s): the
+   * connections a tab holds stay bounded however big the swarm.
    */
   idleCloseMs?: number
   /** A new WebRTC connection must echo a ping within this time or is closed (default 8000 ms). */
@@ -124,7 +121,7 @@ export interface MeshNodeStats {
   reachabilityWhy: string
   /** The ICE servers in use (credentials left out). */
   iceServers: { urls: string[] }[]
-  /** Direct connections closed because they sat idle beyond the bound (maxDirectPeers). */
+  /** Connections dialled on demand and closed again once idle (see idleCloseMs). */
   idleClosed: number
 }
 
@@ -220,8 +217,6 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   let joined = false
 
   // ---- dialing discovered peers ----------------------------------------------------------------
-  /** When the last direct connection to each peer closed: the dialer leaves such a peer alone for a while. */
-  const directClosedAt = new Map<string, number>()
   const directPeerIds = () => [...new Set(libp2p.getConnections().filter(isDirect).map((c) => c.remotePeer.toString()))].filter((id) => table.has(id))
   /** The newest open direct connection to a peer (older duplicates may be dead without knowing it). */
   const newestDirect = (id: string): Connection | undefined =>
@@ -232,8 +227,6 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     dial: (addr, opts) => libp2p.dial(addr, opts),
     hasDirect,
     canConnectMore: (pending) => directPeerIds().length + pending < maxDirectPeers,
-    // only where the swarm is bigger than the bound: a small swarm keeps its full mesh and redials at once
-    coolingDown: (id) => table.size > maxDirectPeers && Date.now() - (directClosedAt.get(id) ?? -Infinity) < DIAL_COOLDOWN_MS,
     log,
     onUnreachable: (id, why) => table.markUnreachable(id, why),
     ...options.dialer,
@@ -245,7 +238,6 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   // ---- incoming messages -----------------------------------------------------------------------
   const inbox = receiveMessages({ pubsub, table, dialer, tasks, advertSoon, log })
   table.subscribe((event) => {
-    if (event.type === 'join') directClosedAt.delete(event.entry.peerId) // a tab that came back is dialled at once
     if (event.type !== 'leave') return
     dialer.forget(event.peerId)
     // A tab that said goodbye is gone, but WebRTC would keep its connection "open" for 10 s or
@@ -265,12 +257,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   libp2p.addEventListener('connection:close', (evt) => {
     const c = evt.detail
     table.connectionClosed(c.remotePeer.toString(), c.limits === undefined)
-    if (c.limits === undefined) {
-      if (directClosedAt.size > 1024) directClosedAt.clear()
-      directClosedAt.set(c.remotePeer.toString(), Date.now())
-    }
-    // (a timer, not at once: the peer may be cooling down, and the pump then waits for its next advert)
-    setTimeout(() => dialer.poke(), 0)
+    dialer.poke()
   })
   // our circuit addresses appear once the relay reservation is made: tell the others
   libp2p.addEventListener('self:peer:update', () => advertSoon(joined ? 'change' : 'join'))
@@ -321,33 +308,32 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     }
   })
 
-  // ---- bounded connections: idle on-demand connections beyond the cap are closed ----------------
+  // ---- bounded connections: idle on-demand connections are closed -------------------------------
+  // The dialer opens discovery connections up to maxDirectPeers; others dial us up to theirs. A
+  // connection openStream had to dial (a route peer or a verifier beyond that set) is closed again
+  // once it has carried no inference stream for idleCloseMs.
   const lastUsed = new Map<string, number>()
+  const onDemand = new Set<string>()
   const idle = (() => {
     const idleCloseMs = options.idleCloseMs ?? 30_000
     let closed = 0
     const timer = setInterval(() => {
       const t = Date.now()
-      const byPeer = new Map<string, Connection[]>()
-      for (const c of libp2p.getConnections()) {
-        if (!isDirect(c)) continue
-        const id = c.remotePeer.toString()
-        byPeer.set(id, [...(byPeer.get(id) ?? []), c])
-        if (c.streams.some((st) => st.protocol !== undefined && !BACKGROUND_PROTOCOLS.some((p) => st.protocol!.startsWith(p)))) lastUsed.set(id, t)
-      }
-      for (const id of lastUsed.keys()) if (!byPeer.has(id) && t - lastUsed.get(id)! > idleCloseMs) lastUsed.delete(id)
-      let excess = byPeer.size - maxDirectPeers
-      if (excess <= 0) return
-      const meshPeers = new Set(MESH_TOPICS.flatMap((topic) => pubsub.getMeshPeers(topic)))
-      // a connection's last activity: its last inference stream, or its opening (a new one gets a grace period)
-      const active = (id: string) => Math.max(lastUsed.get(id) ?? 0, ...byPeer.get(id)!.map((c) => c.timeline.open))
-      const idlePeers = [...byPeer.keys()]
-        .filter((id) => !meshPeers.has(id) && t - active(id) > idleCloseMs)
-        .sort((a, b) => active(a) - active(b))
-      for (const id of idlePeers) {
-        if (excess-- <= 0) break
+      for (const id of onDemand) {
+        const conns = libp2p.getConnections().filter((c) => isDirect(c) && c.remotePeer.toString() === id)
+        if (conns.length === 0) {
+          onDemand.delete(id)
+          lastUsed.delete(id)
+          continue
+        }
+        if (conns.some((c) => c.streams.some((st) => st.protocol !== undefined && !BACKGROUND_PROTOCOLS.some((p) => st.protocol!.startsWith(p))))) lastUsed.set(id, t)
+        // (gossipsub grafts every new connection into its mesh while it has fewer than D links:
+        // that does not make an on-demand connection one to keep; the discovery set carries gossip)
+        if (t - (lastUsed.get(id) ?? 0) <= idleCloseMs) continue
         closed++
-        for (const c of byPeer.get(id)!) void c.close().catch(() => c.abort(new Error('idle')))
+        onDemand.delete(id)
+        lastUsed.delete(id)
+        for (const c of conns) void c.close().catch(() => c.abort(new Error('idle')))
       }
     }, Math.min(5000, idleCloseMs))
     return { closed: () => closed, stop: () => clearInterval(timer) }
@@ -412,6 +398,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     unhandle: (protocol) => libp2p.unhandle(protocol),
     async openStream(target, protocol, opts = {}) {
       let conn = newestDirect(target)
+      const dialled = !conn
       if (!conn) {
         // a dial on demand (a route peer beyond the bounded set): each address twice at most,
         // since about one first WebRTC dial in ten hangs (LAB.md) and a second one then works
@@ -433,6 +420,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         throw new TabmeshError('mesh-unreachable', `no direct connection to peer ${target}`)
       }
       lastUsed.set(target, Date.now())
+      if (dialled) onDemand.add(target)
       try {
         return await conn.newStream(protocol, { signal: opts.signal ?? AbortSignal.timeout(5000) })
       } catch (err) {

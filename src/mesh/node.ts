@@ -270,10 +270,13 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
    */
   let zombiesClosed = 0
   let everDirect = false // set once a direct connection has carried an echo (verifyConnection)
+  /** Connections to each peer in a row that opened and carried nothing. */
+  const emptyConnections = new Map<string, number>()
   const verifyConnection = async (c: Connection) => {
     try {
       await pingOver(c, verifyTimeoutMs)
       everDirect = true // a connection that carried an echo: direct connections work here
+      emptyConnections.delete(c.remotePeer.toString())
     } catch (err) {
       // a peer without the ping protocol answered the negotiation: the connection carries data
       if ((err as Error).name === 'UnsupportedProtocolError') return void (everDirect = true)
@@ -283,9 +286,12 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
       log(`tabmesh: closing a WebRTC connection to ${peer} that carries nothing (${(err as Error).message})`)
       c.abort(new Error('connection carries nothing'))
       // ICE said connected, yet nothing got through (a NAT that let the checks pass and then not
-      // the data): the peer is as unreachable as if the dial had failed
-      // (once the aborted connection has left the table's count)
-      setTimeout(() => table.markUnreachable(peer, `a WebRTC connection opened but carried nothing (${(err as Error).message})`), 200)
+      // the data): twice in a row, the peer is as unreachable as if the dials had failed (once
+      // may be a busy CPU). Marked once the aborted connection has left the table's count.
+      const count = (emptyConnections.get(peer) ?? 0) + 1
+      if (emptyConnections.size > 1024) emptyConnections.clear()
+      emptyConnections.set(peer, count)
+      if (count >= 2) setTimeout(() => table.markUnreachable(peer, `${count} WebRTC connections opened but carried nothing (${(err as Error).message})`), 200)
     }
   }
 

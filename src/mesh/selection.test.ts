@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createPeerTable, type PeerEntry } from './peer-table.ts'
 import type { Advert } from './protocol.ts'
-import { canServe, routeCost, type HopWork, type WorkNeed } from './selection.ts'
+import { canServe, routeCost, UNREACHABLE_PENALTY_MS, type HopWork, type WorkNeed } from './selection.ts'
 import { fakePeerId, makeAdvert } from '../../testing/mesh-fixtures.ts'
 
 function entries(...adverts: Advert[]): PeerEntry[] {
@@ -77,19 +77,20 @@ describe('route cost', () => {
     expect(routeCost(e, hop, { dialMs: 1500 })).toBeCloseTo(warm + 1500, 6)
   })
 
-  it('is infinite for a peer marked unreachable until the mark expires', () => {
+  it('costs a peer marked unreachable more than any reachable route until the mark expires', () => {
     let t = 0
     const table = createPeerTable({ selfId: fakePeerId(0), now: () => t, staleAfterMs: 1e9 })
     table.applyAdvert(makeAdvert(P1, { hosted: [{ modelId: 'stories260K', layers: { start: 0, end: 5 }, embedding: true, head: true }] }))
+    const before = routeCost(table.get(P1)!, hop)
     table.markUnreachable(P1, 'ICE failed', 60_000)
-    expect(routeCost(table.get(P1)!, hop)).toBe(Infinity)
+    expect(routeCost(table.get(P1)!, hop)).toBeCloseTo(before + UNREACHABLE_PENALTY_MS, 6)
     t = 30_000
     table.sweep(t)
     expect(table.get(P1)?.unreachable?.why).toBe('ICE failed')
     t = 60_001
     table.sweep(t)
     expect(table.get(P1)?.unreachable).toBeUndefined()
-    expect(routeCost(table.get(P1)!, hop)).toBeLessThan(Infinity)
+    expect(routeCost(table.get(P1)!, hop)).toBeCloseTo(before, 6)
     // a direct connection clears the mark at once
     table.markUnreachable(P1, 'ICE failed')
     table.connectionOpened(P1, true)

@@ -66,6 +66,9 @@ export interface RouteCostOptions {
   dialMs?: number
 }
 
+/** What a peer marked unreachable adds to a hop's cost: more than any route through reachable peers. */
+export const UNREACHABLE_PENALTY_MS = 60_000
+
 /** How much worse each health state makes a hop, beyond the queue wait already counted. */
 const HEALTH_PENALTY: Record<Health, number> = { idle: 1, moderate: 1.1, busy: 1.5, overloaded: 4 }
 
@@ -81,13 +84,14 @@ export function computeMs(entry: PeerEntry, layerCount: number, rows: number, fl
 /**
  * Estimated milliseconds for one hop through `entry`: round trip + transfer + (queued steps + this
  * one) x compute, scaled by health and by the peer's failure rate, plus the dial when no direct
- * connection is open. Infinity if the peer cannot run the hop (it does not host the layers, it is
- * draining, it computes nothing, or it could not be reached).
+ * connection is open (and a large penalty when it could not be reached lately). Infinity if the
+ * peer cannot run the hop (it does not host the layers, it is draining, or it computes nothing).
  */
 export function routeCost(entry: PeerEntry, hop: HopWork, options: RouteCostOptions = {}): number {
   if (!canServe(entry, { hosts: { modelId: hop.modelId, layers: hop.layers } })) return Infinity
-  if (entry.unreachable) return Infinity // every dial failed lately: see PeerEntry.unreachable
-  const dial = entry.direct ? 0 : (options.dialMs ?? 400)
+  // every dial to it failed lately (PeerEntry.unreachable): routes go around it, and use it only
+  // when nobody else hosts the layers (a mark can be wrong: a busy CPU also times dials out)
+  const dial = entry.direct ? 0 : (options.dialMs ?? 400) + (entry.unreachable ? UNREACHABLE_PENALTY_MS : 0)
   const rtt = entry.rttMs ?? options.defaultRttMs ?? 20
   const transfer = hop.transferBytes / (options.bytesPerMs ?? 8000)
   const layerCount = hop.layers.end - hop.layers.start

@@ -318,27 +318,28 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   // The dialer opens discovery connections up to maxDirectPeers; others dial us up to theirs. A
   // connection openStream had to dial (a route peer or a verifier beyond that set) is closed again
   // once it has carried no inference stream for idleCloseMs.
-  const lastUsed = new Map<string, number>()
-  const onDemand = new Set<string>()
+  /** Peers whose connection openStream dialled, and when an inference stream last ran on it. */
+  const onDemand = new Map<string, number>()
   const idle = (() => {
     const idleCloseMs = options.idleCloseMs ?? 30_000
     let closed = 0
     const timer = setInterval(() => {
       const t = Date.now()
-      for (const id of onDemand) {
+      for (const [id, lastUsed] of onDemand) {
         const conns = libp2p.getConnections().filter((c) => isDirect(c) && c.remotePeer.toString() === id)
         if (conns.length === 0) {
           onDemand.delete(id)
-          lastUsed.delete(id)
           continue
         }
-        if (conns.some((c) => c.streams.some((st) => st.protocol !== undefined && !BACKGROUND_PROTOCOLS.some((p) => st.protocol!.startsWith(p))))) lastUsed.set(id, t)
+        if (conns.some((c) => c.streams.some((st) => st.protocol !== undefined && !BACKGROUND_PROTOCOLS.some((p) => st.protocol!.startsWith(p))))) {
+          onDemand.set(id, t)
+          continue
+        }
         // (gossipsub grafts every new connection into its mesh while it has fewer than D links:
         // that does not make an on-demand connection one to keep; the discovery set carries gossip)
-        if (t - (lastUsed.get(id) ?? 0) <= idleCloseMs) continue
+        if (t - lastUsed <= idleCloseMs) continue
         closed++
         onDemand.delete(id)
-        lastUsed.delete(id)
         for (const c of conns) void c.close().catch(() => c.abort(new Error('idle')))
       }
     }, Math.min(5000, idleCloseMs))
@@ -425,8 +426,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         table.markUnreachable(target, `no direct connection could be made for ${protocol}`)
         throw new TabmeshError('mesh-unreachable', `no direct connection to peer ${target}`)
       }
-      lastUsed.set(target, Date.now())
-      if (dialled) onDemand.add(target)
+      if (dialled || onDemand.has(target)) onDemand.set(target, Date.now())
       try {
         return await conn.newStream(protocol, { signal: opts.signal ?? AbortSignal.timeout(5000) })
       } catch (err) {

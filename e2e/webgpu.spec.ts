@@ -44,12 +44,15 @@ const KERNEL_SHAPES: Record<string, Record<string, number | boolean>[]> = {
     { rows: 1, nHeads: 6, nKvHeads: 2, headSize: 8, seqLen: 96, chunk: 16 },
     { rows: 3, nHeads: 12, nKvHeads: 3, headSize: 64, seqLen: 1000, chunk: 256 },
     { rows: 2, nHeads: 4, nKvHeads: 1, headSize: 128, seqLen: 300, chunk: 37 },
+    // a KV cache of several slots (the batch engine): each row reads its own, from its base on
+    { rows: 9, nHeads: 6, nKvHeads: 2, headSize: 8, seqLen: 96, chunk: 16, slots: 5 },
   ],
   attentionPrefill: [
     { rows: 37, nHeads: 6, nKvHeads: 2, headSize: 8, seqLen: 300, chunk: 32 },
     { rows: 64, nHeads: 4, nKvHeads: 4, headSize: 128, seqLen: 300, chunk: 256 },
     { rows: 13, firstPosition: 0, nHeads: 6, nKvHeads: 2, headSize: 12, seqLen: 50, chunk: 5 },
     { rows: 1, nHeads: 8, nKvHeads: 4, headSize: 8, seqLen: 512, chunk: 256 },
+    { rows: 21, nHeads: 6, nKvHeads: 2, headSize: 8, seqLen: 96, chunk: 16, slots: 4 }, // every row in one slot of several
   ],
 }
 
@@ -150,6 +153,49 @@ for (const run of FAMILY_RUNS) {
       expect(r.biasWeightBytes?.counted).toBe(r.biasWeightBytes?.expected)
     }
     expect(r.withoutScaling, what).toBeGreaterThan(100 * tolerance)
+  })
+}
+
+// The batch engine (many sessions over one copy of the weights, each with its own KV cache slot)
+// against the reference batch engine on the same layers, row for row over one script
+// (lab/pages/webgpu-batch-checks.ts): three sessions with prompts of different lengths fed in calls
+// that mix one session's prefill chunk with other sessions' decode rows (rows interleaved at random,
+// seeded), calls of one row and of one session's rows, a session closed mid-way and a new one in its
+// slot while the others go on, a call split into two sub-ranges of the held layers, one session to the
+// last position of the context, copyCache, refusal when every slot is open, and bad calls.
+// Tolerance: 2e-5 of the largest hidden value (as the family tests; only fp32 summation order differs).
+const BATCH_RUNS = [
+  { name: 'stories260K', model: 'stories260K', maxCaches: 4 },
+  {
+    name: 'synthetic model with 7 layers, layers [1, 7) held, attention chunked and weights split',
+    model: 'separateClassifier', layers: { start: 1, end: 7 }, maxCaches: 4, engine: { attentionChunk: 16, maxBindingBytes: 16384 },
+  },
+  { name: 'Q8_0 synthetic slice', model: 'quant', quant: 'q8_0', maxCaches: 4 },
+  { name: 'Q4_0 synthetic slice, blocks split across bindings', model: 'quant', quant: 'q4_0', maxCaches: 5, engine: { maxBindingBytes: 1000 } },
+] as const
+
+for (const run of BATCH_RUNS) {
+  test(`batch engine on ${run.name}: interleaved sessions, closed and reused slots, sub-ranges and copyCache equal the reference batch engine`, async ({ page }) => {
+    test.setTimeout(240_000)
+    await openLab(page)
+    const seed = Math.floor(Math.random() * 2 ** 31)
+    const { name: _, ...o } = run
+    const r = await page.evaluate(([o, seed]) => window.webgpuLab.batch({ ...o, seed }), [o, seed] as const)
+    const what = `seed ${seed}`
+    expect(r.maxHiddenDiff, what).toBeLessThanOrEqual(2e-5 * Math.max(1, r.maxHidden))
+    expect(r.mixedCalls, what).toBeGreaterThan(10)
+    expect(r.subRangeCalls).toBe(2)
+    expect(r.lastPosition).toBe(r.seqLen - 1)
+    expect(r.reusedSlot).toBe(true)
+    // the copied prefix continued equals the original rolled back to it and continued (same call, same kernels: bitwise)
+    expect(r.copyRows).toBe(4)
+    expect(r.copyVsOriginal, what).toBe(0)
+    expect(r.refused).toBe('refused')
+    expect(r.openAfterClose).toBe(true)
+    expect(r.cacheBytes.reported).toBe(r.cacheBytes.expected)
+    expect(r.errors).toEqual({ closedSlot: 'bad-argument', pastLength: 'context-window', falling: 'bad-argument', badRange: 'bad-argument' })
+    // every buffer and bind group is made with the engine, none per call
+    expect(r.createdAfterEngine).toEqual({ buffers: 0, bindGroups: 0 })
   })
 }
 

@@ -2,7 +2,9 @@
 // head h of row r against cached positions [c * chunk, min((c + 1) * chunk, pos_r + 1)) of its key/value
 // head (grouped-query: h / kvMul), and writes an unnormalised partial result with its own max and sum
 // of exponentials; attention_merge_f32 combines the chunks. Keys and values are the layer's KV cache,
-// (seqLen, kvDim). headSize is a multiple of 4 and at most 256; chunk is at most 256.
+// (slots * seqLen, kvDim): row r reads the slot starting at position base_r, which the positions buffer
+// holds at index cacheBases + r (cacheBases 0: every row's base is 0, one slot). headSize is a multiple
+// of 4 and at most 256; chunk is at most 256.
 // Dispatch: (nHeads, ceil((max pos + 1) / chunk), rows).
 
 const WG: u32 = 64u;
@@ -19,13 +21,14 @@ struct Params {
   chunk: u32, // positions per chunk
   maxChunks: u32, // chunk slots per (row, head) in the partial buffers
   scale: f32, // 1 / sqrt(head size)
+  cacheBases: u32, // index in positions of the rows' cache bases (first cached position of each row's slot); 0: every base is 0
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> positions: array<u32>; // (rows)
+@group(0) @binding(1) var<storage, read> positions: array<u32>; // (rows), and (rows) bases at cacheBases when it is not 0
 @group(0) @binding(2) var<storage, read> q: array<vec4<f32>>; // (rows, qStride4)
-@group(0) @binding(3) var<storage, read> keys: array<vec4<f32>>; // (seqLen, kvDim4)
-@group(0) @binding(4) var<storage, read> values: array<vec4<f32>>; // (seqLen, kvDim4)
+@group(0) @binding(3) var<storage, read> keys: array<vec4<f32>>; // (slots * seqLen, kvDim4)
+@group(0) @binding(4) var<storage, read> values: array<vec4<f32>>; // (slots * seqLen, kvDim4)
 @group(0) @binding(5) var<storage, read_write> partO: array<vec4<f32>>; // (rows, nHeads, maxChunks, hs4)
 @group(0) @binding(6) var<storage, read_write> partML: array<vec2<f32>>; // (rows, nHeads, maxChunks): max, sum
 
@@ -66,6 +69,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let start = c * p.chunk;
   let end = min(start + p.chunk, pos + 1u); // empty when start > pos
   let kvOffset = (h / p.kvMul) * p.hs4;
+  let base = select(0u, positions[p.cacheBases + r], p.cacheBases != 0u); // first cached position of the row's slot
 
   for (var d = tid; d < p.hs4; d += WG) {
     qs[d] = q[r * p.qStride4 + h * p.hs4 + d];
@@ -74,7 +78,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 
   var localMax = NEG_BIG;
   for (var t = start + tid; t < end; t += WG) {
-    let kBase = t * p.kvDim4 + kvOffset;
+    let kBase = (base + t) * p.kvDim4 + kvOffset;
     var s = 0.0;
     for (var d = 0u; d < p.hs4; d++) {
       s += dot(qs[d], keys[kBase + d]);
@@ -97,7 +101,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   for (var d = tid; d < p.hs4; d += WG) {
     var o = vec4<f32>(0.0);
     for (var t = start; t < end; t++) {
-      o += scores[t - start] * values[t * p.kvDim4 + kvOffset + d];
+      o += scores[t - start] * values[(base + t) * p.kvDim4 + kvOffset + d];
     }
     partO[slot * p.hs4 + d] = o;
   }

@@ -3,7 +3,9 @@
 // [c * chunk, (c + 1) * chunk), causally masked per row (t <= pos_r). Keys and values are staged in
 // workgroup memory 16 positions at a time and shared by all rows; each row keeps a running max and
 // sum of exponentials (online softmax) and an unnormalised output, written as a partial result that
-// attention_merge_f32 combines across chunks. headSize is a multiple of 4 and at most 128.
+// attention_merge_f32 combines across chunks. Keys and values are the layer's KV cache,
+// (slots * seqLen, kvDim); every row reads one slot, which starts at the position the positions buffer
+// holds at index cacheBases (cacheBases 0: base 0, one slot). headSize is a multiple of 4 and at most 128.
 // Dispatch: (nHeads, ceil((max pos + 1) / chunk)).
 
 const BT: u32 = 16u; // positions staged per step
@@ -20,13 +22,14 @@ struct Params {
   chunk: u32,
   maxChunks: u32,
   scale: f32,
+  cacheBases: u32, // index in positions of the rows' cache bases (row 0's is every row's); 0: base 0
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> positions: array<u32>; // (rows)
+@group(0) @binding(1) var<storage, read> positions: array<u32>; // (rows), and the base at cacheBases when it is not 0
 @group(0) @binding(2) var<storage, read> q: array<vec4<f32>>; // (rows, qStride4)
-@group(0) @binding(3) var<storage, read> keys: array<vec4<f32>>; // (seqLen, kvDim4)
-@group(0) @binding(4) var<storage, read> values: array<vec4<f32>>; // (seqLen, kvDim4)
+@group(0) @binding(3) var<storage, read> keys: array<vec4<f32>>; // (slots * seqLen, kvDim4)
+@group(0) @binding(4) var<storage, read> values: array<vec4<f32>>; // (slots * seqLen, kvDim4)
 @group(0) @binding(5) var<storage, read_write> partO: array<vec4<f32>>; // (rows, nHeads, maxChunks, hs4)
 @group(0) @binding(6) var<storage, read_write> partML: array<vec2<f32>>; // (rows, nHeads, maxChunks)
 
@@ -41,6 +44,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let r = min(tid, p.rows - 1u);
   let pos = positions[r];
   let kvOffset = (h / p.kvMul) * p.hs4;
+  let base = select(0u, positions[p.cacheBases], p.cacheBases != 0u); // first cached position of the rows' slot
 
   // the last position any row needs, so every invocation runs the same number of steps
   var maxPos = 0u;
@@ -61,7 +65,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     for (var i = tid; i < count * p.hs4; i += 64u) {
       let j = i / p.hs4;
       let d = i % p.hs4;
-      let src = (t0 + j) * p.kvDim4 + kvOffset + d;
+      let src = (base + t0 + j) * p.kvDim4 + kvOffset + d;
       kb[j * MAX_HS4 + d] = keys[src];
       vb[j * MAX_HS4 + d] = values[src];
     }

@@ -6,7 +6,8 @@
  */
 import { TabmeshError } from '../src/core/errors.ts'
 import type { BackendName, LayerRange } from '../src/core/vocabulary.ts'
-import { createBackendEngine } from '../src/engine/backends.ts'
+import { createBackendEngine, createBatchEngineFor } from '../src/engine/backends.ts'
+import { lazyBatchEngine, sessionBatchEngine } from './session-batch.ts'
 import type { Engine } from '../src/engine/engine.ts'
 import { generateTokens } from '../src/engine/generate.ts'
 import { createReferenceEngine } from '../src/engine/reference/reference.ts'
@@ -39,7 +40,7 @@ export interface PeerSpec {
   honestForwards?: number
   seed?: number
   modelId?: string // default 'model'
-  /** Host options over the defaults (limits; a createEngine of its own replaces the honest or lying one). */
+  /** Host options over the defaults (limits; an engine of its own replaces the honest or lying one). */
   limits?: Partial<HostOptions>
 }
 
@@ -62,14 +63,16 @@ export function startPeer(spec: PeerSpec): InProcessPeer {
     config: spec.model.config,
     hosted: spec.hosted,
     maxSessions: 64,
-    createEngine: async (range) => {
-      const engine = await createBackendEngine(sliceOf(spec.model, range), backend)
-      // the wasm engine frees its onnxruntime sessions with release(); the host calls close()
-      const honest = Object.assign(engine, { close: () => (engine as { release?(): void }).release?.() })
-      if (!spec.attack) return honest
-      const impostor = spec.impostor && createReferenceEngine(sliceOf(spec.impostor, range))
-      return lyingEngine(spec.attack, { honest, impostor, seed: spec.seed ?? 1, honestForwards: spec.honestForwards, onLie: () => { lies++ } })
-    },
+    // an honest host runs the real batch engine; a liar lies per session, over an engine per session
+    engine: spec.attack
+      ? sessionBatchEngine(spec.model.config, spec.hosted, async (range) => {
+        const engine = await createBackendEngine(sliceOf(spec.model, range), backend)
+        // the wasm engine frees its onnxruntime sessions with release(); the host calls close()
+        const honest = Object.assign(engine, { close: () => (engine as { release?(): void }).release?.() })
+        const impostor = spec.impostor && createReferenceEngine(sliceOf(spec.impostor, range))
+        return lyingEngine(spec.attack!, { honest, impostor, seed: spec.seed ?? 1, honestForwards: spec.honestForwards, onLie: () => { lies++ } })
+      }, backend)
+      : lazyBatchEngine(() => createBatchEngineFor(sliceOf(spec.model, spec.hosted), backend), spec.model.config, spec.hosted, backend),
     ...spec.limits,
   })
   return {

@@ -20,6 +20,7 @@ import { createSwarmHost, type SwarmHost } from '../../src/swarm/host.ts'
 import { streamChannel } from '../../src/swarm/stream-channel.ts'
 import { lyingEngine, type Attack } from '../../testing/liars.ts'
 import { sliceOf } from '../../testing/trust-swarm.ts'
+import { sessionBatchEngine } from '../../testing/session-batch.ts'
 
 export interface LiarStartOptions {
   modelId: string
@@ -55,13 +56,13 @@ const trustLab = {
       modelId: entry.id,
       config: real.config,
       hosted: o.layers,
-      createEngine: async (range) => lyingEngine(o.attack, {
+      engine: sessionBatchEngine(real.config, o.layers, async (range) => lyingEngine(o.attack, {
         honest: createReferenceEngine(sliceOf(real, range)),
         impostor: impostor && createReferenceEngine(sliceOf(impostor, range)),
         seed: o.seed ?? 3,
         honestForwards: o.honestForwards,
         onLie: () => { lies++ },
-      }),
+      })),
     })
     const capabilities = await probeCapabilities()
     node = await createMeshNode({

@@ -52,7 +52,7 @@ async function serve(stream: Stream, o: RogueStartOptions): Promise<void> {
       if (f.type === 'open') {
         counts.sessions++
         if (honest > 0) engine = await worker!.open({ layers: { start: f.layerStart, end: f.layerEnd }, embedding: false, head: false })
-        channel.send(encodeFrame({ type: 'opened', id: f.id, dim: o.dim, maxRows: 64 }))
+        channel.send(encodeFrame({ type: 'opened', id: f.id, dim: o.dim, maxRows: 64, prefixId: 1, reused: 0 }))
         continue
       }
       if (f.type !== 'forward') break

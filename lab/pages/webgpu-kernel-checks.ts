@@ -189,12 +189,20 @@ export async function checkKernel(device: GPUDevice, kernel: string, shape: Kern
           : Uint32Array.from({ length: rows }, (_, r) => (r === 0 ? seqLen - 1 : randInt(0, seqLen)))
         const maxPos = Math.max(...positions)
         const maxChunks = Math.ceil(seqLen / chunk)
-        const q = rand(rows * dim, -3, 3), keys = rand(seqLen * kvDim, -1, 1), values = rand(seqLen * kvDim, -1, 1)
-        const pb = arr(positions), partO = zeros(rows * nHeads * maxChunks * headSize), partML = zeros(rows * nHeads * maxChunks * 2), out = zeros(rows * dim)
-        const args = { positions: pb, q: arr(q), keys: arr(keys), values: arr(values), partO, partML, nHeads, nKvHeads, headSize, qStride: dim, chunk, maxChunks }
+        // with `slots`, the cache holds that many slots of seqLen positions and each row reads one
+        // (decode: a random slot per row; prefill: one random slot for all rows), its base after the positions
+        const slots = (shape.slots as number | undefined) ?? 1
+        const shared = randInt(0, slots)
+        const rowSlots = Array.from({ length: rows }, () => (kernel === 'attentionPrefill' ? shared : randInt(0, slots)))
+        const q = rand(rows * dim, -3, 3), keys = rand(slots * seqLen * kvDim, -1, 1), values = rand(slots * seqLen * kvDim, -1, 1)
+        const withBases = slots > 1 ? Uint32Array.from([...positions, ...rowSlots.map((slot) => slot * seqLen)]) : positions
+        const pb = arr(withBases), partO = zeros(rows * nHeads * maxChunks * headSize), partML = zeros(rows * nHeads * maxChunks * 2), out = zeros(rows * dim)
+        const args = { positions: pb, q: arr(q), keys: arr(keys), values: arr(values), partO, partML, nHeads, nKvHeads, headSize, qStride: dim, chunk, maxChunks, cacheBases: slots > 1 ? rows : 0 }
         await run([k[kernel](args), k.attentionMerge({ positions: pb, partO, partML, out, nHeads, headSize, outStride: dim, chunk, maxChunks })], rows, maxPos)
         const ref = new Float32Array(rows * dim)
-        attentionRef(ref, q, keys, values, positions, rows, nHeads, nKvHeads, headSize, dim, dim)
+        const slotOf = (a: Float32Array, slot: number) => a.subarray(slot * seqLen * kvDim, (slot + 1) * seqLen * kvDim)
+        if (kernel === 'attentionPrefill' || slots === 1) attentionRef(ref, q, slotOf(keys, rowSlots[0]), slotOf(values, rowSlots[0]), positions, rows, nHeads, nKvHeads, headSize, dim, dim)
+        else for (let r = 0; r < rows; r++) attentionRef(ref.subarray(r * dim), q.subarray(r * dim), slotOf(keys, rowSlots[r]), slotOf(values, rowSlots[r]), positions.subarray(r, r + 1), 1, nHeads, nKvHeads, headSize, dim, dim)
         return result(compare(await readFloats(device, out, rows * dim), ref, rows * dim, () => 1), 1e-5, '|gpu - ref| (values in [-1, 1])')
       }
       default:

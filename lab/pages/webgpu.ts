@@ -2,7 +2,8 @@ import type { Engine } from '../../src/engine/engine.ts'
 import { createPipelineEngine } from '../../testing/pipeline.ts'
 import { createReferenceEngine } from '../../src/engine/reference/reference.ts'
 import { argmax } from '../../src/engine/sampler.ts'
-import { createWebGpuEngine, probeWebGpu, requestWebGpuDevice, type WebGpuEngineOptions } from '../../src/engine/webgpu/index.ts'
+import { createWebGpuBatchEngine, createWebGpuEngine, probeWebGpu, requestWebGpuDevice, type WebGpuEngineOptions } from '../../src/engine/webgpu/index.ts'
+import type { LayerRange } from '../../src/core/vocabulary.ts'
 import { TabmeshError } from '../../src/core/errors.ts'
 import { memorySource } from '../../src/model/source/byte-source.ts'
 import { loadLlama2c } from '../../src/model/formats/llama2c.ts'
@@ -11,7 +12,8 @@ import { quantizeTensor } from '../../src/model/quant/index.ts'
 import { makeSyntheticLlama2c, SYNTHETIC_SHAPES } from '../../src/model/formats/synthetic.ts'
 import { greedyIds, teacherForced } from './engine-compare.ts'
 import { benchKernels } from './webgpu-bench.ts'
-import { runFamily, type FamilyOptions } from './webgpu-family-checks.ts'
+import { runBatch } from './webgpu-batch-checks.ts'
+import { familyModel, runFamily, type FamilyOptions } from './webgpu-family-checks.ts'
 import { checkKernel, type KernelShape } from './webgpu-kernel-checks.ts'
 import { benchQuantKernels } from './webgpu-quant-bench.ts'
 import { checkQuantKernel, runQuantizedEngine, type QuantKernelKind, type QuantShape } from './webgpu-quant-checks.ts'
@@ -68,6 +70,18 @@ const lab = {
   /** Biases, RoPE scaling and quantized matrices: the webgpu engine against the reference (lab/pages/webgpu-family-checks.ts). */
   async family(o: FamilyOptions) {
     return runFamily(await device(), createWebGpuEngine, o)
+  },
+
+  /**
+   * The webgpu batch engine against the reference batch engine over a script of interleaved sessions
+   * (lab/pages/webgpu-batch-checks.ts). quant: a synthetic slice whose every layer matrix is kept in
+   * Q8_0 / Q4_0 blocks (FAMILY_SHAPE), the reference on the same blocks dequantized.
+   */
+  async batch(o: { model: ModelName | 'quant'; quant?: 'q8_0' | 'q4_0'; layers?: LayerRange; maxCaches: number; seed: number; engine?: Omit<WebGpuEngineOptions, 'device'> }) {
+    const { gpu, reference } = o.model === 'quant'
+      ? await familyModel({ bias: false, quant: o.quant ?? 'q8_0', seed: o.seed })
+      : await loadModel(o.model).then((m) => ({ gpu: m, reference: m }))
+    return runBatch(await device(), createWebGpuBatchEngine, { gpu, reference, layers: o.layers, seed: o.seed, maxCaches: o.maxCaches, engine: o.engine })
   },
 
   /** Greedy ids of the reference engine and of the webgpu engine on the same model and prompt. */

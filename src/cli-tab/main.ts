@@ -4,6 +4,7 @@ import { type BackendName, type LayerRange } from '../core/vocabulary.ts'
 import { startEngineWorker } from '../engine/worker/index.ts'
 import { buildPrompt, type ChatMessage } from '../model/template/index.ts'
 import { createTabRuntime, type RuntimeContributeOptions } from '../swarm/tab-runtime.ts'
+import { newGenerationStats } from '../engine/generate.ts'
 import type { SwarmEngine, SwarmEvent } from '../swarm/swarm-engine.ts'
 import { verifyAuditChain } from '../trust/index.ts'
 import type { IceServer } from '../mesh/index.ts'
@@ -43,11 +44,18 @@ export interface TabChatRequest extends Omit<TabGenerateRequest, 'backend'> {
   verify?: boolean
   selfCheckShare?: number
   pauseAtToken?: number // stop after this many tokens until resume() (tests kill a peer there)
+  /** Speculative decoding by prompt lookup when greedy (default true). */
+  speculate?: boolean
+  /** Answer an identical greedy request from the tab's reply cache (default false here: tests and benches measure the swarm). */
+  cache?: boolean
+  /** Keep the chat session open under this name: the next call with it continues the conversation on the hosts' kept prefixes. */
+  conversation?: string
 }
 
 let runtime = createTabRuntime()
+const conversations = new Map<string, { session: Awaited<ReturnType<typeof runtime.openChat>>; sink: { events: (SwarmEvent & { at: number })[] } }>()
 let resumeChat: (() => void) | undefined
-const chatState = { tokens: 0, paused: false }
+const chatState = { tokens: 0, paused: false, route: [] as string[] } // route: the peers of the last route the chat opened
 
 /** Generates with the whole model in this tab (the CLI's --backend wasm|webgpu|auto). */
 async function generate(r: TabGenerateRequest) {
@@ -75,11 +83,20 @@ async function contribute(r: TabContributeRequest) {
 
 /** Generates through the swarm: embedding and head here, the layers on contributors. */
 async function chat(r: TabChatRequest) {
-  const events: (SwarmEvent & { at: number })[] = []
-  const session = await runtime.openChat({
+  const kept = r.conversation ? conversations.get(r.conversation) : undefined
+  const sink = kept?.sink ?? { events: [] }
+  sink.events = [] // a continued conversation reports this call's events
+  const events = sink.events
+  const session = kept?.session ?? await runtime.openChat({
     model: r.model, mode: r.mode ?? 'swarm', routeTimeoutMs: r.routeTimeoutMs, hopTimeoutMs: r.hopTimeoutMs, verify: r.verify, selfCheckShare: r.selfCheckShare,
-    onEvent: (e) => { events.push({ ...e, at: performance.now() }); console.info(`swarm ${e.type}: ${JSON.stringify(e)}`) },
+    onEvent: (e) => {
+      sink.events.push({ ...e, at: performance.now() })
+      if (e.type === 'route') chatState.route = e.hops.map((h) => h.peerId)
+      console.info(`swarm ${e.type}: ${JSON.stringify(e)}`)
+    },
   })
+  if (r.conversation) conversations.set(r.conversation, { session, sink })
+  const stats = newGenerationStats()
   try {
     const prompt = r.messages ? buildPrompt(await session.chatTemplate(), r.messages, { system: r.system }) : r.prompt
     const promptTokens = session.tokenizer.encode(prompt)
@@ -89,7 +106,7 @@ async function chat(r: TabChatRequest) {
     let text = ''
     chatState.tokens = 0
     const started = performance.now()
-    for await (const t of session.generate({ ...r, prompt })) {
+    for await (const t of session.generate({ ...r, prompt, stats, cache: r.cache ?? false })) {
       text += t.text
       if (t.token < 0) continue
       tokens.push(t.token)
@@ -104,9 +121,13 @@ async function chat(r: TabChatRequest) {
     }
     const seconds = (performance.now() - started) / 1000
     const checks = (session.engine as Partial<SwarmEngine>).checker?.stats()
-    return { backend: session.mode, promptTokens, tokens, text, tokensPerSecond: tokens.length / seconds, routes, events, tokenTimes, startedAt: started, checks }
+    return {
+      backend: session.mode, promptTokens, tokens, text, tokensPerSecond: tokens.length / seconds, routes, events, tokenTimes, startedAt: started, checks,
+      timeOrigin: performance.timeOrigin, firstTokenAt: stats.firstTokenAt, forwardCalls: stats.forwardCalls,
+      speculation: { drafted: stats.drafted, accepted: stats.accepted }, reusedPositions: stats.promptPositionsReused,
+    }
   } finally {
-    session.close()
+    if (!r.conversation) session.close()
   }
 }
 

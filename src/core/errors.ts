@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'out-of-memory' // the GPU could not allocate the model's weights, cache or scratch buffers
   | 'protocol' // a peer sent bytes that break the wire format (malformed, oversized, wrong version)
   | 'refused' // a host declined a request it cannot serve (capacity, model, layer range)
+  | 'prefix-unknown' // a host has no kept prefix by that id for this client (evicted, expired, another's, never existed)
   | 'no-route' // no chain of peers covers the model's layers
   | 'hop-failed' // a peer on the route failed, stalled or returned bad tensors
   | 'aborted' // the caller stopped the operation

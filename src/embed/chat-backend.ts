@@ -1,6 +1,7 @@
 import { TabmeshError } from '../core/errors.ts'
 import { buildPrompt, type ChatTemplate } from '../model/template/index.ts'
 import type { ChatSession, TabRuntime } from '../swarm/tab-runtime.ts'
+import { newGenerationStats } from '../engine/generate.ts'
 import type { ChatCompletionChunk, CompletionUsage, FinishReason, GenerationStats } from './openai.ts'
 import type { ChatRequest } from './protocol.ts'
 
@@ -29,6 +30,9 @@ export function usageOf(s: GenerationStats): CompletionUsage {
       decode_tokens_per_s: Math.max(0, s.completionTokens - 1) / decodeS,
       time_to_first_token_s: prefillS,
       time_per_output_token_s: s.completionTokens > 1 ? decodeS / (s.completionTokens - 1) : 0,
+      ...(s.drafted ? { draft_tokens: s.drafted, accepted_draft_tokens: s.accepted ?? 0, draft_acceptance_rate: (s.accepted ?? 0) / s.drafted } : {}),
+      ...(s.reused ? { prompt_tokens_reused: s.reused } : {}),
+      ...(s.cached ? { cached: true } : {}),
     },
   }
 }
@@ -80,12 +84,14 @@ export function tabmeshBackend(runtime: TabRuntime, modelId: string, mode: 'swar
       const id = `chatcmpl-${crypto.randomUUID()}`
       const created = Math.floor(Date.now() / 1000)
       const stats: GenerationStats = { promptTokens, completionTokens: 0, startedMs: performance.now(), endedMs: 0 }
+      const run = newGenerationStats()
       let finish: FinishReason = 'stop'
       try {
         for await (const t of session.generate({
-          prompt, maxTokens, signal,
+          prompt, maxTokens, signal, stats: run,
           temperature: request.temperature ?? 1, topP: request.top_p ?? 1, seed: request.seed ?? randomSeed(),
         })) {
+          if (t.cached) stats.cached = true
           if (t.token >= 0) {
             stats.completionTokens++
             stats.firstTokenMs ??= performance.now()
@@ -104,6 +110,7 @@ export function tabmeshBackend(runtime: TabRuntime, modelId: string, mode: 'swar
         finish = 'abort'
       }
       stats.endedMs = performance.now()
+      Object.assign(stats, { drafted: run.drafted, accepted: run.accepted, reused: run.promptPositionsReused })
       yield chunkOf(id, modelId, created, null, finish, usageOf(stats))
     },
     close() {

@@ -29,7 +29,15 @@ export interface CompletionUsage {
   prompt_tokens: number
   completion_tokens: number
   total_tokens: number
-  extra: { e2e_latency_s: number; prefill_tokens_per_s: number; decode_tokens_per_s: number; time_to_first_token_s: number; time_per_output_token_s: number }
+  extra: {
+    e2e_latency_s: number; prefill_tokens_per_s: number; decode_tokens_per_s: number; time_to_first_token_s: number; time_per_output_token_s: number
+    /** tabmesh: speculative decoding's draft tokens proposed and accepted, and their ratio (absent: no drafts). */
+    draft_tokens?: number; accepted_draft_tokens?: number; draft_acceptance_rate?: number
+    /** tabmesh: prompt positions the swarm already held from earlier turns (prefix cache). */
+    prompt_tokens_reused?: number
+    /** tabmesh: answered from this tab's reply cache, without the swarm. */
+    cached?: boolean
+  }
 }
 
 export interface ChatCompletionChunk {
@@ -57,4 +65,8 @@ export interface GenerationStats {
   startedMs: number
   firstTokenMs?: number
   endedMs: number
+  drafted?: number
+  accepted?: number
+  reused?: number
+  cached?: boolean
 }

@@ -2,10 +2,63 @@ import { Rewind, TabmeshError } from '../core/errors.ts'
 import type { Engine } from './engine.ts'
 import { createSampler, type SamplingOptions } from './sampler.ts'
 
+/** Proposes up to `k` tokens to follow `tokens` (speculative decoding); fewer or none when it has no guess. */
+export type Drafter = (tokens: readonly number[], k: number) => number[] | Promise<number[]>
+
+export interface SpeculationOptions {
+  draft: Drafter
+  /** Draft tokens per step at most: each step forwards the last token and the draft (k + 1 rows) in one trip. */
+  maxDraft: number
+}
+
+/** What one generation did, filled in as it runs (the UI and the API show it per reply). */
+export interface GenerationStats {
+  forwardCalls: number // trips through the engine (a prefill chunk, a decode step, a draft verified)
+  promptPositionsReused: number // prompt positions the engine already held (resume)
+  drafted: number // draft tokens proposed
+  accepted: number // of them, accepted
+  startedAt: number // performance.now() at the start
+  firstTokenAt?: number // when the first token was sampled
+  tokens: number // generated
+}
+
 export interface GenerateOptions extends SamplingOptions {
   maxTokens: number // generated tokens, not counting the prompt
   /** Rows per forward call while reading the prompt. */
   prefillChunk?: number
+  /**
+   * Speculative decoding, greedy only: with temperature > 0 it is off (the drafts are not verified
+   * with speculative sampling; the reply is plain sampling). Greedy output is id-identical with and
+   * without it.
+   */
+  speculation?: SpeculationOptions
+  /** Filled in as the generation runs. */
+  stats?: GenerationStats
+}
+
+/** An empty GenerationStats. */
+export const newGenerationStats = (): GenerationStats => ({ forwardCalls: 0, promptPositionsReused: 0, drafted: 0, accepted: 0, startedAt: performance.now(), tokens: 0 })
+
+/**
+ * Prompt lookup: the continuation of the latest earlier occurrence of the context's last n tokens
+ * (n from `maxNgram` down to 1), needing no second model. Repetitive text (code, quotes, a story
+ * that names its characters again) drafts well; anything else drafts nothing.
+ */
+export function promptLookupDrafter(maxNgram = 3): Drafter {
+  return (tokens, k) => {
+    const t = tokens.length
+    for (let n = Math.min(maxNgram, t - 1); n >= 1; n--) {
+      for (let start = t - n - 1; start >= 0; start--) {
+        let match = true
+        for (let i = 0; i < n; i++) if (tokens[start + i] !== tokens[t - n + i]) { match = false; break }
+        if (!match) continue
+        const from = start + n
+        const draft = tokens.slice(from, Math.min(from + k, t))
+        if (draft.length > 0) return draft
+      }
+    }
+    return []
+  }
 }
 
 /**
@@ -41,12 +94,19 @@ export async function* generateTokens(engine: Engine, promptTokens: number[], op
   const stops = new Set([c.bosId, c.eosId, ...(c.eosIds ?? [])])
   const chunk = options.prefillChunk ?? 32
   const promptLength = promptTokens.length
-  await engine.reset()
-  if (options.maxTokens === 0) return
+  const stats = options.stats ?? newGenerationStats()
+  const speculation = options.temperature === 0 && options.speculation && options.speculation.maxDraft > 0 ? options.speculation : undefined
+  if (options.maxTokens === 0) {
+    await engine.reset()
+    return
+  }
+  // positions an earlier generation left in the engine's caches (a conversation's next turn)
+  const reused = engine.resume ? Math.min(await engine.resume(promptTokens), promptLength - 1) : (await engine.reset(), 0)
+  stats.promptPositionsReused = reused
 
   const tokens = promptTokens.slice() // prompt, then generated tokens (each fed back but the last)
   let yielded = 0 // generated tokens handed out: final, never rewound
-  let next = 0 // the next position to forward; outputs of positions < next are in the caches
+  let next = reused // the next position to forward; outputs of positions < next are in the caches
   let hidden: Float32Array = new Float32Array(0) // the output at position next - 1
   let finished = false // a stop id or maxTokens reached (pending the final settle)
   const token = new Int32Array(1) // (1) the token being fed back
@@ -57,6 +117,8 @@ export async function* generateTokens(engine: Engine, promptTokens: number[], op
     try {
       if (finished) {
         await engine.settle?.()
+        // positions [0, next) hold tokens[0, next): kept for a next turn that starts with them
+        engine.keep?.(tokens.slice(0, next))
         while (yielded < tokens.length - promptLength) yield tokens[promptLength + yielded++]
         return
       }
@@ -65,25 +127,54 @@ export async function* generateTokens(engine: Engine, promptTokens: number[], op
         const end = Math.min(promptLength, next + chunk)
         const ids = Int32Array.from(tokens.slice(next, end))
         hidden = await engine.forward(await engine.embed(ids), ids.map((_, i) => next + i))
+        stats.forwardCalls++
         next = end
         continue
       }
       if (next === tokens.length) {
         const sampled = sampler.sample(await engine.head(hidden))
+        stats.firstTokenAt ??= performance.now()
         if (stops.has(sampled)) {
           finished = true
           continue
         }
         tokens.push(sampled)
+        stats.tokens = tokens.length - promptLength
         if (tokens.length - promptLength === options.maxTokens) {
           finished = true
           continue
         }
       }
-      token[0] = tokens[next]
-      position[0] = next
-      hidden = await engine.forward(await engine.embed(token), position)
-      next++
+      // tokens.length === next + 1: tokens[next] is sampled and not yet forwarded
+      const room = options.maxTokens - (tokens.length - promptLength) // tokens still allowed after tokens[next]
+      const draft = speculation && room > 1 ? (await speculation.draft(tokens, Math.min(speculation.maxDraft, room - 1))).slice(0, Math.min(speculation.maxDraft, room - 1)) : []
+      if (draft.length === 0) {
+        token[0] = tokens[next]
+        position[0] = next
+        hidden = await engine.forward(await engine.embed(token), position)
+        stats.forwardCalls++
+        next++
+      } else {
+        // one trip verifies the draft: rows next..next+k; row i's output decides the token at next+i+1
+        const ids = Int32Array.from([tokens[next], ...draft])
+        const out = (await engine.forward(await engine.embed(ids), ids.map((_, i) => next + i))).slice()
+        stats.forwardCalls++
+        stats.drafted += draft.length
+        let used = 0 // rows whose outputs were sampled from
+        for (let i = 0; i <= draft.length; i++) {
+          used = i + 1
+          const sampled = sampler.sample(await engine.head(out.subarray(0, (i + 1) * c.dim)))
+          if (stops.has(sampled)) { finished = true; break }
+          tokens.push(sampled)
+          if (tokens.length - promptLength === options.maxTokens) { finished = true; break }
+          if (i === draft.length || sampled !== draft[i]) break
+          stats.accepted++
+        }
+        stats.tokens = tokens.length - promptLength
+        // rows past `used` were computed for a rejected draft: the next forward writes those positions again
+        next += used
+        hidden = out.slice((used - 1) * c.dim, used * c.dim)
+      }
       while (yielded < tokens.length - promptLength && promptLength + yielded - 1 < committed()) yield tokens[promptLength + yielded++]
     } catch (err) {
       if (!(err instanceof Rewind)) throw err

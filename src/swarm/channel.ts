@@ -9,9 +9,12 @@ export interface FrameChannel {
   messages(): AsyncIterable<Uint8Array>
   close(): void
   readonly closed: boolean
+  /** The peer at the other end, when the transport knows it (a host keys kept prefixes by it). */
+  readonly remotePeer?: string
 }
 
-export function createChannelPair(): [FrameChannel, FrameChannel] {
+/** Two joined ends; `peers` names the peer at the other end of each (end 0 sees peers[0]). */
+export function createChannelPair(peers: [string, string] = ['', '']): [FrameChannel, FrameChannel] {
   const queues: Uint8Array[][] = [[], []]
   const waiters: (((v: void) => void) | undefined)[] = [undefined, undefined]
   let closed = false
@@ -35,6 +38,7 @@ export function createChannelPair(): [FrameChannel, FrameChannel] {
       wake(1)
     },
     get closed() { return closed },
+    remotePeer: peers[me],
   })
   return [end(0), end(1)]
 }

@@ -14,7 +14,7 @@ export interface ContributorOptions {
   mesh: MeshNode
   worker: EngineWorker
   modelId: string
-  limits?: Pick<HostOptions, 'maxSessions' | 'maxQueue' | 'kvBudgetBytes' | 'idleTimeoutMs'>
+  limits?: Pick<HostOptions, 'maxSessions' | 'maxSessionsPerClient' | 'maxQueue' | 'kvBudgetBytes' | 'idleTimeoutMs' | 'maxPrefixes'>
   loadReportMs?: number
 }
 
@@ -30,10 +30,10 @@ export async function startContributor(o: ContributorOptions): Promise<Contribut
     modelId: o.modelId,
     config: loaded.config,
     hosted: loaded.spec.layers,
-    createEngine: (layers) => o.worker.open({ layers, embedding: false, head: false }),
+    engine: await o.worker.batch(),
     ...o.limits,
   })
-  await o.mesh.handle(INFER_PROTOCOL, (stream) => { void host.serve(streamChannel(stream)) })
+  await o.mesh.handle(INFER_PROTOCOL, (stream, connection) => { void host.serve(streamChannel(stream, undefined, connection.remotePeer.toString())) })
   o.mesh.update({ hosted: [{ modelId: o.modelId, layers: loaded.spec.layers, embedding: loaded.spec.embedding, head: loaded.spec.head }], load: { queueDepth: 0, activeSessions: 0 } })
   const startedAt = Date.now()
   let last = ''

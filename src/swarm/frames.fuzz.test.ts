@@ -36,12 +36,12 @@ const validFrame: fc.Arbitrary<Frame> = fc.oneof(
   fc.record({
     type: fc.constant('open' as const), id: u32,
     modelId: fc.string({ unit: 'grapheme', maxLength: 60 }).filter((s) => utf8.encode(s).length <= 255),
-    layerStart: u16, layerEnd: u16, maxLength: u32, dtype,
+    layerStart: u16, layerEnd: u16, maxLength: u32, dtype, prefixId: u32, prefixLength: u32,
   }),
-  fc.record({ type: fc.constant('opened' as const), id: u32, dim: u32, maxRows: u32 }),
+  fc.record({ type: fc.constant('opened' as const), id: u32, dim: u32, maxRows: u32, prefixId: u32, reused: u32 }),
   tensor(true).map(({ id, dim, dtype: d, hidden, positions }): Frame => ({ type: 'forward', id, positions: positions!, hidden, dim, dtype: d })),
   tensor(false).map(({ id, dim, dtype: d, hidden }): Frame => ({ type: 'hidden', id, hidden, dim, dtype: d })),
-  fc.record({ type: fc.constant('close' as const), id: u32 }),
+  fc.record({ type: fc.constant('close' as const), id: u32, keep: fc.boolean(), length: u32 }),
   fc.record({
     type: fc.constant('error' as const), id: u32,
     code: fc.stringMatching(/^[a-z-]{0,64}$/),

@@ -7,18 +7,23 @@ import { f16ToF32, f32ToF16 } from '../core/f16.ts'
  * length-prefixed message on a libp2p stream. A stream carries one session on one hop:
  *   client -> host: OPEN, then FORWARD*, then CLOSE
  *   host -> client: OPENED or ERROR, then one HIDDEN or ERROR per FORWARD
+ * A FORWARD may start at or below the session's filled positions: that rolls the session's KV cache
+ * back there (a rejected speculative draft, a replay). CLOSE with keep asks the host to keep the
+ * session's first `length` positions as a prefix under the id OPENED gave it; a later OPEN by the
+ * same client names that id and how many positions it reuses.
  * Tensors travel as raw f32 (or f16 when both ends agree), never JSON. Every length is checked
  * against the frame size before anything is allocated; a bad frame is a 'protocol' error.
  *
  * Layout: u8 version | u8 type | u32 request id | body
- *   OPEN     u8 dtype | u16 layer start | u16 layer end | u32 max length | u8 id length | model id (utf-8)
- *   OPENED   u32 dim | u32 max rows per forward
+ *   OPEN     u8 dtype | u16 layer start | u16 layer end | u32 max length | u32 prefix id (0: none) |
+ *            u32 prefix length | u8 id length | model id (utf-8)
+ *   OPENED   u32 dim | u32 max rows per forward | u32 this session's prefix id | u32 positions reused
  *   FORWARD  u32 rows | u32 dim | u8 dtype | i32 positions[rows] | values[rows * dim]
  *   HIDDEN   u32 rows | u32 dim | u8 dtype | values[rows * dim]
- *   CLOSE    (empty)
+ *   CLOSE    u8 keep (0 or 1) | u32 positions to keep
  *   ERROR    u8 code length | code (ascii) | u16 message length | message (utf-8)
  */
-export const FRAME_VERSION = 1
+export const FRAME_VERSION = 2 // 2: prefixes (OPEN, OPENED, CLOSE) and rollback
 export const MAX_FRAME_BYTES = 8 * 1024 * 1024 // a prefill chunk of 64 rows of dim 8192 in f32 fits twice over
 const HEADER_BYTES = 6
 
@@ -27,11 +32,11 @@ const DTYPES: Dtype[] = ['f32', 'f16']
 const dtypeBytes = (d: Dtype) => (d === 'f32' ? 4 : 2)
 
 export type Frame =
-  | { type: 'open'; id: number; modelId: string; layerStart: number; layerEnd: number; maxLength: number; dtype: Dtype }
-  | { type: 'opened'; id: number; dim: number; maxRows: number }
+  | { type: 'open'; id: number; modelId: string; layerStart: number; layerEnd: number; maxLength: number; dtype: Dtype; prefixId: number; prefixLength: number }
+  | { type: 'opened'; id: number; dim: number; maxRows: number; prefixId: number; reused: number }
   | { type: 'forward'; id: number; positions: Int32Array; hidden: Float32Array; dim: number; dtype: Dtype }
   | { type: 'hidden'; id: number; hidden: Float32Array; dim: number; dtype: Dtype }
-  | { type: 'close'; id: number }
+  | { type: 'close'; id: number; keep: boolean; length: number }
   | { type: 'error'; id: number; code: string; message: string }
 
 const TYPES = ['open', 'opened', 'forward', 'hidden', 'close', 'error'] as const
@@ -69,10 +74,17 @@ export function encodeFrame(frame: Frame): Uint8Array {
       checkField(frame, 'layerStart', frame.layerStart, 0xffff)
       checkField(frame, 'layerEnd', frame.layerEnd, 0xffff)
       checkField(frame, 'maxLength', frame.maxLength, 0xffffffff)
+      checkField(frame, 'prefixId', frame.prefixId, 0xffffffff)
+      checkField(frame, 'prefixLength', frame.prefixLength, 0xffffffff)
       break
     case 'opened':
       checkField(frame, 'dim', frame.dim, 0xffffffff)
       checkField(frame, 'maxRows', frame.maxRows, 0xffffffff)
+      checkField(frame, 'prefixId', frame.prefixId, 0xffffffff)
+      checkField(frame, 'reused', frame.reused, 0xffffffff)
+      break
+    case 'close':
+      checkField(frame, 'length', frame.length, 0xffffffff)
       break
     case 'forward':
     case 'hidden':
@@ -86,12 +98,12 @@ export function encodeFrame(frame: Frame): Uint8Array {
     case 'open':
       text1 = utf8.encode(frame.modelId)
       if (text1.length > 255) throw new TabmeshError('bad-argument', `an open frame's model id is ${text1.length} bytes of UTF-8; at most 255 fit`)
-      body = 1 + 2 + 2 + 4 + 1 + text1.length
+      body = 1 + 2 + 2 + 4 + 8 + 1 + text1.length
       break
-    case 'opened': body = 8; break
+    case 'opened': body = 16; break
     case 'forward': body = 9 + frame.positions.length * 4 + frame.hidden.length * dtypeBytes(frame.dtype); break
     case 'hidden': body = 9 + frame.hidden.length * dtypeBytes(frame.dtype); break
-    case 'close': body = 0; break
+    case 'close': body = 5; break
     case 'error': text1 = utf8.encode(frame.code.slice(0, 64)); text2 = utf8.encode(frame.message.slice(0, 2000)); body = 1 + text1.length + 2 + text2.length; break
   }
   const bytes = new Uint8Array(HEADER_BYTES + body)
@@ -104,10 +116,14 @@ export function encodeFrame(frame: Frame): Uint8Array {
   switch (frame.type) {
     case 'open':
       v.setUint8(o, DTYPES.indexOf(frame.dtype)); v.setUint16(o + 1, frame.layerStart, true); v.setUint16(o + 3, frame.layerEnd, true)
-      v.setUint32(o + 5, frame.maxLength, true); v.setUint8(o + 9, text1!.length); bytes.set(text1!, o + 10)
+      v.setUint32(o + 5, frame.maxLength, true); v.setUint32(o + 9, frame.prefixId, true); v.setUint32(o + 13, frame.prefixLength, true)
+      v.setUint8(o + 17, text1!.length); bytes.set(text1!, o + 18)
       break
     case 'opened':
-      v.setUint32(o, frame.dim, true); v.setUint32(o + 4, frame.maxRows, true)
+      v.setUint32(o, frame.dim, true); v.setUint32(o + 4, frame.maxRows, true); v.setUint32(o + 8, frame.prefixId, true); v.setUint32(o + 12, frame.reused, true)
+      break
+    case 'close':
+      v.setUint8(o, frame.keep ? 1 : 0); v.setUint32(o + 1, frame.length, true)
       break
     case 'forward':
     case 'hidden': {
@@ -150,14 +166,17 @@ export function decodeFrame(bytes: Uint8Array, maxBytes = MAX_FRAME_BYTES): Fram
   }
   switch (type) {
     case 'open': {
-      need(o + 10)
-      const idLength = v.getUint8(o + 9)
-      exact(o + 10 + idLength)
-      return { type, id, dtype: dtypeAt(o), layerStart: v.getUint16(o + 1, true), layerEnd: v.getUint16(o + 3, true), maxLength: v.getUint32(o + 5, true), modelId: text(o + 10, idLength) }
+      need(o + 18)
+      const idLength = v.getUint8(o + 17)
+      exact(o + 18 + idLength)
+      return {
+        type, id, dtype: dtypeAt(o), layerStart: v.getUint16(o + 1, true), layerEnd: v.getUint16(o + 3, true), maxLength: v.getUint32(o + 5, true),
+        prefixId: v.getUint32(o + 9, true), prefixLength: v.getUint32(o + 13, true), modelId: text(o + 18, idLength),
+      }
     }
     case 'opened':
-      exact(o + 8)
-      return { type, id, dim: v.getUint32(o, true), maxRows: v.getUint32(o + 4, true) }
+      exact(o + 16)
+      return { type, id, dim: v.getUint32(o, true), maxRows: v.getUint32(o + 4, true), prefixId: v.getUint32(o + 8, true), reused: v.getUint32(o + 12, true) }
     case 'forward':
     case 'hidden': {
       need(o + 9)
@@ -173,9 +192,12 @@ export function decodeFrame(bytes: Uint8Array, maxBytes = MAX_FRAME_BYTES): Fram
       for (let i = 0; i < rows; i++) positions[i] = v.getInt32(o + 9 + i * 4, true)
       return { type, id, positions, hidden, dim, dtype }
     }
-    case 'close':
-      exact(o)
-      return { type, id }
+    case 'close': {
+      exact(o + 5)
+      const keep = v.getUint8(o)
+      if (keep > 1) fail(`keep flag ${keep}`)
+      return { type, id, keep: keep === 1, length: v.getUint32(o + 1, true) }
+    }
     case 'error': {
       need(o + 1)
       const codeLength = v.getUint8(o)

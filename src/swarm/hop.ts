@@ -11,9 +11,16 @@ import { decodeFrame, encodeFrame, type Dtype, type Frame } from './frames.ts'
 export interface Hop {
   readonly peerId: string
   readonly layers: LayerRange
+  /** The id under which the host keeps this session's KV cache when it is closed with `keep`. */
+  readonly prefixId: number
+  /** Positions of a kept prefix the host put in this session's cache at opening (0: none). */
+  readonly reused: number
+  /** Rows most per forward (a prefill chunk, a draft plus one). */
+  readonly maxRows: number
+  /** Hidden states after this hop's layers. A first position at or below what the session holds rolls it back there. */
   forward(positions: Int32Array, hidden: Float32Array): Promise<Float32Array>
-  /** Ends the session; a request still waiting fails with `reason`. */
-  close(reason?: string): void
+  /** Ends the session; a request still waiting fails with `reason`. With `keep`, the host keeps its first `keep.length` positions as a prefix. */
+  close(reason?: string, keep?: { length: number }): void
 }
 
 export interface OpenHopOptions {
@@ -24,6 +31,8 @@ export interface OpenHopOptions {
   dim: number
   dtype?: Dtype
   timeoutMs?: number // per request, opening included
+  /** Open on a prefix this client kept on this host (its id and how many positions to reuse). */
+  prefix?: { id: number; length: number }
 }
 
 export async function openHop(channel: FrameChannel, o: OpenHopOptions): Promise<Hop> {
@@ -52,7 +61,8 @@ export async function openHop(channel: FrameChannel, o: OpenHopOptions): Promise
         throw failed((err as Error).message)
       }
       if (reply.type === 'error') {
-        throw new TabmeshError(reply.code === 'refused' ? 'refused' : 'hop-failed', `peer ${o.peerId}: ${reply.code}: ${reply.message}`)
+        const code = reply.code === 'refused' || reply.code === 'prefix-unknown' ? reply.code : 'hop-failed'
+        throw new TabmeshError(code, `peer ${o.peerId}: ${reply.code}: ${reply.message}`)
       }
       if (reply.type !== expect || reply.id !== frame.id) throw failed(`answered ${reply.type} #${reply.id} to ${frame.type} #${frame.id}`)
       return reply
@@ -65,12 +75,17 @@ export async function openHop(channel: FrameChannel, o: OpenHopOptions): Promise
     }
   }
 
-  const opened = await request({ type: 'open', id: nextId++, modelId: o.modelId, layerStart: o.layers.start, layerEnd: o.layers.end, maxLength: o.maxLength, dtype }, 'opened')
+  const opened = await request({ type: 'open', id: nextId++, modelId: o.modelId, layerStart: o.layers.start, layerEnd: o.layers.end, maxLength: o.maxLength, dtype, prefixId: o.prefix?.id ?? 0, prefixLength: o.prefix?.length ?? 0 }, 'opened')
   if (opened.type !== 'opened' || opened.dim !== o.dim) throw failed(`opened with width ${(opened as { dim?: number }).dim}, expected ${o.dim}`)
+  if (opened.reused !== (o.prefix?.length ?? 0)) throw failed(`reused ${opened.reused} positions of a prefix; ${o.prefix?.length ?? 0} were asked for`)
+  if (opened.maxRows < 1) throw failed(`takes ${opened.maxRows} rows per forward`)
 
   return {
     peerId: o.peerId,
     layers: o.layers,
+    prefixId: opened.prefixId,
+    reused: opened.reused,
+    maxRows: opened.maxRows,
     async forward(positions, hidden) {
       const reply = await request({ type: 'forward', id: nextId++, positions, hidden, dim: o.dim, dtype }, 'hidden')
       if (reply.type !== 'hidden' || reply.dim !== o.dim || reply.hidden.length !== hidden.length) {
@@ -79,10 +94,10 @@ export async function openHop(channel: FrameChannel, o: OpenHopOptions): Promise
       for (const x of reply.hidden) if (!Number.isFinite(x)) throw (broken = failed('returned a non-finite value'))
       return reply.hidden
     },
-    close(reason = 'closed by this client') {
+    close(reason = 'closed by this client', keep) {
       closedHere ??= reason
       if (!channel.closed) {
-        try { channel.send(encodeFrame({ type: 'close', id: nextId++ })) } catch { /* already gone */ }
+        try { channel.send(encodeFrame({ type: 'close', id: nextId++, keep: !!keep && !broken, length: keep && !broken ? keep.length : 0 })) } catch { /* already gone */ }
         channel.close()
       }
     },

@@ -8,7 +8,7 @@ import { MAX_FRAME_BYTES } from './frames.ts'
  * longer than `maxBytes` breaks the channel before it is buffered. Closing ends `messages()` at
  * once, even while a read waits on a peer that will never answer (a crashed tab).
  */
-export function streamChannel(stream: Stream, maxBytes = MAX_FRAME_BYTES): FrameChannel {
+export function streamChannel(stream: Stream, maxBytes = MAX_FRAME_BYTES, remotePeer?: string): FrameChannel {
   const lp = lpStream(stream, { maxDataLength: maxBytes })
   let closed = false
   let writes = Promise.resolve() // writes stay in order
@@ -35,5 +35,6 @@ export function streamChannel(stream: Stream, maxBytes = MAX_FRAME_BYTES): Frame
     },
     close,
     get closed() { return closed },
+    remotePeer,
   }
 }

@@ -60,9 +60,17 @@ export interface HopTiming {
 
 interface LiveHop {
   hop: Hop
-  history: { positions: Int32Array; hidden: Float32Array }[] // inputs sent, in order
+  history: { positions: Int32Array; hidden: Float32Array; output?: Float32Array }[] // inputs sent (and what came back), in order
   tracked?: TrackedHop // its spot checks
 }
+
+/** A route closed with its KV caches kept on the hosts, for the next generation that starts with `tokens`. */
+interface KeptRoute {
+  tokens: number[]
+  hops: { peerId: string; layers: LayerRange; prefixId: number; history: LiveHop['history'] }[]
+}
+
+const historyEnd = (history: LiveHop['history']) => (history.length ? history[history.length - 1].positions.at(-1)! + 1 : 0)
 
 /** `history` without positions >= `position`. */
 function cutHistory(history: LiveHop['history'], position: number, dim: number): LiveHop['history'] {
@@ -70,7 +78,7 @@ function cutHistory(history: LiveHop['history'], position: number, dim: number):
   for (const e of history) {
     const n = e.positions.findIndex((p) => p >= position)
     if (n === -1) kept.push(e)
-    else if (n > 0) kept.push({ positions: e.positions.slice(0, n), hidden: e.hidden.slice(0, n * dim) })
+    else if (n > 0) kept.push({ positions: e.positions.slice(0, n), hidden: e.hidden.slice(0, n * dim), output: e.output?.slice(0, n * dim) })
   }
   return kept
 }
@@ -82,6 +90,8 @@ export interface SwarmEngine extends Engine {
   peerGone(peerId: string): void
   /** The spot checker, with `trust`. */
   readonly checker?: Checker
+  /** Positions the last resume() found kept on the hosts (0: none, or a host had lost it and they were replayed). */
+  lastReuse(): { positions: number; hostsReused: number; hostsReplayed: number }
   close(): void
 }
 
@@ -130,7 +140,7 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     for (const { c } of order) {
       try {
         const hop = await openHop(await o.connect(c.peerId), { peerId: c.peerId, modelId: o.modelId, layers: span, maxLength: o.maxLength, dim: config.dim, dtype: o.dtype, timeoutMs: o.hopTimeoutMs })
-        return { peerId: c.peerId, kind: trust!.kindOf?.(c.peerId) ?? { backend: 'unknown' }, maxRows: 32, forward: (p, h) => hop.forward(p, h), close: () => hop.close() }
+        return { peerId: c.peerId, kind: trust!.kindOf?.(c.peerId) ?? { backend: 'unknown' }, maxRows: Math.min(32, hop.maxRows), forward: (p, h) => hop.forward(p, h), close: () => hop.close() }
       } catch {
         // unreachable or full: the next one
       }
@@ -235,8 +245,8 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
           for (const live of opened) {
             current = { peerId: live.hop.peerId, layers: live.hop.layers }
             const input = h.slice()
-            live.history.push({ positions: entry.positions, hidden: input })
-            h = await live.hop.forward(entry.positions, h)
+            h = await forwardRows(live.hop, entry.positions, h)
+            live.history.push({ positions: entry.positions, hidden: input, output: h })
             await live.tracked?.record(entry.positions, input, h)
           }
         }
@@ -263,6 +273,17 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     }
   }
 
+  /** One hop's forward, in pieces of at most the rows the host takes per request. */
+  async function forwardRows(hop: Hop, positions: Int32Array, hidden: Float32Array): Promise<Float32Array> {
+    if (positions.length <= hop.maxRows) return hop.forward(positions, hidden)
+    const out = new Float32Array(hidden.length)
+    for (let r = 0; r < positions.length; r += hop.maxRows) {
+      const end = Math.min(positions.length, r + hop.maxRows)
+      out.set(await hop.forward(positions.subarray(r, end), hidden.subarray(r * config.dim, end * config.dim)), r * config.dim)
+    }
+    return out
+  }
+
   async function forward(hidden: Float32Array, positions: Int32Array): Promise<Float32Array> {
     if (!hops) {
       hops = await rebuild({ start: 0, end: config.nLayers }, [])
@@ -274,9 +295,11 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     for (let i = 0; i < hops.length;) {
       const live = hops[i]
       const started = performance.now()
+      // a first position below what the hop holds rolls it back (a rejected draft): its history too
+      if (historyEnd(live.history) > positions[0]) live.history = cutHistory(live.history, positions[0], config.dim)
       try {
-        const out = await live.hop.forward(positions, h)
-        live.history.push({ positions: positions.slice(), hidden: h })
+        const out = await forwardRows(live.hop, positions, h)
+        live.history.push({ positions: positions.slice(), hidden: h, output: out })
         await live.tracked?.record(positions, h, out)
         timings.push({ peerId: live.hop.peerId, layers: live.hop.layers, ms: performance.now() - started })
         h = out
@@ -299,6 +322,54 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     return h
   }
 
+  let keptRoute: KeptRoute | undefined
+  let reuse = { positions: 0, hostsReused: 0, hostsReplayed: 0 }
+
+  /**
+   * Re-opens the kept route on the hosts' kept prefixes: each hop opens on its prefix id and sends
+   * only the new positions; a host that lost its prefix (evicted, restarted, refused) gets a fresh
+   * session that replays the inputs kept here (or a new route for its span when it is gone).
+   */
+  async function resume(tokens: readonly number[]): Promise<number> {
+    closeAll()
+    await o.local.reset()
+    const saved = keptRoute
+    keptRoute = undefined
+    reuse = { positions: 0, hostsReused: 0, hostsReplayed: 0 }
+    if (!saved) return 0
+    let n = 0
+    while (n < saved.tokens.length && n < tokens.length - 1 && saved.tokens[n] === tokens[n]) n++
+    if (n === 0) return 0
+    const opened: LiveHop[] = []
+    try {
+      for (const k of saved.hops) {
+        const history = cutHistory(k.history, n, config.dim)
+        if (!banned.has(k.peerId) && !trust?.reputation.revoked(k.peerId)) {
+          try {
+            const hop = await openHop(await o.connect(k.peerId), { peerId: k.peerId, modelId: o.modelId, layers: k.layers, maxLength: o.maxLength, dim: config.dim, dtype: o.dtype, timeoutMs: o.hopTimeoutMs, prefix: { id: k.prefixId, length: n } })
+            const live: LiveHop = { hop, history, tracked: checker?.track({ peerId: k.peerId, layers: k.layers }) }
+            // the checker sees the reused positions as this hop's work, so a check replays them on its verifier
+            for (const e of history) if (e.output) await live.tracked?.record(e.positions, e.hidden, e.output)
+            opened.push(live)
+            reuse.hostsReused++
+            continue
+          } catch {
+            // the prefix is gone or the host is: rebuild the span below
+          }
+        }
+        opened.push(...await rebuild(k.layers, history))
+        reuse.hostsReplayed++
+      }
+    } catch (err) {
+      for (const h of opened) close(h)
+      throw err
+    }
+    hops = opened
+    o.onEvent?.({ type: 'route', hops: hops.map((l) => ({ peerId: l.hop.peerId, layers: l.hop.layers })) })
+    reuse.positions = n
+    return n
+  }
+
   return {
     backend: o.local.backend,
     config,
@@ -308,8 +379,20 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     head: (hidden) => o.local.head(hidden),
     async reset() {
       closeAll()
+      keptRoute = undefined
       await o.local.reset()
     },
+    resume,
+    keep(tokens) {
+      if (!hops || tokens.length === 0) return
+      keptRoute = { tokens: tokens.slice(), hops: hops.map((h) => ({ peerId: h.hop.peerId, layers: h.hop.layers, prefixId: h.hop.prefixId, history: cutHistory(h.history, tokens.length, config.dim) })) }
+      for (const h of hops) {
+        h.tracked?.close()
+        h.hop.close('kept for the next turn', { length: tokens.length })
+      }
+      hops = undefined
+    },
+    lastReuse: () => ({ ...reuse }),
     lastRoute: () => timings,
     checker,
     committed: checker && (() => checker.committed()),

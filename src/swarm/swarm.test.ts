@@ -1,9 +1,9 @@
 import { type LayerRange } from '../core/vocabulary.ts'
 import { describe, expect, it } from 'vitest'
 import { TabmeshError } from '../core/errors.ts'
-import type { Engine } from '../engine/engine.ts'
+import type { BatchEngine, Engine } from '../engine/engine.ts'
 import { generateTokens } from '../engine/generate.ts'
-import { createReferenceEngine } from '../engine/reference/reference.ts'
+import { createReferenceBatchEngine, createReferenceEngine } from '../engine/reference/reference.ts'
 import type { ModelSlice } from '../model/model.ts'
 import { GOLDEN_IDS, loadStories, storiesTokenizer } from '../../testing/models.ts'
 import { startPeer } from '../../testing/trust-swarm.ts'
@@ -19,6 +19,7 @@ import { createSwarmEngine, type SwarmEvent } from './swarm-engine.ts'
 const model = await loadStories()
 const engineFor = (m: ModelSlice, range: LayerRange, embedding = false, head = false) =>
   createReferenceEngine({ config: m.config, tensors: m.tensors, spec: { layers: range, embedding, head } })
+const batchFor = (m: ModelSlice, range: LayerRange) => createReferenceBatchEngine({ config: m.config, tensors: m.tensors, spec: { layers: range, embedding: false, head: false } })
 
 /** A real host in this process, reached over in-memory channels; `kill` drops every stream at once, like a crashed tab. */
 function startHost(peerId: string, hosted: LayerRange, limits: Partial<HostOptions> = {}) {
@@ -52,11 +53,13 @@ describe('activation frames', () => {
   it('round-trip every frame type', () => {
     const hidden = Float32Array.from({ length: 128 }, (_, i) => Math.sin(i))
     const frames = [
-      { type: 'open', id: 1, modelId: 'stories260K', layerStart: 2, layerEnd: 4, maxLength: 512, dtype: 'f32' },
-      { type: 'opened', id: 1, dim: 64, maxRows: 64 },
+      { type: 'open', id: 1, modelId: 'stories260K', layerStart: 2, layerEnd: 4, maxLength: 512, dtype: 'f32', prefixId: 0, prefixLength: 0 },
+      { type: 'open', id: 9, modelId: 'stories260K', layerStart: 2, layerEnd: 4, maxLength: 512, dtype: 'f16', prefixId: 0xfffffff0, prefixLength: 300 },
+      { type: 'opened', id: 1, dim: 64, maxRows: 64, prefixId: 77, reused: 12 },
       { type: 'forward', id: 2, positions: Int32Array.of(5, 6), hidden, dim: 64, dtype: 'f32' },
       { type: 'hidden', id: 2, hidden, dim: 64, dtype: 'f32' },
-      { type: 'close', id: 3 },
+      { type: 'close', id: 3, keep: false, length: 0 },
+      { type: 'close', id: 3, keep: true, length: 300 },
       { type: 'error', id: 4, code: 'refused', message: 'host is full ✋' },
     ] as const
     for (const f of frames) expect(decodeFrame(encodeFrame(f))).toEqual(f)
@@ -73,9 +76,9 @@ describe('activation frames', () => {
   it.each([
     ['empty', new Uint8Array(0), /shorter than the header/],
     ['wrong version', Uint8Array.of(9, 4, 0, 0, 0, 0), /version 9/],
-    ['unknown type', Uint8Array.of(1, 77, 0, 0, 0, 0), /unknown type 77/],
+    ['unknown type', Uint8Array.of(2, 77, 0, 0, 0, 0), /unknown type 77/],
     ['lying row count', (() => { const b = encodeFrame({ type: 'hidden', id: 1, hidden: new Float32Array(64), dim: 64, dtype: 'f32' }); new DataView(b.buffer).setUint32(6, 1000, true); return b })(), /fields say/],
-    ['truncated open', encodeFrame({ type: 'open', id: 1, modelId: 'm', layerStart: 0, layerEnd: 1, maxLength: 8, dtype: 'f32' }).subarray(0, 12), /cut short/],
+    ['truncated open', encodeFrame({ type: 'open', id: 1, modelId: 'm', layerStart: 0, layerEnd: 1, maxLength: 8, dtype: 'f32', prefixId: 0, prefixLength: 0 }).subarray(0, 12), /cut short/],
     ['oversized', new Uint8Array(9 * 1024 * 1024), /exceeds/],
   ])('rejects a %s frame with a protocol error', (_what, bytes, message) => {
     expect(() => decodeFrame(bytes)).toThrow(message)
@@ -134,8 +137,8 @@ describe('swarm inference (real hosts, in-process channels)', () => {
   it('a host that stalls is timed out and replaced', async () => {
     const peers = [startHost('A', { start: 0, end: 5 }), startHost('B', { start: 0, end: 5 })]
     let stalled = false
-    const slowEngine = (e: Engine): Engine => ({ ...e, forward: (h, p) => (stalled ? new Promise(() => {}) : e.forward(h, p)) })
-    peers[0] = { ...peers[0], ...startHost('A', { start: 0, end: 5 }, { createEngine: async (r) => slowEngine(engineFor(model, r)) }), peerId: 'A' }
+    const slowEngine = (e: BatchEngine): BatchEngine => ({ ...e, forwardBatch: (h, c, p, r) => (stalled ? new Promise(() => {}) : e.forwardBatch(h, c, p, r)) })
+    peers[0] = { ...peers[0], ...startHost('A', { start: 0, end: 5 }, { engine: slowEngine(batchFor(model, { start: 0, end: 5 })) }), peerId: 'A' }
     const events: SwarmEvent[] = []
     const ids = await greedy(swarmEngineOver(peers, events, 300), 30, (n) => { if (n === 5) stalled = true })
     expect([1, ...ids]).toEqual(GOLDEN_IDS.slice(0, 31))
@@ -157,7 +160,7 @@ describe('swarm inference (real hosts, in-process channels)', () => {
         void (async () => {
           for await (const bytes of server.messages()) {
             const f = decodeFrame(bytes)
-            if (f.type === 'open') server.send(encodeFrame({ type: 'opened', id: f.id, dim: 64, maxRows: 64 }))
+            if (f.type === 'open') server.send(encodeFrame({ type: 'opened', id: f.id, dim: 64, maxRows: 64, prefixId: 1, reused: 0 }))
             else if (f.type === 'forward') server.send(reply(f.id, f.positions.length))
           }
         })()
@@ -206,7 +209,7 @@ describe('host limits', () => {
   const open = (ch: FrameChannel, o: Partial<Parameters<typeof openHop>[1]> = {}) =>
     openHop(ch, { peerId: 'h', modelId: 'stories260K', layers: { start: 0, end: 5 }, maxLength: 64, dim: 64, ...o })
   const connect = (host: SwarmHost) => { const [c, s] = createChannelPair(); void host.serve(s); return c }
-  const host = () => createSwarmHost({ modelId: 'stories260K', config: model.config, hosted: { start: 0, end: 5 }, createEngine: async (r) => engineFor(model, r), maxSessions: 2 })
+  const host = () => createSwarmHost({ modelId: 'stories260K', config: model.config, hosted: { start: 0, end: 5 }, engine: batchFor(model, { start: 0, end: 5 }), maxSessions: 2 })
 
   it('refuses a wrong model, a range it does not host and a length past the context', async () => {
     const h = host()
@@ -235,7 +238,7 @@ describe('host limits', () => {
 
   it('refuses a position that skips the KV cache (a replay that forgot to start at 0)', async () => {
     const a = await open(connect(host()))
-    await expect(a.forward(Int32Array.of(5), new Float32Array(64))).rejects.toThrow(/skips positions this session never received \(next expected 0\)/)
+    await expect(a.forward(Int32Array.of(5), new Float32Array(64))).rejects.toThrow(/skips positions this session never sent \(it holds 0\.\.-1\)/)
   })
 
   it('refuses too many rows in one forward', async () => {

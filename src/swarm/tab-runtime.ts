@@ -7,7 +7,8 @@ import { DEFAULT_MODEL_ID, entrySliceBytes, type ModelEntry, type Registry } fro
 import { fetchRegistry, loadRemoteChatTemplate, loadRemoteTokenizer } from '../model/source/remote.ts'
 import type { ChatTemplate } from '../model/template/index.ts'
 import type { Tokenizer } from '../model/tokenizer/tokenizer.ts'
-import { generateText, type GeneratedToken, type GenerateRequest } from './text-generation.ts'
+import { createReplyCache, generateText, type GeneratedToken, type GenerateRequest } from './text-generation.ts'
+import { promptLookupDrafter } from '../engine/generate.ts'
 import { startContributor, type Contributor, type ContributorOptions } from './contributor.ts'
 import { createMeshSwarmEngine, routeCandidates } from './mesh-swarm-engine.ts'
 import { chooseLayers, layersThatFit } from './placement.ts'
@@ -109,8 +110,12 @@ export interface TabRuntimeOptions {
   iceServers?: IceServer[]
 }
 
+/** Draft tokens per step of speculative decoding (prompt lookup): one trip verifies them and one more. */
+export const DEFAULT_MAX_DRAFT = 4
+
 export function createTabRuntime(options: TabRuntimeOptions = {}): TabRuntime {
   const baseUrl = options.baseUrl ?? location.origin + '/'
+  const replies = createReplyCache() // identical greedy requests, answered without the swarm
   let registry: Promise<Registry> | undefined
   let node: Promise<MeshNode> | undefined
   let contribution: Contribution | undefined
@@ -164,13 +169,15 @@ export function createTabRuntime(options: TabRuntimeOptions = {}): TabRuntime {
       const worker = await startEngineWorker({ baseUrl, entry, spec: { layers, embedding: false, head: false }, backend: o.backend }, o.onProgress)
       try {
         // this slice's speed, for route costs: layer-token steps per second
-        const probe = await worker.open()
-        const hidden = Float32Array.from({ length: c.dim }, (_, i) => Math.sin(i))
+        // on the engine the host serves with (the batch engine, one session)
+        const batch = await worker.batch()
         const steps = Math.min(8, c.seqLen)
+        const slot = await batch.openCache(steps)
+        const hidden = Float32Array.from({ length: c.dim }, (_, i) => Math.sin(i))
         const started = performance.now()
-        for (let p = 0; p < steps; p++) await probe.forward(hidden, Int32Array.of(p))
+        for (let p = 0; p < steps; p++) await batch.forwardBatch(hidden, Int32Array.of(slot), Int32Array.of(p))
         const layerTokensPerSecond = (steps * (layers.end - layers.start)) / ((performance.now() - started) / 1000)
-        probe.close()
+        await batch.closeCache(slot)
         const caps = mesh.advert().capabilities
         mesh.update({ capabilities: { ...caps, backend: advertBackend(worker.loaded.backend), speed: { ...caps.speed, layerTokensPerSecond } }, health: { status: 'ok', recentErrors: 0 } })
         const contributor = await startContributor({ mesh, worker, modelId: entry.id, limits: o.limits })
@@ -283,7 +290,10 @@ export function createTabRuntime(options: TabRuntimeOptions = {}): TabRuntime {
       return {
         modelId: entry.id, mode: mode as 'swarm' | 'local', tokenizer, engine, loaded: worker.loaded,
         chatTemplate: () => (template ??= loadRemoteChatTemplate(baseUrl, entry).catch((err) => { template = undefined; throw err })),
-        generate: (request) => generateText(engine, tokenizer, request),
+        generate: (request) => generateText(engine, tokenizer, {
+          ...request,
+          speculation: request.speculation ?? (request.speculate === false ? undefined : { draft: promptLookupDrafter(), maxDraft: DEFAULT_MAX_DRAFT }),
+        }, { replies, modelId: entry.id }),
         close() {
           swarm?.close()
           worker.terminate()

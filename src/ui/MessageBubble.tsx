@@ -20,7 +20,10 @@ export function MessageBubble({ message: m, phase }: { message: ChatMessageRecor
       {m.status === 'error' && m.error && <p role="alert" className="error" data-testid="reply-error" data-code={m.error.code}>{m.error.message}</p>}
       {(m.status === 'done' || m.status === 'stopped') && (
         <footer className="message-meta">
-          <span>{m.status === 'stopped' ? 'stopped · ' : ''}{m.tokenIds?.length ?? 0} tokens{m.tokensPerSecond ? ` · ${formatRate(m.tokensPerSecond, 'tok')}` : ''} · {m.mode === 'local' ? 'this tab' : 'swarm'}</span>
+          <span data-testid="reply-stats">{m.status === 'stopped' ? 'stopped · ' : ''}{m.tokenIds?.length ?? 0} tokens{m.tokensPerSecond ? ` · ${formatRate(m.tokensPerSecond, 'tok')}` : ''} · {m.cached ? 'from this tab\'s cache' : m.mode === 'local' ? 'this tab' : 'swarm'}
+            {m.speculation && <span data-testid="reply-acceptance" title={`${m.speculation.accepted} of ${m.speculation.drafted} drafted tokens accepted (speculative decoding)`}> · {Math.round((100 * m.speculation.accepted) / Math.max(1, m.speculation.drafted))}% of drafts accepted</span>}
+            {m.reusedPositions ? <span data-testid="reply-reused" title="prompt positions the swarm already held from earlier turns"> · {m.reusedPositions} positions reused</span> : null}
+          </span>
           {m.route && m.route.length > 0 && <RouteDetails route={m.route} />}
         </footer>
       )}

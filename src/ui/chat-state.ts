@@ -2,6 +2,7 @@ import { TabmeshError } from '../core/errors.ts'
 import { buildPrompt, type ChatTemplate } from '../model/template/index.ts'
 import type { ModelEntry } from '../model/source/registry.ts'
 import type { ChatSession, TabRuntime } from '../swarm/tab-runtime.ts'
+import { newGenerationStats } from '../engine/generate.ts'
 import { layerText } from './format.ts'
 import { markModelComplete } from './model-cache.ts'
 import { trackLoad } from './loads.ts'
@@ -180,8 +181,11 @@ export function createChatController(runtime: TabRuntime, settings: SettingsStor
       let lastPaint = 0
       started = performance.now()
       update({ mode: chatSession.mode })
-      for await (const t of chatSession.generate({ prompt, maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed, signal })) {
+      const stats = newGenerationStats()
+      let cached = false
+      for await (const t of chatSession.generate({ prompt, maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed, signal, stats })) {
         text += t.text
+        cached ||= !!t.cached
         if (t.token >= 0) {
           ids.push(t.token)
           counters.generated++
@@ -199,7 +203,11 @@ export function createChatController(runtime: TabRuntime, settings: SettingsStor
       }
       const seconds = (performance.now() - started) / 1000
       if (conv.messages.length === 2 && conv.messages[0].content.trim() === '' && text.trim()) conv = { ...conv, title: titleFrom(text) }
-      update({ content: text, status: 'done', tokenIds: ids, route, tokensPerSecond: ids.length / Math.max(seconds, 1e-3) }, true)
+      update({
+        content: text, status: 'done', tokenIds: ids, route, tokensPerSecond: ids.length / Math.max(seconds, 1e-3),
+        speculation: stats.drafted > 0 ? { drafted: stats.drafted, accepted: stats.accepted } : undefined,
+        reusedPositions: stats.promptPositionsReused || undefined, cached: cached || undefined,
+      }, true)
     } catch (err) {
       const stopped = err instanceof TabmeshError && err.code === 'aborted'
       if (!stopped && entry && err instanceof TabmeshError && (err.code === 'no-route' || err.code === 'hop-failed')) dropSession(entry, mode)

@@ -24,6 +24,12 @@ export interface ChatMessageRecord {
   mode?: 'swarm' | 'local'
   tokenIds?: number[]
   tokensPerSecond?: number
+  /** Speculative decoding: draft tokens proposed and accepted for this reply. */
+  speculation?: { drafted: number; accepted: number }
+  /** Prompt positions the swarm already held from the conversation's earlier turns. */
+  reusedPositions?: number
+  /** Answered from this tab's reply cache. */
+  cached?: boolean
   route?: HopSummary[]
   sampling?: { temperature: number; topP: number; maxTokens: number; seed: number }
 }

@@ -1,8 +1,9 @@
 import { TabmeshError } from '../../core/errors.ts'
+import type { BackendName } from '../../core/vocabulary.ts'
 import { getTensor, layerTensorName, type ModelConfig, type ModelSlice, type SliceSpec } from '../../model/model.ts'
 import type { QuantizedTensor } from '../../model/quant/index.ts'
 import { quantizedMatvec } from './quant-matvec.ts'
-import type { Engine } from '../engine.ts'
+import { checkBatch, type BatchEngine, type Engine } from '../engine.ts'
 import { ropeInverseFrequencies, ropeTable } from '../rope.ts'
 
 /**
@@ -47,12 +48,18 @@ interface RunState {
   v: Float32Array // (max_batch, kv_dim) new values
   att: Float32Array // (n_heads, seq_len) attention scores
   logits: Float32Array // (vocab)
-  keyCache: Float32Array // (n_range_layers, seq_len, kv_dim)
-  valueCache: Float32Array // (n_range_layers, seq_len, kv_dim)
+  rows: KvCache[] // (max_batch) the KV cache of each row of the call
   rope: Float32Array // (seq_len, head_size / 2, 2) cos, sin of each (position, pair): ropeTable
 }
 
 export const REFERENCE_MAX_BATCH = 64
+
+/** One session's KV cache slot: keys and values of every held layer. */
+interface KvCache {
+  keys: Float32Array // (n_range_layers, length, kv_dim)
+  values: Float32Array // (n_range_layers, length, kv_dim)
+  length: number // positions per layer
+}
 
 function rmsnorm(out: Float32Array, outOffset: number, x: Float32Array, xOffset: number, weight: Float32Array, size: number, eps: number): void {
   let ss = 0
@@ -79,10 +86,15 @@ function matmul(out: Float32Array, x: Float32Array, w: Matrix, n: number, d: num
       quantizedMatvec(out, x, w, r * d, r * n)
       continue
     }
-    for (let i = 0; i < d; i++) {
+  }
+  if (!(w instanceof Float32Array)) return
+  // each weight row is read once for every row of the call
+  for (let i = 0; i < d; i++) {
+    const row = i * n
+    for (let r = 0; r < rows; r++) {
       let sum = 0
-      const row = i * n
-      for (let j = 0; j < n; j++) sum += w[row + j] * x[r * n + j]
+      const xr = r * n
+      for (let j = 0; j < n; j++) sum += w[row + j] * x[xr + j]
       out[r * d + i] = sum
     }
   }
@@ -138,7 +150,6 @@ function collectWeights(slice: ModelSlice): Weights {
 }
 
 function createRunState(c: ModelConfig, spec: SliceSpec): RunState {
-  const nRange = spec.layers.end - spec.layers.start
   return {
     x: new Float32Array(REFERENCE_MAX_BATCH * c.dim),
     xb: new Float32Array(REFERENCE_MAX_BATCH * c.dim),
@@ -150,8 +161,7 @@ function createRunState(c: ModelConfig, spec: SliceSpec): RunState {
     v: new Float32Array(REFERENCE_MAX_BATCH * c.kvDim),
     att: new Float32Array(c.nHeads * c.seqLen),
     logits: new Float32Array(spec.head ? c.vocabSize : 0),
-    keyCache: new Float32Array(nRange * c.seqLen * c.kvDim),
-    valueCache: new Float32Array(nRange * c.seqLen * c.kvDim),
+    rows: new Array<KvCache>(REFERENCE_MAX_BATCH),
     rope: ropeTable(c.seqLen, ropeInverseFrequencies(c)), // with the model's RoPE scaling
   }
 }
@@ -163,9 +173,10 @@ function addBias(v: Float32Array, bias: Float32Array | undefined, size: number, 
 }
 
 /**
- * One transformer layer (index `li` within the range) over the first `rows` rows of s.x, at
- * `positions`. The matrix products take all rows at once; each row then writes its key and value
- * into its cache slot and attends, in row order, so a row sees the slots of the rows before it.
+ * One transformer layer (index `li` within the held range) over the first `rows` rows of s.x, at
+ * `positions`, row r in KV cache s.rows[r]. The matrix products take all rows at once (one read of
+ * the weights); each row then writes its key and value into its cache and attends, in row order, so
+ * a row sees the positions the rows of its cache before it wrote.
  */
 function layer(c: ModelConfig, w: LayerWeights, li: number, s: RunState, positions: Int32Array, rows: number, mm: Matmul): void {
   const { dim, kvDim, headSize, hiddenDim, seqLen } = c
@@ -181,25 +192,26 @@ function layer(c: ModelConfig, w: LayerWeights, li: number, s: RunState, positio
   mm(s.v, s.xb, w.wv, dim, kvDim, rows)
   addBias(s.v, w.bv, kvDim, rows)
 
-  const layerCache = li * seqLen * kvDim
   const scale = 1 / Math.sqrt(headSize)
   for (let r = 0; r < rows; r++) {
     const pos = positions[r]
+    const { keys, values, length } = s.rows[r]
+    const layerCache = li * length * kvDim
     const cacheOffset = layerCache + pos * kvDim
     const qo = r * dim
     for (let i = 0; i < kvDim; i++) {
-      s.keyCache[cacheOffset + i] = s.k[r * kvDim + i]
-      s.valueCache[cacheOffset + i] = s.v[r * kvDim + i]
+      keys[cacheOffset + i] = s.k[r * kvDim + i]
+      values[cacheOffset + i] = s.v[r * kvDim + i]
     }
     rope(s.q, qo, dim, headSize, pos, s)
-    rope(s.keyCache, cacheOffset, kvDim, headSize, pos, s)
+    rope(keys, cacheOffset, kvDim, headSize, pos, s)
     for (let h = 0; h < c.nHeads; h++) {
       const kvHead = Math.floor(h / kvMul)
       const att = h * seqLen
       for (let t = 0; t <= pos; t++) {
         const k = layerCache + t * kvDim + kvHead * headSize
         let score = 0
-        for (let i = 0; i < headSize; i++) score += s.q[qo + h * headSize + i] * s.keyCache[k + i]
+        for (let i = 0; i < headSize; i++) score += s.q[qo + h * headSize + i] * keys[k + i]
         s.att[att + t] = score * scale
       }
       softmax(s.att, att, pos + 1)
@@ -208,7 +220,7 @@ function layer(c: ModelConfig, w: LayerWeights, li: number, s: RunState, positio
       for (let t = 0; t <= pos; t++) {
         const v = layerCache + t * kvDim + kvHead * headSize
         const a = s.att[att + t]
-        for (let i = 0; i < headSize; i++) s.xb[out + i] += a * s.valueCache[v + i]
+        for (let i = 0; i < headSize; i++) s.xb[out + i] += a * values[v + i]
       }
     }
   }
@@ -227,22 +239,69 @@ function layer(c: ModelConfig, w: LayerWeights, li: number, s: RunState, positio
   for (let i = 0; i < rows * dim; i++) x[i] += s.xb2[i]
 }
 
-export function createReferenceEngine(slice: ModelSlice, options: ReferenceEngineOptions = {}): Engine {
+export interface ReferenceBatchEngine extends BatchEngine {
+  /** Token ids (n) -> hidden (n, dim), when the slice holds the embedding. */
+  embed(tokens: Int32Array): Float32Array
+  /** Final norm and classifier on the last row of hidden, when the slice holds the head. */
+  head(hidden: Float32Array): Float32Array
+}
+
+/**
+ * The reference forward pass over many sessions: every row of a call goes through each weight
+ * matrix together, each row attends over its own session's KV cache slot. Slots are allocated when
+ * opened (per session, never per token) and the weights are the slice's, shared by every slot.
+ */
+export function createReferenceBatchEngine(slice: ModelSlice, options: ReferenceEngineOptions & { maxCaches?: number; backend?: BackendName } = {}): ReferenceBatchEngine {
   const c = slice.config
   const mm = options.matmul ?? matmul
   const spec = slice.spec
+  const held = spec.layers
+  const nRange = held.end - held.start
+  const maxCaches = options.maxCaches ?? 256
   const w = collectWeights(slice)
   const s = createRunState(c, spec)
+  const slots = new Map<number, KvCache>()
+  let nextSlot = 0
 
   const checkRows = (n: number, what: string) => {
     if (!Number.isInteger(n) || n < 1 || n > REFERENCE_MAX_BATCH) throw new TabmeshError('bad-argument', `${what}: ${n} rows; between 1 and ${REFERENCE_MAX_BATCH} per call`)
   }
-
-  return {
-    backend: 'ref',
+  const engine: ReferenceBatchEngine = {
+    backend: options.backend ?? 'ref',
     config: c,
-    spec,
-    async embed(tokens) {
+    layers: held,
+    maxRows: REFERENCE_MAX_BATCH,
+    cacheBytes: (maxLength) => 2 * nRange * maxLength * c.kvDim * 4,
+    async openCache(maxLength) {
+      if (!(Number.isInteger(maxLength) && maxLength >= 1 && maxLength <= c.seqLen)) throw new TabmeshError('bad-argument', `a KV cache of ${maxLength} positions; 1..${c.seqLen}`)
+      if (slots.size >= maxCaches) throw new TabmeshError('refused', `all ${maxCaches} KV cache slots are in use`)
+      while (slots.has(nextSlot)) nextSlot = (nextSlot + 1) % maxCaches
+      const size = nRange * maxLength * c.kvDim
+      slots.set(nextSlot, { keys: new Float32Array(size), values: new Float32Array(size), length: maxLength })
+      return nextSlot
+    },
+    async closeCache(slot) {
+      slots.delete(slot)
+    },
+    async copyCache(from, to, length) {
+      const a = slots.get(from)
+      const b = slots.get(to)
+      if (!a || !b) throw new TabmeshError('bad-argument', `copyCache: slot ${a ? to : from} is not open`)
+      if (!(length >= 0 && length <= a.length && length <= b.length)) throw new TabmeshError('bad-argument', `copyCache: ${length} positions do not fit slots of ${a.length} and ${b.length}`)
+      for (let li = 0; li < nRange; li++) {
+        b.keys.set(a.keys.subarray(li * a.length * c.kvDim, (li * a.length + length) * c.kvDim), li * b.length * c.kvDim)
+        b.values.set(a.values.subarray(li * a.length * c.kvDim, (li * a.length + length) * c.kvDim), li * b.length * c.kvDim)
+      }
+    },
+    async forwardBatch(hidden, caches, positions, range) {
+      const r = checkBatch(engine, hidden, caches, positions, range, (slot) => slots.get(slot)?.length)
+      const n = positions.length
+      for (let i = 0; i < n; i++) s.rows[i] = slots.get(caches[i])!
+      if (hidden.buffer !== s.x.buffer || hidden.byteOffset !== 0) s.x.set(hidden)
+      for (let li = r.start - held.start; li < r.end - held.start; li++) layer(c, w.layers[li], li, s, positions, n, mm)
+      return s.x.subarray(0, n * c.dim)
+    },
+    embed(tokens) {
       if (!w.tokenEmbedding) throw new TabmeshError('bad-argument', 'this engine holds no token embedding')
       checkRows(tokens.length, 'embed')
       for (let r = 0; r < tokens.length; r++) {
@@ -252,27 +311,76 @@ export function createReferenceEngine(slice: ModelSlice, options: ReferenceEngin
       }
       return s.x.subarray(0, tokens.length * c.dim)
     },
-    async forward(hidden, positions) {
-      const n = positions.length
-      checkRows(n, 'forward')
-      if (hidden.length !== n * c.dim) throw new TabmeshError('bad-argument', `forward: hidden has ${hidden.length} values, expected ${n} x ${c.dim}`)
-      for (const pos of positions) {
-        if (!(pos >= 0 && pos < c.seqLen)) throw new TabmeshError('context-window', `position ${pos} is outside the context window of ${c.seqLen}`)
-      }
-      if (hidden.buffer !== s.x.buffer || hidden.byteOffset !== 0) s.x.set(hidden)
-      for (let li = 0; li < w.layers.length; li++) layer(c, w.layers[li], li, s, positions, n, mm)
-      return s.x.subarray(0, n * c.dim)
-    },
-    async head(hidden) {
+    head(hidden) {
       if (!w.finalNorm || !w.classifier) throw new TabmeshError('bad-argument', 'this engine holds no classifier')
       if (hidden.length === 0 || hidden.length % c.dim !== 0) throw new TabmeshError('bad-argument', `head: hidden has ${hidden.length} values, not a multiple of ${c.dim}`)
       rmsnorm(s.xb, 0, hidden, hidden.length - c.dim, w.finalNorm, c.dim, c.normEps)
       mm(s.logits, s.xb, w.classifier, c.dim, c.vocabSize, 1)
       return s.logits
     },
-    async reset() {
-      s.keyCache.fill(0)
-      s.valueCache.fill(0)
+  }
+  return engine
+}
+
+/**
+ * One session over a batch engine: its own KV cache slot (seq_len positions), forward() a batch of
+ * one session's rows. `embed` and `head` come from whoever holds them.
+ */
+export async function sessionOverBatch(batch: BatchEngine, spec: SliceSpec, parts: Pick<Engine, 'embed' | 'head'>): Promise<Engine & { close(): void }> {
+  const c = batch.config
+  const slot = spec.layers.end > spec.layers.start ? await batch.openCache(c.seqLen) : -1
+  let caches = new Int32Array(0)
+  return {
+    backend: batch.backend,
+    config: c,
+    spec,
+    embed: parts.embed,
+    async forward(hidden, positions) {
+      const n = positions.length
+      if (slot < 0) {
+        if (hidden.length !== n * c.dim) throw new TabmeshError('bad-argument', `forward: hidden has ${hidden.length} values, expected ${n} x ${c.dim}`)
+        return hidden
+      }
+      if (caches.length !== n) caches = new Int32Array(n).fill(slot) // one per row count in use, not per token
+      for (let i = 1; i < n; i++) {
+        if (positions[i] <= positions[i - 1]) throw new TabmeshError('bad-argument', `forward: positions must increase within a call (${positions[i - 1]} then ${positions[i]})`)
+      }
+      for (const pos of positions) {
+        if (!(pos >= 0 && pos < c.seqLen)) throw new TabmeshError('context-window', `position ${pos} is outside the context window of ${c.seqLen}`)
+      }
+      return batch.forwardBatch(hidden, caches, positions, spec.layers)
     },
+    head: parts.head,
+    async reset() {
+      // nothing to clear: a row reads only positions at or below its own, which its session wrote
+    },
+    close() {
+      if (slot >= 0) void batch.closeCache(slot)
+    },
+  }
+}
+
+export function createReferenceEngine(slice: ModelSlice, options: ReferenceEngineOptions = {}): Engine {
+  const batch = createReferenceBatchEngine(slice, { ...options, maxCaches: 1 })
+  const c = slice.config
+  const spec = slice.spec
+  let session: Engine | undefined
+  return {
+    backend: 'ref',
+    config: c,
+    spec,
+    embed: async (tokens) => batch.embed(tokens),
+    async forward(hidden, positions) {
+      const n = positions.length
+      if (!Number.isInteger(n) || n < 1 || n > REFERENCE_MAX_BATCH) throw new TabmeshError('bad-argument', `forward: ${n} rows; between 1 and ${REFERENCE_MAX_BATCH} per call`)
+      if (hidden.length !== n * c.dim) throw new TabmeshError('bad-argument', `forward: hidden has ${hidden.length} values, expected ${n} x ${c.dim}`)
+      for (const pos of positions) {
+        if (!(pos >= 0 && pos < c.seqLen)) throw new TabmeshError('context-window', `position ${pos} is outside the context window of ${c.seqLen}`)
+      }
+      session ??= await sessionOverBatch(batch, spec, { embed: async () => new Float32Array(0), head: async () => new Float32Array(0) })
+      return session.forward(hidden, positions)
+    },
+    head: async (hidden) => batch.head(hidden),
+    async reset() {},
   }
 }

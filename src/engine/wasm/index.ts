@@ -14,6 +14,8 @@ import type { BuiltModel } from './onnx-graph.ts'
 import { loadOrt, type Ort, type OrtOptions } from './ort.ts'
 import { createWasmQuantEngine } from './quant-engine.ts'
 
+export { createWasmBatchEngine } from './quant-engine.ts'
+
 export { loadOrt, ortThreads } from './ort.ts'
 
 /** Rows per call, as for the reference engine. */

@@ -1,8 +1,8 @@
 import { TabmeshError } from '../../core/errors.ts'
 import { checkLayerRange } from '../../model/formats/llama2c.ts'
 import { getTensor, layerTensorName, type LayerTensorName, type ModelSlice } from '../../model/model.ts'
-import type { Engine } from '../engine.ts'
-import { createReferenceEngine, REFERENCE_MAX_BATCH, type Matmul, type Matrix } from '../reference/reference.ts'
+import type { BatchEngine, Engine } from '../engine.ts'
+import { createReferenceBatchEngine, createReferenceEngine, REFERENCE_MAX_BATCH, type Matmul, type Matrix } from '../reference/reference.ts'
 import { createEmbedder } from './embedding-rows.ts'
 import { loadQuantKernels, type KernelMatrix } from './quant-kernels.ts'
 
@@ -24,16 +24,7 @@ export interface WasmQuantEngine extends Engine {
 export async function createWasmQuantEngine(slice: ModelSlice): Promise<WasmQuantEngine> {
   const c = slice.config
   const spec = slice.spec
-  checkLayerRange(c, spec.layers, 'bad-argument')
-  const { weights, bytes: weightBytes } = checkWeights(slice)
-  const kernels = await loadQuantKernels()
-  const matrices = new Map<Matrix, KernelMatrix>() // the reference's matrix objects -> their copies in kernel memory
-  for (const m of weights) {
-    matrices.set(m.matrix, m.matrix instanceof Float32Array ? kernels.uploadF32(m.name, m.matrix, m.rows, m.cols) : kernels.upload(m.matrix))
-  }
-  // a call's rows go to the kernel together: each weight row is read once for all of them
-  const matmul: Matmul = (out, x, w, _n, _d, rows) => kernels.matvec(matrices.get(w)!, x, rows, out)
-
+  const { matmul, weightBytes, matrices } = await kernelMatmul(slice)
   // the reference holds no embedding table: a quantized one is not its to read
   const ref = createReferenceEngine({ ...slice, spec: { ...spec, embedding: false } }, { matmul })
   const embed = createEmbedder(slice, REFERENCE_MAX_BATCH)
@@ -58,6 +49,31 @@ export async function createWasmQuantEngine(slice: ModelSlice): Promise<WasmQuan
       matrices.clear()
     },
   }
+}
+
+/** The slice's matrices copied into the kernels' memory, and the Matmul that runs them. */
+async function kernelMatmul(slice: ModelSlice): Promise<{ matmul: Matmul; weightBytes: number; matrices: Map<Matrix, KernelMatrix> }> {
+  checkLayerRange(slice.config, slice.spec.layers, 'bad-argument')
+  const { weights, bytes: weightBytes } = checkWeights(slice)
+  const kernels = await loadQuantKernels()
+  const matrices = new Map<Matrix, KernelMatrix>() // the reference's matrix objects -> their copies in kernel memory
+  for (const m of weights) {
+    matrices.set(m.matrix, m.matrix instanceof Float32Array ? kernels.uploadF32(m.name, m.matrix, m.rows, m.cols) : kernels.upload(m.matrix))
+  }
+  // a call's rows go to the kernel together: each weight row is read once for all of them
+  const matmul: Matmul = (out, x, w, _n, _d, rows) => kernels.matvec(matrices.get(w)!, x, rows, out)
+  return { matmul, weightBytes, matrices }
+}
+
+/**
+ * The WASM backend of a host: the reference forward pass over many sessions' KV caches
+ * (createReferenceBatchEngine) with every matrix product on the SIMD kernels, fp32 or blocks: one
+ * read of each weight matrix for the rows of every session in the call.
+ */
+export async function createWasmBatchEngine(slice: ModelSlice, options: { maxCaches?: number } = {}): Promise<BatchEngine & { readonly weightBytes: number }> {
+  const { matmul, weightBytes } = await kernelMatmul(slice)
+  const ref = createReferenceBatchEngine({ ...slice, spec: { ...slice.spec, embedding: false, head: false } }, { matmul, maxCaches: options.maxCaches, backend: 'wasm' })
+  return Object.assign(ref, { weightBytes })
 }
 
 const LAYER_MATRICES = ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const satisfies readonly LayerTensorName[]

@@ -7,7 +7,7 @@ import { KERNEL_LIMITS } from './kernels.ts'
 /**
  * The WebGPU engine's GPU memory, made once with the engine (engine.ts): the weights (matrices
  * split by rows into blocks that each fit one storage binding; Q8_0 / Q4_0 matrices kept as their
- * blocks, no fp32 copy), each layer's KV cache, the scratch one call works in, the RoPE cos/sin
+ * blocks, no fp32 copy), each layer's KV cache (one or several slots of seq_len positions), the scratch one call works in, the RoPE cos/sin
  * table and the read-back buffer. Every buffer made is pushed onto the caller's list, which frees
  * them (also when making them fails half way).
  */
@@ -31,8 +31,8 @@ export interface LayerBuffers {
   w2: MatrixChunk[] // (dim, hidden_dim)
   w3: MatrixChunk[] // (hidden_dim, dim)
   bias?: { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer } // (dim), (kv_dim), (kv_dim) when config.attentionBias
-  keyCache: GPUBuffer // (seq_len, kv_dim)
-  valueCache: GPUBuffer // (seq_len, kv_dim)
+  keyCache: GPUBuffer // (cache_slots, seq_len, kv_dim)
+  valueCache: GPUBuffer // (cache_slots, seq_len, kv_dim)
 }
 
 export interface BufferSizes {
@@ -42,6 +42,11 @@ export interface BufferSizes {
   maxChunks: number
   /** Largest weight block per storage binding, in bytes. */
   maxBindingBytes: number
+  /**
+   * KV cache slots of seq_len positions per layer (default 1). With more than one, the positions
+   * buffer also holds each row's cache base (slot * seq_len) after its maxBatch positions.
+   */
+  cacheSlots?: number
 }
 
 /** Every buffer of the engine, and the bytes of those holding weights. */
@@ -52,6 +57,7 @@ export function createEngineBuffers(device: GPUDevice, slice: ModelSlice, sizes:
   const c = slice.config
   const spec = slice.spec
   const { maxChunks, maxBindingBytes } = sizes
+  const cacheSlots = sizes.cacheSlots ?? 1
 
   const S = GPUBufferUsage.STORAGE
   let weightBytes = 0
@@ -112,11 +118,13 @@ export function createEngineBuffers(device: GPUDevice, slice: ModelSlice, sizes:
     hb2: buffer('hb2', B * hiddenDim * 4, S), // (64, hidden_dim)
     partO: buffer('attention partial outputs', B * nHeads * maxChunks * headSize * 4, S), // (64, n_heads, max_chunks, head_size)
     partML: buffer('attention partial max/sum', B * nHeads * maxChunks * 2 * 4, S), // (64, n_heads, max_chunks, 2)
-    positions: buffer('positions', B * 4, S | GPUBufferUsage.COPY_DST), // (64) u32
+    positions: buffer('positions', (cacheSlots > 1 ? 2 * B : B) * 4, S | GPUBufferUsage.COPY_DST), // (64) u32, then (64) u32 cache bases with several slots
     tokens: buffer('tokens', B * 4, S | GPUBufferUsage.COPY_DST), // (64) u32
     cosSin: upload('rope cos/sin', ropeTable(c.seqLen, ropeInverseFrequencies(c))), // (seq_len, head_size / 2, 2)
     logits: buffer('logits', (spec.head ? c.vocabSize : 1) * 4, S | GPUBufferUsage.COPY_SRC), // (vocab)
     best: buffer('argmax', 4, S | GPUBufferUsage.COPY_SRC), // (1) u32
+    // (seq_len, kv_dim) one layer's keys or values of one slot on their way to another (a buffer cannot be copied into itself)
+    cacheCopy: cacheSlots > 1 ? buffer('kv cache copy', c.seqLen * kvDim * 4, io) : undefined,
     readback: buffer('readback', Math.max(B * dim, spec.head ? c.vocabSize : 0) * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
   }
   const layers: LayerBuffers[] = []
@@ -135,13 +143,15 @@ export function createEngineBuffers(device: GPUDevice, slice: ModelSlice, sizes:
       ffnNorm: uploadWeight(`layers.${l}.ffn_norm`, t('ffn_norm')),
       w1: m('w1', hiddenDim, dim), w2: m('w2', dim, hiddenDim), w3: m('w3', hiddenDim, dim),
       bias: c.attentionBias ? { q: bias('bq', dim), k: bias('bk', kvDim), v: bias('bv', kvDim) } : undefined,
-      keyCache: buffer(`layers.${l}.key_cache`, c.seqLen * kvDim * 4, S | GPUBufferUsage.COPY_DST),
-      valueCache: buffer(`layers.${l}.value_cache`, c.seqLen * kvDim * 4, S | GPUBufferUsage.COPY_DST),
+      keyCache: buffer(`layers.${l}.key_cache`, cacheSlots * c.seqLen * kvDim * 4, S | io),
+      valueCache: buffer(`layers.${l}.value_cache`, cacheSlots * c.seqLen * kvDim * 4, S | io),
     })
   }
   const embedding = spec.embedding ? uploadMatrix('token_embedding', getTensor(slice, 'token_embedding').data, c.vocabSize, dim) : []
   const head = spec.head
     ? { finalNorm: uploadWeight('final_norm', getTensor(slice, 'final_norm').data), classifier: uploadMatrix('classifier', matrix('classifier'), c.vocabSize, dim) }
     : undefined
-  return { state, layers, embedding, head, weightBytes }
+  // where the attention kernels find the rows' cache bases in state.positions (0: none, one slot)
+  const cacheBases = cacheSlots > 1 ? B : 0
+  return { state, layers, embedding, head, weightBytes, cacheBases }
 }

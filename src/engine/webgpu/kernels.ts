@@ -122,10 +122,11 @@ export interface LinearArgs {
 }
 
 export interface AttentionArgs {
+  /** (rows) u32 positions; with cacheBases, also each row's cache base (u32) at index cacheBases + r. */
   positions: Binding
   q: Binding // (rows, qStride)
-  keys: Binding // (seqLen, kvDim)
-  values: Binding // (seqLen, kvDim)
+  keys: Binding // (slots * seqLen, kvDim)
+  values: Binding // (slots * seqLen, kvDim)
   partO: Binding // (rows, nHeads, maxChunks, headSize)
   partML: Binding // (rows, nHeads, maxChunks, 2)
   nHeads: number
@@ -134,6 +135,12 @@ export interface AttentionArgs {
   qStride: number
   chunk: number
   maxChunks: number
+  /**
+   * Where the rows' cache bases start in `positions` (a row reads keys and values from position
+   * base_r on: its slot in a cache of many slots); 0 or absent: every base is 0. attentionDecode
+   * reads a base per row, attentionPrefill row 0's for every row (all rows in one slot).
+   */
+  cacheBases?: number
 }
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b)
@@ -187,7 +194,7 @@ export function createKernels(device: GPUDevice): Kernels {
 
   const attention = (kernel: 'attentionDecode' | 'attentionPrefill', a: AttentionArgs) =>
     make(kernel, [a.positions, a.q, a.keys, a.values, a.partO, a.partML],
-      [0, a.nHeads, a.nHeads / a.nKvHeads, a.headSize / 4, (a.nKvHeads * a.headSize) / 4, a.qStride / 4, a.chunk, a.maxChunks, 1 / Math.sqrt(a.headSize)], [8],
+      [0, a.nHeads, a.nHeads / a.nKvHeads, a.headSize / 4, (a.nKvHeads * a.headSize) / 4, a.qStride / 4, a.chunk, a.maxChunks, 1 / Math.sqrt(a.headSize), a.cacheBases ?? 0], [8],
       (rows, maxPos, params, groups) => {
         params[0] = rows
         groups[0] = a.nHeads

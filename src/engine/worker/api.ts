@@ -1,4 +1,4 @@
-import { type BackendName } from '../../core/vocabulary.ts'
+import { type BackendName, type LayerRange } from '../../core/vocabulary.ts'
 import type { ModelConfig, SliceSpec } from '../../model/model.ts'
 import type { LoadProgress } from '../../model/source/progress.ts'
 import type { ModelEntry } from '../../model/source/registry.ts'
@@ -34,4 +34,10 @@ export interface EngineWorkerApi {
   head(session: number, hidden: Float32Array): Promise<Float32Array>
   reset(session: number): Promise<void>
   close(session: number): Promise<void>
+  /** The batch engine over the loaded layers (made on first use): KV cache slots and batched forward. */
+  batchInfo(): Promise<{ maxRows: number; cacheBytesPerPosition: number }>
+  openCache(maxLength: number): Promise<number>
+  closeCache(slot: number): Promise<void>
+  copyCache(from: number, to: number, length: number): Promise<void>
+  forwardBatch(hidden: Float32Array, caches: Int32Array, positions: Int32Array, range?: LayerRange): Promise<Float32Array>
 }

@@ -1,7 +1,7 @@
 import * as Comlink from 'comlink'
 import type { SliceSpec } from '../../model/model.ts'
 import type { LoadProgress } from '../../model/source/progress.ts'
-import type { Engine } from '../engine.ts'
+import type { BatchEngine, Engine } from '../engine.ts'
 import type { ProbeResult } from '../probe.ts'
 import type { EngineWorkerApi, LoadedModel, LoadRequest } from './api.ts'
 
@@ -10,6 +10,8 @@ export interface EngineWorker {
   probe(): Promise<ProbeResult>
   /** An Engine with its own KV cache over `spec` (default: everything loaded). */
   open(spec?: SliceSpec): Promise<Engine & { close(): void }>
+  /** The worker's batch engine over the loaded layers: many sessions' KV caches, one copy of the weights. */
+  batch(): Promise<BatchEngine>
   terminate(): void
 }
 
@@ -45,6 +47,20 @@ export async function startEngineWorker(request: LoadRequest, onProgress?: (p: L
         head: (hidden) => remote.head(id, send(hidden)),
         reset: () => remote.reset(id),
         close: () => void remote.close(id),
+      }
+    },
+    async batch() {
+      const info = await remote.batchInfo()
+      return {
+        backend: loaded.backend,
+        config: loaded.config,
+        layers: loaded.spec.layers,
+        maxRows: info.maxRows,
+        cacheBytes: (maxLength) => maxLength * info.cacheBytesPerPosition,
+        openCache: (maxLength) => remote.openCache(maxLength),
+        closeCache: (slot) => remote.closeCache(slot),
+        copyCache: (from, to, length) => remote.copyCache(from, to, length),
+        forwardBatch: (hidden, caches, positions, range) => remote.forwardBatch(send(hidden), send(caches), send(positions), range),
       }
     },
     terminate: () => worker.terminate(),

@@ -1,8 +1,9 @@
 import { type BackendName } from '../../core/vocabulary.ts'
 import * as Comlink from 'comlink'
 import { TabmeshError } from '../../core/errors.ts'
-import { createBackendEngine } from '../backends.ts'
-import type { Engine } from '../engine.ts'
+import { createBackendEngine, createBatchEngineFor } from '../backends.ts'
+import type { BatchEngine, Engine } from '../engine.ts'
+import { sessionOverBatch } from '../reference/reference.ts'
 import { probeDevice, type ProbeResult } from '../probe.ts'
 import type { EngineWorkerApi, LoadedModel, LoadRequest } from './api.ts'
 import type { ByteSource } from '../../model/source/byte-source.ts'
@@ -25,6 +26,14 @@ export function createEngineWorkerHost(): EngineWorkerApi {
   let probed: ProbeResult | undefined
   const sessions = new Map<number, Engine>()
   let nextSession = 1
+  // the host's engine: every session's rows in one pass over one copy of the weights
+  let batch: Promise<BatchEngine> | undefined
+  const batchEngine = () => {
+    if (!slice) throw new TabmeshError('bad-argument', 'no model loaded in this worker')
+    const loaded = slice
+    batch ??= createBatchEngineFor(loaded, backend, { maxCaches: 64 }).catch((err) => { batch = undefined; throw err })
+    return batch
+  }
   // engines of closed sessions, kept to serve the next session of the same spec: building one can be
   // slow (a WebGPU engine uploads weights and compiles pipelines), a reset is cheap
   const idle: Engine[] = []
@@ -46,11 +55,15 @@ export function createEngineWorkerHost(): EngineWorkerApi {
     try {
       return await call()
     } catch (err) {
-      if (err instanceof TabmeshError && err.code === 'device-lost' && backend === 'webgpu') backend = 'wasm'
+      if (err instanceof TabmeshError && err.code === 'device-lost' && backend === 'webgpu') {
+        backend = 'wasm'
+        batch = undefined // its sessions are lost with the device; new ones get a wasm batch engine
+      }
       throw err
     }
   }
 
+  const layersOnly = (spec: SliceSpec) => !spec.embedding && !spec.head && spec.layers.end > spec.layers.start
   const withinSlice = (spec: SliceSpec, held: SliceSpec) =>
     spec.layers.start >= held.layers.start && spec.layers.end <= held.layers.end && (!spec.embedding || held.embedding) && (!spec.head || held.head)
 
@@ -62,6 +75,7 @@ export function createEngineWorkerHost(): EngineWorkerApi {
 
     async load(request: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<LoadedModel> {
       sessions.clear()
+      batch = undefined
       idle.length = 0
       slice = undefined
       const { entry } = request
@@ -97,10 +111,17 @@ export function createEngineWorkerHost(): EngineWorkerApi {
       }
       if (request.backend === 'auto') probed = await probeDevice({ slice: loaded })
       const wanted = request.backend === 'auto' ? probed!.chosen : request.backend
-      // build one engine now so a backend that cannot run this model fails here, not mid-session
-      idle.push(await createBackendEngine(loaded, wanted))
+      // build the engine now so a backend that cannot run this model fails here, not mid-session: a
+      // slice of layers only (a host's, a check's) is served by the batch engine, one copy of the weights
       slice = loaded
       backend = wanted
+      try {
+        if (layersOnly(spec)) await batchEngine()
+        else idle.push(await createBackendEngine(loaded, wanted))
+      } catch (err) {
+        slice = undefined
+        throw err
+      }
       const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
       return { backend, config: loaded.config, spec, bytesDownloaded: sum(network.map((s) => s.bytesRead)), bytesFromCache: sum(cached.map((s) => s.cachedBytes)), weightBytes: heldWeightBytes(loaded), probe: probed }
     },
@@ -110,6 +131,11 @@ export function createEngineWorkerHost(): EngineWorkerApi {
       const want = spec ?? slice.spec
       if (!withinSlice(want, slice.spec)) throw new TabmeshError('refused', `this worker holds layers [${slice.spec.layers.start}, ${slice.spec.layers.end}); it cannot open [${want.layers.start}, ${want.layers.end})`)
       const id = nextSession++
+      if (layersOnly(want)) {
+        const refuse = async (): Promise<never> => { throw new TabmeshError('bad-argument', 'a session over layers only holds no embedding or classifier') }
+        sessions.set(id, await guarded(async () => sessionOverBatch(await batchEngine(), want, { embed: refuse, head: refuse })))
+        return id
+      }
       const reuse = idle.findIndex((e) => sameSpec(e.spec, want) && e.backend === backend)
       if (reuse >= 0) {
         const engine = idle.splice(reuse, 1)[0]
@@ -128,8 +154,18 @@ export function createEngineWorkerHost(): EngineWorkerApi {
     async close(id) {
       const engine = sessions.get(id)
       sessions.delete(id)
-      if (engine && idle.length < 4) idle.push(engine)
+      if (engine && layersOnly(engine.spec)) (engine as { close?(): void }).close?.() // its batch engine slot
+      else if (engine && idle.length < 4) idle.push(engine)
     },
+
+    batchInfo: () => guarded(async () => {
+      const b = await batchEngine()
+      return { maxRows: b.maxRows, cacheBytesPerPosition: b.cacheBytes(1) }
+    }),
+    openCache: (maxLength) => guarded(async () => (await batchEngine()).openCache(maxLength)),
+    closeCache: (slot) => guarded(async () => (await batchEngine()).closeCache(slot)),
+    copyCache: (from, to, length) => guarded(async () => (await batchEngine()).copyCache(from, to, length)),
+    forwardBatch: (hidden, caches, positions, range) => guarded(async () => transferOut(await (await batchEngine()).forwardBatch(hidden, caches, positions, range))),
   }
 }
 

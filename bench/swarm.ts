@@ -2,8 +2,11 @@
  * npm run bench:swarm -> bench/results/swarm.json and a table.
  * Decode tokens/s of local generation versus 2- and 3-hop pipelines over real WebRTC between
  * browser processes (stories260K and a deeper synthetic model); per-hop overhead against the raw
- * 32-byte stream round trip (libp2p ping) measured in the same run; aggregate tokens/s of 1, 2 and 4
- * concurrent sessions through 3 hops; recovery time after a contributor is SIGKILLed.
+ * 32-byte stream round trip (libp2p ping) measured in the same run; aggregate tokens/s and per-token
+ * latency of 1, 2, 4 and 8 concurrent sessions through 3 batching hosts (ratios against 1 session);
+ * speculative decoding on and off (ids compared); time to first token of a conversation's second
+ * turn with the hosts' kept prefix and without; recovery after the middle peer of the route (checked
+ * to be on it) is SIGKILLed.
  * Runs itself inside a loopback-only network namespace.
  */
 import { spawnSync } from 'node:child_process'
@@ -22,6 +25,9 @@ if (!loopbackOnly()) {
 }
 
 const TOKENS = 48
+const CONCURRENT_TOKENS = 64
+const SPEC_TOKENS = 128
+const BACKEND = (process.env.TABMESH_BENCH_BACKEND ?? 'wasm') as 'wasm' | 'ref' // what the contributors compute with
 const DEEP = { dim: 256, hiddenDim: 688, nLayers: 12, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 256, sharedClassifier: true }
 
 // a models dir with stories260K and a deeper synthetic model sharing its tokenizer
@@ -58,19 +64,19 @@ async function tab(b: Browser): Promise<Tab> {
 }
 
 // each contributor a Chromium process of its own (one is SIGKILLed); the clients share one
-const contributors = await Promise.all([0, 1, 2, 3].map(async () => { const b = await browser(); return { ...b, tab: await tab(b.browser) } }))
+const contributors: (ChromiumProcess & { tab: Tab; peerId?: string })[] = await Promise.all([0, 1, 2, 3].map(async () => { const b = await browser(); return { ...b, tab: await tab(b.browser) } }))
 const clientBrowser = await browser()
-const clients = await Promise.all([0, 1, 2, 3].map(() => tab(clientBrowser.browser)))
+const clients = await Promise.all(Array.from({ length: 8 }, () => tab(clientBrowser.browser)))
 
 /** Hosts `splits` (layer boundaries) of `model` on the first contributors; the rest host nothing. */
 async function host(model: string, bounds: number[]) {
   for (const c of contributors) await c.tab.call('stopContributing')
-  for (let i = 0; i + 1 < bounds.length; i++) await contributors[i].tab.call('contribute', { model, layers: { start: bounds[i], end: bounds[i + 1] }, backend: 'ref' })
+  for (let i = 0; i + 1 < bounds.length; i++) contributors[i].peerId = (await contributors[i].tab.call('contribute', { model, layers: { start: bounds[i], end: bounds[i + 1] }, backend: BACKEND })).peerId
   await new Promise((r) => setTimeout(r, 2500)) // adverts settle; stale ones expire
 }
 const decodeMsPerToken = (r: { tokenTimes: number[] }) => (r.tokenTimes.at(-1)! - r.tokenTimes[0]) / (r.tokenTimes.length - 1)
 // the pipeline itself, without spot checks (bench:trust measures what they cost)
-const request = (model: string, extra: Partial<TabChatRequest> = {}): TabChatRequest => ({ model, prompt: 'Once upon a time', maxTokens: TOKENS, temperature: 0, topP: 0.9, seed: 1, hopTimeoutMs: 5000, verify: false, ...extra })
+const request = (model: string, extra: Partial<TabChatRequest> = {}): TabChatRequest => ({ model, prompt: 'Once upon a time', maxTokens: TOKENS, temperature: 0, topP: 0.9, seed: 1, hopTimeoutMs: 5000, verify: false, speculate: false, ...extra })
 
 const rows: Record<string, unknown>[] = []
 const result: Record<string, unknown> = { tokens: TOKENS, rows }
@@ -95,38 +101,88 @@ for (const [model, nLayers] of [['stories260K', 5], ['deep12', 12]] as const) {
 }
 result.perHopOverheadRatio = perHopOverheads.sort((a, b) => a - b)[perHopOverheads.length >> 1]
 
-// concurrency: 1, 2, 4 sessions at once through 3 hops of the deeper model
+// concurrency: 1, 2, 4, 8 sessions at once through 3 hops of the deeper model, each client its own
+// tab; aggregate tokens/s over the window from the first session's start to the last one's end
 await host('deep12', [0, 4, 8, 12])
+for (const c of clients) await c.call('chat', request('deep12', { maxTokens: 4, speculate: false })) // each tab connects once
 const throughput: Record<number, number> = {}
-for (const n of [1, 2, 4]) {
-  const started = performance.now()
-  const outs = await Promise.all(clients.slice(0, n).map((c) => c.call('chat', request('deep12'))))
-  const seconds = (performance.now() - started) / 1000
+const percentile = (xs: number[], p: number) => xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]
+const statsBefore = await Promise.all(contributors.slice(0, 3).map((c) => c.tab.call('contributorStats')))
+for (const n of [1, 2, 4, 8]) {
+  const outs = await Promise.all(clients.slice(0, n).map((c) => c.call('chat', request('deep12', { maxTokens: CONCURRENT_TOKENS, speculate: false }))))
+  const starts = outs.map((o) => o.timeOrigin + o.startedAt)
+  const ends = outs.map((o) => o.timeOrigin + o.tokenTimes.at(-1)!)
+  const seconds = (Math.max(...ends) - Math.min(...starts)) / 1000
   throughput[n] = outs.reduce((s, o) => s + o.tokens.length, 0) / seconds
-  rows.push({ model: 'deep12', route: `3 hops, ${n} concurrent`, aggregateTokensPerSecond: throughput[n] })
+  const gaps = outs.map((o) => o.tokenTimes.slice(1).map((t, i) => t - o.tokenTimes[i]))
+  const idsMatch = outs.every((o) => JSON.stringify(o.tokens) === JSON.stringify(outs[0].tokens))
+  rows.push({
+    model: 'deep12', route: `3 hops, ${n} concurrent`, aggregateTokensPerSecond: throughput[n],
+    tokenLatencyP50Ms: percentile(gaps.map((g) => percentile(g.slice(), 0.5)), 0.5), tokenLatencyP95Ms: percentile(gaps.map((g) => percentile(g.slice(), 0.95)), 0.95), idsMatch,
+  })
+  if (!idsMatch) throw new Error(`concurrent sessions returned different ids at ${n} sessions`)
 }
+const statsAfter = await Promise.all(contributors.slice(0, 3).map((c) => c.tab.call('contributorStats')))
+// the path taken: hosts ran passes carrying several sessions
+result.sessionsPerPass = statsAfter.map((s, i) => (s!.batchedRequests - statsBefore[i]!.batchedRequests) / Math.max(1, s!.batches - statsBefore[i]!.batches))
+result.concurrencySpeedup2 = throughput[2] / throughput[1]
 result.concurrencySpeedup4 = throughput[4] / throughput[1]
+result.concurrencySpeedup8 = throughput[8] / throughput[1]
 
-// recovery: the middle contributor of stories260K is killed at token 10; a standby holds its layers
+// speculative decoding (prompt lookup) on and off through 3 hops of stories260K
 await host('stories260K', [0, 2, 4, 5])
-await contributors[3].tab.call('contribute', { model: 'stories260K', layers: { start: 2, end: 4 }, backend: 'ref' })
+await clients[0].call('chat', request('stories260K', { maxTokens: 4 }))
+const specPrompt = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, Lily'
+const off = await clients[0].call('chat', request('stories260K', { prompt: specPrompt, maxTokens: SPEC_TOKENS, speculate: false }))
+const on = await clients[0].call('chat', request('stories260K', { prompt: specPrompt, maxTokens: SPEC_TOKENS, speculate: true }))
+const decodeRate = (r: { tokens: number[]; tokenTimes: number[]; firstTokenAt?: number }) => (r.tokens.length - 1) / ((r.tokenTimes.at(-1)! - r.firstTokenAt!) / 1000)
+result.speculativeSpeedup = decodeRate(on) / decodeRate(off)
+result.speculativeIdsMatch = JSON.stringify(on.tokens) === JSON.stringify(off.tokens)
+result.speculativeAcceptance = on.speculation.accepted / Math.max(1, on.speculation.drafted)
+rows.push({ model: 'stories260K', route: '3 hops, speculation off', tokensPerSecond: decodeRate(off), trips: off.forwardCalls })
+rows.push({ model: 'stories260K', route: '3 hops, speculation on (prompt lookup)', tokensPerSecond: decodeRate(on), trips: on.forwardCalls, acceptance: result.speculativeAcceptance, idsMatch: result.speculativeIdsMatch })
+if (on.speculation.drafted === 0) throw new Error('speculation never drafted: the path was not taken')
+
+// prefix cache: the second turn of a ~300-token conversation, with the hosts' kept prefix and without
+const story = 'Once upon a time, there was a little boy named Tim. Tim had a big red ball. He liked to play with his ball in the park with his friends. '
+const turn1 = story.repeat(6) + 'One day,'
+const first = await clients[1].call('chat', request('stories260K', { prompt: turn1, maxTokens: 40, speculate: false, conversation: 'bench' }))
+const turn2 = turn1 + first.text + ' Then'
+const warm = await clients[1].call('chat', request('stories260K', { prompt: turn2, maxTokens: 8, speculate: false, conversation: 'bench' }))
+const cold = await clients[2].call('chat', request('stories260K', { prompt: turn2, maxTokens: 8, speculate: false }))
+const ttft = (r: { startedAt: number; firstTokenAt?: number }) => r.firstTokenAt! - r.startedAt
+result.prefixCacheSpeedup = ttft(cold) / ttft(warm)
+result.prefixIdsMatch = JSON.stringify(warm.tokens) === JSON.stringify(cold.tokens)
+result.prefixReusedPositions = warm.reusedPositions
+rows.push({ model: 'stories260K', route: `second turn (${warm.promptTokens.length} tokens), cold`, ttftMs: ttft(cold) })
+rows.push({ model: 'stories260K', route: `second turn, ${warm.reusedPositions} positions kept on the hosts`, ttftMs: ttft(warm), idsMatch: result.prefixIdsMatch })
+if (!warm.reusedPositions) throw new Error('the second turn reused no prefix: the path was not taken')
+
+// recovery: the middle contributor of the route is killed at token 10; a standby holds its layers
+contributors[3].peerId = (await contributors[3].tab.call('contribute', { model: 'stories260K', layers: { start: 2, end: 4 }, backend: BACKEND })).peerId
 await new Promise((r) => setTimeout(r, 1500))
-const run = clients[1].call('chat', request('stories260K', { pauseAtToken: 10 }))
-while (!(await clients[1].call('chatState')).paused) await new Promise((r) => setTimeout(r, 50))
-contributors[1].process.kill('SIGKILL')
-await clients[1].call('resume')
+const run = clients[3].call('chat', request('stories260K', { pauseAtToken: 10, speculate: false }))
+while (!(await clients[3].call('chatState')).paused) await new Promise((r) => setTimeout(r, 50))
+const route = (await clients[3].call('chatState')).route
+const victim = contributors.find((c) => c.peerId === route[1])
+if (!victim) throw new Error(`the route ${route.join(' -> ')} has no contributor of this bench in the middle`)
+victim.process.kill('SIGKILL')
+await clients[3].call('resume')
 const recovered = await run
 const failover = recovered.events.find((e) => e.type === 'failover')
-if (failover?.type === 'failover') {
+if (failover?.type === 'failover' && failover.peerId === victim.peerId) {
   const noticed = failover.at - failover.recoveryMs
   const next = recovered.tokenTimes.find((t) => t > failover.at)!
   result.recoveryMs = next - noticed
+  result.victimOnRoute = true
   rows.push({ model: 'stories260K', route: 'failover (middle of 3 killed)', recoveryMs: result.recoveryMs })
-}
+} else throw new Error(`no failover away from the killed peer ${victim.peerId} was reported`)
 result.failoverIdsMatch = JSON.stringify(recovered.tokens) === JSON.stringify((await clients[2].call('chat', request('stories260K', { mode: 'local' }))).tokens)
 
 console.table(rows)
-console.log(`perHopOverheadRatio ${Number(result.perHopOverheadRatio).toFixed(2)} (target <= 1.5), concurrencySpeedup4 ${Number(result.concurrencySpeedup4).toFixed(2)} (target >= 2.5), recoveryMs ${Number(result.recoveryMs).toFixed(0)} (target < 2000)`)
+const f = (k: string) => Number(result[k]).toFixed(2)
+console.log(`perHopOverheadRatio ${f('perHopOverheadRatio')} (target <= 1.5), concurrencySpeedup4 ${f('concurrencySpeedup4')} (>= 2.5), concurrencySpeedup8 ${f('concurrencySpeedup8')} (>= 4), sessionsPerPass ${(result.sessionsPerPass as number[]).map((x) => x.toFixed(1)).join('/')}`)
+console.log(`speculativeSpeedup ${f('speculativeSpeedup')} (>= 1.5; acceptance ${f('speculativeAcceptance')}, ids match ${result.speculativeIdsMatch}), prefixCacheSpeedup ${f('prefixCacheSpeedup')} (>= 3; ids match ${result.prefixIdsMatch}), recoveryMs ${Number(result.recoveryMs).toFixed(0)} (< 2000, victim on the route)`)
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
 writeFileSync(join(ROOT, 'bench/results/swarm.json'), JSON.stringify({ ...result, measuredAt: new Date().toISOString() }, null, 2))
 for (const p of processes) await p.close()

@@ -92,9 +92,10 @@ function hostPages(tabmesh: string): Record<string, { html: string; headers?: Re
     const user = (content) => [{ role: 'user', content }]
     const streamed = await readStream(engine, { messages: user(''), temperature: 0, top_p: 0.9, max_tokens: 64 })
     const reply = await engine.chat.completions.create({ messages: user('Once upon a time'), temperature: 0, max_tokens: 20 })
+    const again = await readStream(engine, { messages: user(''), temperature: 0, top_p: 0.9, max_tokens: 64 })
     const interrupted = await readStream(engine, { messages: user(''), temperature: 0.8, seed: 7, max_tokens: 300 }, 3)
     const lastMessage = await engine.getMessage()
-    return { streamed, reply, interrupted, lastMessage, status: await engine.status() }
+    return { streamed, reply, again, interrupted, lastMessage, status: await engine.status() }
   }
 </script>`),
     },
@@ -260,6 +261,12 @@ test('the OpenAI-style API works from the host page\'s own script', async () => 
   expect(out.streamed.count).toBeGreaterThan(10)
   expect(out.streamed.finish).toBe('length')
   expect(out.streamed.usage).toMatchObject({ prompt_tokens: 1, completion_tokens: 64, total_tokens: 65 })
+  // greedy replies draft by prompt lookup: usage says how many drafts were accepted (the text is plain decoding's)
+  expect(out.streamed.usage.extra).toMatchObject({ draft_tokens: expect.any(Number), draft_acceptance_rate: expect.any(Number) })
+  expect(out.streamed.usage.extra.cached).toBeUndefined()
+  // the same greedy request again: answered from the tab's reply cache, without the swarm
+  expect(out.again.text).toBe(goldenText)
+  expect(out.again.usage.extra.cached).toBe(true)
   expect(out.reply).toMatchObject({ object: 'chat.completion', model: 'stories260K', choices: [{ index: 0, message: { role: 'assistant', content: expectedReply }, finish_reason: 'length' }] })
   expect(out.interrupted.finish).toBe('abort')
   expect(out.interrupted.usage.completion_tokens).toBeLessThan(300)

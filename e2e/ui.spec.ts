@@ -130,6 +130,9 @@ test('two visitors contribute through the UI and a third chats the reference sto
   await expect(reply).toHaveAttribute('data-status', 'done', { timeout: 120_000 })
   expect(await reply.getAttribute('data-ids')).toBe(golden.ids)
   await expect(reply.getByTestId('reply-text')).toHaveText(golden.text)
+  // per reply: tokens/s, and speculative decoding's drafts accepted (greedy drafts by prompt lookup; the ids above are plain decoding's)
+  await expect(reply.getByTestId('reply-stats')).toContainText(/\d+ tokens · [\d.]+ tok\/s/)
+  await expect(reply.getByTestId('reply-acceptance')).toHaveText(/ · \d+% of drafts accepted/)
 
   // the route, on demand: two peers, layers 0-2 then 3-4
   await reply.getByText(/^Route/).click()

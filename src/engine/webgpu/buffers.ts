@@ -7,9 +7,9 @@ import { KERNEL_LIMITS } from './kernels.ts'
 /**
  * The WebGPU engine's GPU memory, made once with the engine (engine.ts): the weights (matrices
  * split by rows into blocks that each fit one storage binding; Q8_0 / Q4_0 matrices kept as their
- * blocks, no fp32 copy), each layer's KV cache (one or several slots of seq_len positions), the scratch one call works in, the RoPE cos/sin
- * table and the read-back buffer. Every buffer made is pushed onto the caller's list, which frees
- * them (also when making them fails half way).
+ * blocks, no fp32 copy), each layer's KV cache (one or several slots of seq_len positions), the
+ * scratch one call works in, the RoPE cos/sin table and the read-back buffer. Every buffer made is
+ * pushed onto the caller's list, which frees them (also when making them fails half way).
  */
 
 /** A weight matrix, split by rows into blocks that each fit one storage binding. */

@@ -1,6 +1,6 @@
 import { Rewind, TabmeshError } from '../core/errors.ts'
 import type { Engine } from './engine.ts'
-import { createSampler, type SamplingOptions } from './sampler.ts'
+import { argmax, createSampler, type SamplingOptions } from './sampler.ts'
 
 /** Proposes up to `k` tokens to follow `tokens` (speculative decoding); fewer or none when it has no guess. */
 export type Drafter = (tokens: readonly number[], k: number) => number[] | Promise<number[]>
@@ -184,5 +184,50 @@ export async function* generateTokens(engine: Engine, promptTokens: number[], op
       next = Math.min(next, err.position)
       finished = false
     }
+  }
+}
+
+/**
+ * Drafts from a small model with the same vocabulary, run greedily on `engine` (which holds all of
+ * it, embedding and head included). Its KV cache follows the context: tokens it has seen and that
+ * are still the context's are not fed again; past the first difference (a rejected draft) it
+ * overwrites. Greedy target output is unchanged whatever it drafts; how much it speeds up depends
+ * on how often the two models agree.
+ */
+export function modelDrafter(engine: Engine, options: { prefillChunk?: number } = {}): Drafter {
+  const c = engine.config
+  const chunk = options.prefillChunk ?? 32
+  let fed: number[] = [] // tokens at positions [0, fed.length) of the draft engine's cache
+  let last: Float32Array | undefined // its output at position fed.length - 1
+  let started = false
+  const step = async (ids: number[], from: number) => {
+    const rows = Int32Array.from(ids)
+    const out = await engine.forward(await engine.embed(rows), rows.map((_, i) => from + i))
+    last = out.slice(out.length - c.dim)
+  }
+  return async (tokens, k) => {
+    if (!started) { await engine.reset(); started = true }
+    const t = tokens.length
+    k = Math.min(k, c.seqLen - t) // positions t .. t + k - 2 are forwarded here
+    if (k < 1 || t < 1) return []
+    let same = 0
+    while (same < fed.length && same < t && fed[same] === tokens[same]) same++
+    if (same === t) same = t - 1 // the last context token is forwarded again for its output
+    fed = fed.slice(0, same)
+    for (let p = same; p < t;) {
+      const end = Math.min(t, p + chunk)
+      await step(tokens.slice(p, end) as number[], p)
+      fed.push(...tokens.slice(p, end))
+      p = end
+    }
+    const draft: number[] = []
+    for (;;) {
+      const next = argmax(await engine.head(last!))
+      draft.push(next)
+      if (draft.length === k) break
+      await step([next], fed.length)
+      fed.push(next)
+    }
+    return draft
   }
 }

@@ -138,3 +138,29 @@ describe('model hashes: streamed, and cached by (path, size, mtime)', () => {
     expect(await cacheFileFor(models, { XDG_CACHE_HOME: xdg })).not.toBe(elsewhere)
   })
 })
+
+describe('draft pairings (tabmesh.json)', () => {
+  it('pairs a model with a draft of the same vocabulary, and refuses one that is missing or speaks another', async () => {
+    const dir = tempDir('tabmesh-drafts-')
+    const write = (id: string, weights: Uint8Array, draft?: unknown) => {
+      mkdirSync(join(dir, id))
+      writeFileSync(join(dir, id, `${id}.bin`), weights)
+      writeFileSync(join(dir, id, 'tok512.bin'), stories260K.tokenizer)
+      if (draft !== undefined) writeFileSync(join(dir, id, 'tabmesh.json'), JSON.stringify({ draft }))
+    }
+    write('target', stories260K.weights, 'small')
+    write('small', makeSyntheticLlama2c({ ...SYNTHETIC_SHAPES.multiHead, vocabSize: 512 }, 3))
+    write('lost', stories260K.weights, 'nowhere')
+    write('mismatch', stories260K.weights, 'odd')
+    write('odd', makeSyntheticLlama2c({ ...SYNTHETIC_SHAPES.multiHead, vocabSize: 320 }, 4))
+    write('bad', stories260K.weights, 42)
+    const r = recorder()
+    const entries = await r.scan(dir)
+    const byId = Object.fromEntries(entries.map((e) => [e.id, e]))
+    expect(byId.target.draft).toBe('small')
+    for (const id of ['small', 'lost', 'mismatch', 'bad']) expect(byId[id].draft).toBeUndefined()
+    expect(r.warnings.join('\n')).toMatch(/lost: its draft model "nowhere" is not in/)
+    expect(r.warnings.join('\n')).toMatch(/mismatch: its draft model "odd" has another vocabulary/)
+    expect(r.warnings.join('\n')).toMatch(/bad.tabmesh\.json: "draft" must be a model id/)
+  })
+})

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -183,7 +183,32 @@ export async function scanModels(dir: string, warn: (message: string) => void = 
     }
   }
   await cache.save(true)
+  // draft pairings (tabmesh.json: { "draft": "<id>" }): kept only when the draft is here and speaks the same vocabulary
+  for (const entry of entries) {
+    const draft = readDraftPairing(join(dir, entry.id), warn)
+    if (!draft) continue
+    const other = entries.find((e) => e.id === draft)
+    if (!other || other.id === entry.id) warn(`${entry.id}: its draft model "${draft}" is not in ${dir}; no drafts from a model`)
+    else if (other.config.vocabSize !== entry.config.vocabSize || other.config.bosId !== entry.config.bosId) warn(`${entry.id}: its draft model "${draft}" has another vocabulary; no drafts from a model`)
+    else entry.draft = draft
+  }
   return entries
+}
+
+/** A model folder's tabmesh.json names the model that drafts for it: { "draft": "<id>" }. */
+export const MODEL_SETTINGS_FILE = 'tabmesh.json'
+function readDraftPairing(folder: string, warn: (message: string) => void): string | undefined {
+  const path = join(folder, MODEL_SETTINGS_FILE)
+  if (!existsSync(path)) return undefined
+  try {
+    const json = JSON.parse(readFileSync(path, 'utf8')) as { draft?: unknown }
+    if (json.draft === undefined) return undefined
+    if (typeof json.draft !== 'string' || !/^[\w.-]{1,64}$/.test(json.draft)) throw new Error('"draft" must be a model id')
+    return json.draft
+  } catch (err) {
+    warn(`${path}: ${(err as Error).message}`)
+    return undefined
+  }
 }
 
 /** The folder of model `id` in `dir`, or an error listing the models that are there. */

@@ -204,3 +204,18 @@ describe('prefix cache', () => {
     expect(hosts[0].host.stats().tokensProcessed).toBe(served)
   })
 })
+
+describe('drafts from a small model', () => {
+  it('a Q8_0 twin drafts for stories260K through three hops: ids identical, most drafts accepted', async () => {
+    const { quantizeSlice } = await import('../model/quant/index.ts')
+    const { modelDrafter } = await import('../engine/generate.ts')
+    const twin = createReferenceEngine(quantizeSlice(model, 'q8_0'))
+    const prompt = storiesTokenizer().encode('Once upon a time, there was a big dog')
+    const plain = await run(swarm(threeHops()), prompt, { maxTokens: 100 })
+    const stats = newGenerationStats()
+    const fast = await run(swarm(threeHops()), prompt, { maxTokens: 100, speculation: { draft: modelDrafter(twin), maxDraft: 4 }, stats })
+    expect(fast).toEqual(plain)
+    expect(stats.accepted / stats.drafted).toBeGreaterThan(0.6)
+    expect(stats.forwardCalls).toBeLessThan(plain.length / 2)
+  })
+})

@@ -222,6 +222,7 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     // peers that refused (full, leaving) are skipped for this rebuild only: capacity is no fault
     const refusing = new Set<string>()
     let refusal = ''
+    let opening = false // opening the route's streams, before any host served a row
     for (;;) {
       let route: RouteHop[]
       try {
@@ -236,10 +237,12 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
       let opened: LiveHop[] = []
       let current: RouteHop | undefined
       try {
+        opening = true
         for (const r of route) {
           current = r
           opened.push(...await openRoute([r]))
         }
+        opening = false
         for (const entry of history) {
           let h = entry.hidden
           for (const live of opened) {
@@ -261,7 +264,10 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
           continue
         }
         const dials = current ? (unreachable.get(current.peerId) ?? 0) + 1 : 0
-        if (current && err instanceof TabmeshError && err.code === 'mesh-unreachable' && dials < 6) {
+        // a dial that failed, or a stream that closed before the host said anything (a connection
+        // the mesh was just closing): the peer did nothing wrong yet, so try it again before a ban
+        const transient = err instanceof TabmeshError && (err.code === 'mesh-unreachable' || (opening && err.code === 'hop-failed' && /closed the stream|channel closed/.test(err.message)))
+        if (current && transient && dials < 6) {
           unreachable.set(current.peerId, dials)
           await new Promise((r) => setTimeout(r, 400 * dials))
           continue

@@ -8,7 +8,7 @@ import { fetchRegistry, loadRemoteChatTemplate, loadRemoteTokenizer } from '../m
 import type { ChatTemplate } from '../model/template/index.ts'
 import type { Tokenizer } from '../model/tokenizer/tokenizer.ts'
 import { createReplyCache, generateText, type GeneratedToken, type GenerateRequest } from './text-generation.ts'
-import { promptLookupDrafter } from '../engine/generate.ts'
+import { modelDrafter, promptLookupDrafter, type Drafter } from '../engine/generate.ts'
 import { startContributor, type Contributor, type ContributorOptions } from './contributor.ts'
 import { createMeshSwarmEngine, routeCandidates } from './mesh-swarm-engine.ts'
 import { chooseLayers, layersThatFit } from './placement.ts'
@@ -287,16 +287,36 @@ export function createTabRuntime(options: TabRuntimeOptions = {}): TabRuntime {
         }
       }
       let template: Promise<ChatTemplate> | undefined
+      // drafts for speculative decoding: the registry's draft model for this one, whole in a worker of
+      // its own (loaded on first use), else prompt lookup
+      let draftWorker: EngineWorker | undefined
+      let modelDrafts: Promise<Drafter> | undefined
+      const lookup = promptLookupDrafter()
+      const drafter: Drafter = entry.draft
+        ? async (tokens, k) => {
+          modelDrafts ??= (async () => {
+            const draftEntry = await runtime.model(entry.draft)
+            draftWorker = await startEngineWorker({ baseUrl, entry: draftEntry, backend: o.backend ?? 'ref' })
+            return modelDrafter(await draftWorker.open())
+          })().catch((err) => {
+            console.warn(`tabmesh: the draft model ${entry.draft} did not load (${(err as Error).message}); drafting by prompt lookup`)
+            return lookup
+          })
+          return (await modelDrafts)(tokens, k)
+        }
+        : lookup
       return {
         modelId: entry.id, mode: mode as 'swarm' | 'local', tokenizer, engine, loaded: worker.loaded,
         chatTemplate: () => (template ??= loadRemoteChatTemplate(baseUrl, entry).catch((err) => { template = undefined; throw err })),
         generate: (request) => generateText(engine, tokenizer, {
           ...request,
-          speculation: request.speculation ?? (request.speculate === false ? undefined : { draft: promptLookupDrafter(), maxDraft: DEFAULT_MAX_DRAFT }),
+          speculation: request.speculation ?? (request.speculate === false ? undefined : { draft: drafter, maxDraft: DEFAULT_MAX_DRAFT }),
         }, { replies, modelId: entry.id }),
         close() {
           swarm?.close()
           worker.terminate()
+          draftWorker?.terminate()
+          void modelDrafts?.then(() => draftWorker?.terminate())
         },
       }
     },

@@ -35,6 +35,8 @@ export interface ModelEntry {
   partBytes?: Record<string, number>
   /** How the layer matrices are stored: 'F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', ... (shown beside the format). */
   weightType?: string
+  /** A smaller model of the registry with the same vocabulary that drafts tokens for this one (speculative decoding). */
+  draft?: string
 }
 
 export interface Registry {
@@ -101,6 +103,7 @@ export const modelEntrySchema = z.object({
   parts: z.record(z.string().max(32), sha256).optional(),
   partBytes: z.record(z.string().max(32), count).optional(),
   weightType: z.string().max(16).optional(),
+  draft: z.string().min(1).max(64).regex(/^[\w.-]+$/).optional(),
 })
 export const registrySchema = z.object({ models: z.array(modelEntrySchema).max(1024) })
 

@@ -44,8 +44,8 @@ export interface TabChatRequest extends Omit<TabGenerateRequest, 'backend'> {
   verify?: boolean
   selfCheckShare?: number
   pauseAtToken?: number // stop after this many tokens until resume() (tests kill a peer there)
-  /** Speculative decoding by prompt lookup when greedy (default true). */
-  speculate?: boolean
+  /** Speculative decoding when greedy (default true): the registry's draft model if paired, else prompt lookup; 'lookup' forces prompt lookup. */
+  speculate?: boolean | 'lookup'
   /** Answer an identical greedy request from the tab's reply cache (default false here: tests and benches measure the swarm). */
   cache?: boolean
   /** Keep the chat session open under this name: the next call with it continues the conversation on the hosts' kept prefixes. */

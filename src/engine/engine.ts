@@ -23,6 +23,8 @@ export interface Engine {
   forward(hidden: Float32Array, positions: Int32Array): Promise<Float32Array>
   /** Final norm and classifier on the last row of hidden (n, dim) -> logits (vocab). Needs spec.head. */
   head(hidden: Float32Array): Promise<Float32Array>
+  /** The head on every row of hidden (n, dim) -> logits (n, vocab), in one call (a verified draft). Optional: head() per row does the same. */
+  headRows?(hidden: Float32Array): Promise<Float32Array>
   /** Forgets every cached position (a new conversation). */
   reset(): Promise<void>
   /**

@@ -161,9 +161,10 @@ export async function* generateTokens(engine: Engine, promptTokens: number[], op
         stats.forwardCalls++
         stats.drafted += draft.length
         let used = 0 // rows whose outputs were sampled from
+        const logits = engine.headRows ? await engine.headRows(out) : undefined // (k + 1, vocab) in one call
         for (let i = 0; i <= draft.length; i++) {
           used = i + 1
-          const sampled = sampler.sample(await engine.head(out.subarray(0, (i + 1) * c.dim)))
+          const sampled = sampler.sample(logits ? logits.subarray(i * c.vocabSize, (i + 1) * c.vocabSize) : await engine.head(out.subarray(0, (i + 1) * c.dim)))
           if (stops.has(sampled)) { finished = true; break }
           tokens.push(sampled)
           if (tokens.length - promptLength === options.maxTokens) { finished = true; break }

@@ -383,6 +383,7 @@ export function createSwarmEngine(o: SwarmEngineOptions): SwarmEngine {
     embed: (tokens) => o.local.embed(tokens),
     forward,
     head: (hidden) => o.local.head(hidden),
+    headRows: o.local.headRows && ((hidden) => o.local.headRows!(hidden)),
     async reset() {
       closeAll()
       keptRoute = undefined

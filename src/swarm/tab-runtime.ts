@@ -8,7 +8,7 @@ import { fetchRegistry, loadRemoteChatTemplate, loadRemoteTokenizer } from '../m
 import type { ChatTemplate } from '../model/template/index.ts'
 import type { Tokenizer } from '../model/tokenizer/tokenizer.ts'
 import { createReplyCache, generateText, type GeneratedToken, type GenerateRequest } from './text-generation.ts'
-import { modelDrafter, promptLookupDrafter, type Drafter } from '../engine/generate.ts'
+import { promptLookupDrafter, type Drafter } from '../engine/generate.ts'
 import { startContributor, type Contributor, type ContributorOptions } from './contributor.ts'
 import { createMeshSwarmEngine, routeCandidates } from './mesh-swarm-engine.ts'
 import { chooseLayers, layersThatFit } from './placement.ts'
@@ -297,7 +297,7 @@ export function createTabRuntime(options: TabRuntimeOptions = {}): TabRuntime {
           modelDrafts ??= (async () => {
             const draftEntry = await runtime.model(entry.draft)
             draftWorker = await startEngineWorker({ baseUrl, entry: draftEntry, backend: o.backend ?? 'ref' })
-            return modelDrafter(await draftWorker.open())
+            return draftWorker.drafter() // its steps run in the worker: one call per draft
           })().catch((err) => {
             console.warn(`tabmesh: the draft model ${entry.draft} did not load (${(err as Error).message}); drafting by prompt lookup`)
             return lookup
@@ -310,7 +310,7 @@ export function createTabRuntime(options: TabRuntimeOptions = {}): TabRuntime {
         chatTemplate: () => (template ??= loadRemoteChatTemplate(baseUrl, entry).catch((err) => { template = undefined; throw err })),
         generate: (request) => generateText(engine, tokenizer, {
           ...request,
-          speculation: request.speculation ?? (request.speculate === false ? undefined : { draft: drafter, maxDraft: DEFAULT_MAX_DRAFT }),
+          speculation: request.speculation ?? (request.speculate === false ? undefined : { draft: request.speculate === 'lookup' ? lookup : drafter, maxDraft: DEFAULT_MAX_DRAFT }),
         }, { replies, modelId: entry.id }),
         close() {
           swarm?.close()

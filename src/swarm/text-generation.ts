@@ -19,8 +19,12 @@ export interface GeneratedToken {
 export interface GenerateRequest extends GenerateOptions {
   prompt: string
   signal?: AbortSignal
-  /** Greedy requests draft by prompt lookup unless false (ChatSession.generate; `speculation` set explicitly wins). */
-  speculate?: boolean
+  /**
+   * Greedy requests draft tokens unless false (ChatSession.generate; `speculation` set explicitly
+   * wins): from the registry's draft model for this one when it pairs one, else by prompt lookup;
+   * 'lookup' drafts by prompt lookup even when a draft model is paired.
+   */
+  speculate?: boolean | 'lookup'
   /** An identical earlier greedy request is answered from the reply cache unless false. */
   cache?: boolean
 }

@@ -32,6 +32,9 @@ export interface EngineWorkerApi {
   embed(session: number, tokens: Int32Array): Promise<Float32Array>
   forward(session: number, hidden: Float32Array, positions: Int32Array): Promise<Float32Array>
   head(session: number, hidden: Float32Array): Promise<Float32Array>
+  headRows(session: number, hidden: Float32Array): Promise<Float32Array>
+  /** Up to k greedy tokens after `tokens` from this session's model (a draft model's session): one call, however many steps. */
+  draft(session: number, tokens: Int32Array, k: number): Promise<Int32Array>
   reset(session: number): Promise<void>
   close(session: number): Promise<void>
   /** The batch engine over the loaded layers (made on first use): KV cache slots and batched forward. */

@@ -2,6 +2,7 @@ import * as Comlink from 'comlink'
 import type { SliceSpec } from '../../model/model.ts'
 import type { LoadProgress } from '../../model/source/progress.ts'
 import type { BatchEngine, Engine } from '../engine.ts'
+import type { Drafter } from '../generate.ts'
 import type { ProbeResult } from '../probe.ts'
 import type { EngineWorkerApi, LoadedModel, LoadRequest } from './api.ts'
 
@@ -10,6 +11,8 @@ export interface EngineWorker {
   probe(): Promise<ProbeResult>
   /** An Engine with its own KV cache over `spec` (default: everything loaded). */
   open(spec?: SliceSpec): Promise<Engine & { close(): void }>
+  /** Greedy drafts from the loaded (whole, small) model, run in the worker: one call per draft. */
+  drafter(): Promise<Drafter>
   /** The worker's batch engine over the loaded layers: many sessions' KV caches, one copy of the weights. */
   batch(): Promise<BatchEngine>
   terminate(): void
@@ -45,9 +48,14 @@ export async function startEngineWorker(request: LoadRequest, onProgress?: (p: L
         embed: (tokens) => remote.embed(id, send(tokens)),
         forward: (hidden, positions) => remote.forward(id, send(hidden), send(positions)),
         head: (hidden) => remote.head(id, send(hidden)),
+        headRows: (hidden) => remote.headRows(id, send(hidden)),
         reset: () => remote.reset(id),
         close: () => void remote.close(id),
       }
+    },
+    async drafter() {
+      const id = await remote.open()
+      return async (tokens, k) => Array.from(await remote.draft(id, Int32Array.from(tokens), k))
     },
     async batch() {
       const info = await remote.batchInfo()

@@ -4,6 +4,7 @@ import { TabmeshError } from '../../core/errors.ts'
 import { createBackendEngine, createBatchEngineFor } from '../backends.ts'
 import type { BatchEngine, Engine } from '../engine.ts'
 import { sessionOverBatch } from '../reference/reference.ts'
+import { modelDrafter, type Drafter } from '../generate.ts'
 import { probeDevice, type ProbeResult } from '../probe.ts'
 import type { EngineWorkerApi, LoadedModel, LoadRequest } from './api.ts'
 import type { ByteSource } from '../../model/source/byte-source.ts'
@@ -25,6 +26,7 @@ export function createEngineWorkerHost(): EngineWorkerApi {
   let backend: BackendName = 'ref'
   let probed: ProbeResult | undefined
   const sessions = new Map<number, Engine>()
+  const drafters = new Map<number, Drafter>() // sessions of a draft model: their draft state
   let nextSession = 1
   // the host's engine: every session's rows in one pass over one copy of the weights
   let batch: Promise<BatchEngine> | undefined
@@ -150,10 +152,24 @@ export function createEngineWorkerHost(): EngineWorkerApi {
     embed: (id, tokens) => guarded(async () => transferOut(await session(id).embed(tokens))),
     forward: (id, hidden, positions) => guarded(async () => transferOut(await session(id).forward(hidden, positions))),
     head: (id, hidden) => guarded(async () => transferOut(await session(id).head(hidden))),
+    headRows: (id, hidden) => guarded(async () => {
+      const e = session(id)
+      const dim = e.config.dim
+      const n = hidden.length / dim
+      const out = new Float32Array(n * e.config.vocabSize)
+      for (let r = 0; r < n; r++) out.set(await e.head(hidden.subarray(0, (r + 1) * dim)), r * e.config.vocabSize)
+      return Comlink.transfer(out, [out.buffer])
+    }),
+    draft: (id, tokens, k) => guarded(async () => {
+      let d = drafters.get(id)
+      if (!d) drafters.set(id, (d = modelDrafter(session(id))))
+      return Int32Array.from(await d(Array.from(tokens), k))
+    }),
     reset: (id) => guarded(() => session(id).reset()),
     async close(id) {
       const engine = sessions.get(id)
       sessions.delete(id)
+      drafters.delete(id)
       if (engine && layersOnly(engine.spec)) (engine as { close?(): void }).close?.() // its batch engine slot
       else if (engine && idle.length < 4) idle.push(engine)
     },

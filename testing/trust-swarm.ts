@@ -9,7 +9,7 @@ import type { BackendName, LayerRange } from '../src/core/vocabulary.ts'
 import { createBackendEngine, createBatchEngineFor } from '../src/engine/backends.ts'
 import { lazyBatchEngine, sessionBatchEngine } from './session-batch.ts'
 import type { Engine } from '../src/engine/engine.ts'
-import { generateTokens } from '../src/engine/generate.ts'
+import { generateTokens, type GenerateOptions } from '../src/engine/generate.ts'
 import { createReferenceEngine } from '../src/engine/reference/reference.ts'
 import type { ModelSlice } from '../src/model/model.ts'
 import { createChannelPair, type FrameChannel } from '../src/swarm/channel.ts'
@@ -126,9 +126,9 @@ export function trustSwarmEngine(o: TrustSwarmOptions): SwarmEngine {
 }
 
 /** Greedy ids of a generation from BOS (the prompt), as generateTokens yields them. */
-export async function greedyIds(engine: Engine, maxTokens: number): Promise<number[]> {
+export async function greedyIds(engine: Engine, maxTokens: number, speculation?: GenerateOptions['speculation']): Promise<number[]> {
   const out: number[] = []
-  for await (const t of generateTokens(engine, [1], { maxTokens, temperature: 0, topP: 0.9, seed: 1 })) out.push(t)
+  for await (const t of generateTokens(engine, [1], { maxTokens, temperature: 0, topP: 0.9, seed: 1, speculation })) out.push(t)
   return out
 }
 

@@ -5,6 +5,7 @@ import { GOLDEN_IDS, loadStories } from '../../testing/models.ts'
 import { ATTACKS, type Attack } from '../../testing/liars.ts'
 import { greedyIds, impostorsOf, liarSwarm, startPeer, trustSwarmEngine } from '../../testing/trust-swarm.ts'
 import type { SwarmEvent } from './swarm-engine.ts'
+import { promptLookupDrafter } from '../engine/generate.ts'
 
 const model = await loadStories()
 const c = model.config
@@ -18,13 +19,14 @@ beforeEach(() => { random = seeded() })
 const swarmWith = (attack: Attack | undefined) => liarSwarm(model, attack, { impostors })
 
 describe('spot checks catch a contributor that lies', () => {
-  it.each(ATTACKS.map((a) => [a]))('%s: caught, banned, reputation lost, and the ids equal the honest run', async (attack) => {
+  it.each(ATTACKS.flatMap((a) => [[a, false], [a, true]] as const))('%s (speculative decoding: %s): caught, banned, reputation lost, and the ids equal the honest run', async (attack, speculate) => {
     const reputation = await openReputation(memoryReputationStore())
     const events: SwarmEvent[] = []
     // for collude, R2 also hosts [2, 4) and lies the same way when asked to verify; the client's own checks catch them
     const peers = swarmWith(attack)
     const engine = trustSwarmEngine({ model, peers, events, selfSpans: true, trust: { reputation, random, selfCheckShare: attack === 'collude' ? 0.5 : 0.1 } })
-    const ids = await greedyIds(engine, 64)
+    // with speculation, drafts verified k + 1 rows at a time and rejected rows rolled back on every hop and in the checker
+    const ids = await greedyIds(engine, 64, speculate ? { draft: promptLookupDrafter(), maxDraft: 4 } : undefined)
     engine.close()
     expect(ids).toEqual(golden)
     const caught = events.filter((e) => e.type === 'caught')

@@ -127,6 +127,7 @@ export interface Checker {
 interface Slot {
   runner: SpanRunner
   synced: number // positions below are in the runner's cache
+  fps: Float32Array[] // [position] -> fingerprint of the runner's output, for positions below synced
 }
 
 interface Window {
@@ -188,7 +189,10 @@ export function createChecker(o: CheckerOptions): Checker {
     const fps: Float32Array[] = [] // [position] -> fingerprint (size) of the row the hop returned
     const windows: Window[] = []
     let decided = 0 // positions below are decided
-    let era = 0 // bumped by truncate: a check started before it is void
+    // truncations (rollbacks of a rejected draft, rewinds) in order: a check that started before one
+    // at a position below its end is void; one at or above its end leaves it standing
+    const truncations: number[] = []
+    const voided = (since: number, end: number) => truncations.slice(since).some((p) => p < end)
     // the hop's verifiers, each keeping its session between checks: a peer, and this client for its share of checks
     const verifiers: { self?: Slot; peer?: Slot } = {}
     let peerless = false // no other peer could verify this hop: the client does every check
@@ -225,7 +229,7 @@ export function createChecker(o: CheckerOptions): Checker {
       // colluding peer verifier is contradicted sooner or later), else the hop's peer verifier
       const wantSelf = peerless || (!selfless && random() < selfShare)
       for (let attempt = 0; ; attempt++) {
-        if (closed || myEra !== era) return true
+        if (closed || voided(myEra, end)) return true
         v = wantSelf ? verifiers.self : verifiers.peer ?? (peerless ? verifiers.self : undefined)
         if (!v) {
           const runner = await o.openRunner(layers, new Set([peerId, ...noVerifier]), wantSelf).catch((err: Error) => {
@@ -237,7 +241,7 @@ export function createChecker(o: CheckerOptions): Checker {
             event('unverifiable', {})
             return true
           }
-          if (closed || myEra !== era) {
+          if (closed || voided(myEra, end)) {
             runner.close()
             return true
           }
@@ -245,14 +249,24 @@ export function createChecker(o: CheckerOptions): Checker {
           if (runner.peerId !== SELF && wantSelf) selfless = true
           const key = runner.peerId === SELF ? 'self' : 'peer'
           if (verifiers[key]) runner.close()
-          else verifiers[key] = { runner, synced: 0 }
+          else verifiers[key] = { runner, synced: 0, fps: [] }
           v = verifiers[key]!
         }
-        const from = v.synced
+        // compared: the window's positions; replayed: what the verifier has not computed yet (its
+        // outputs of earlier positions are kept, so a window is compared whole even when the verifier
+        // ran part of it for an earlier window)
+        const from = win.start
         try {
-          const theirs = await replay(v.runner, inputs, from, end)
-          if (closed || myEra !== era) return true
-          v.synced = end
+          if (v.synced < end) {
+            const replayFrom = v.synced
+            const fresh = await replay(v.runner, inputs, replayFrom, end)
+            if (closed || voided(myEra, end)) return true
+            v.fps.length = replayFrom
+            for (let p = replayFrom; p < end; p++) v.fps.push(fresh.subarray((p - replayFrom) * FINGERPRINT_SIZE, (p - replayFrom + 1) * FINGERPRINT_SIZE))
+            v.synced = end
+          }
+          const theirs = new Float32Array((end - from) * FINGERPRINT_SIZE)
+          for (let p = from; p < end; p++) theirs.set(v.fps[p], (p - from) * FINGERPRINT_SIZE)
           if (v.runner.peerId === SELF) stats.selfChecks++
           stats.checks++
           const tolerance = honestTolerance(o.kindOf(peerId), v.runner.kind, o.dtype)
@@ -272,7 +286,7 @@ export function createChecker(o: CheckerOptions): Checker {
           }
           return await settleDisagreement(v, theirs, from, end, firstBad, worst, tolerance, started)
         } catch (err) {
-          if (closed || myEra !== era) return true // the positions it was replaying were rewound meanwhile: nobody's fault
+          if (closed || voided(myEra, end)) return true // the positions it was replaying were rolled back meanwhile: nobody's fault
           // a verifier that fails, stalls or answers malformed is dropped; the next one takes over
           log(`tabmesh: verifier ${v.runner.peerId} failed: ${(err as Error).message}`)
           if (v.runner.peerId !== SELF) {
@@ -292,7 +306,7 @@ export function createChecker(o: CheckerOptions): Checker {
     /** The checked peer and the verifier disagree from `firstBad` on: a third execution decides. */
     async function settleDisagreement(slot: Slot, theirs: Float32Array, from: number, end: number, firstBad: number, worst: number, tolerance: number, started: number): Promise<boolean> {
       const v = slot.runner
-      const myEra = era
+      const myEra = truncations.length
       const guilty = (reason: string, referee?: string): false => {
         stats.failed++
         convict(peerId)
@@ -327,7 +341,7 @@ export function createChecker(o: CheckerOptions): Checker {
         }
       }
       if (closed) return false
-      if (myEra !== era) return true // rewound meanwhile: the disputed positions are gone
+      if (voided(myEra, end)) return true // rolled back meanwhile: the disputed positions are gone
       const agrees = (a: Float32Array, aFrom: number, kind: ExecutionKind) => {
         for (let p = from; p < end; p++) {
           const tol = honestTolerance(referee!.kind, kind, o.dtype)
@@ -378,7 +392,7 @@ export function createChecker(o: CheckerOptions): Checker {
       const win: Window = { start, end, state: 'pending' }
       windows.push(win)
       stats.windows++
-      const myEra = era
+      const myEra = truncations.length
       // a window whose check failed stays undecided: the hop is replaced and generation rewinds
       chain = chain.then(() => check(win, myEra)).catch((err: Error) => {
         log(`tabmesh: check failed: ${err.message}`)
@@ -409,13 +423,21 @@ export function createChecker(o: CheckerOptions): Checker {
       },
       truncate(position) {
         if (position >= inputs.length) return
-        era++
+        truncations.push(position)
         inputs.length = position
         fps.length = position
-        for (const w of windows) w.state = 'done'
+        // windows wholly below the cut stand (their checks go on); the others are void and are drawn again
+        const kept = windows.filter((w) => w.end <= position)
+        for (const w of windows) if (w.end > position) w.state = 'done' // its check, if running, is ignored
         windows.length = 0
+        windows.push(...kept)
         decided = Math.min(decided, position)
-        for (const slot of [verifiers.self, verifiers.peer]) if (slot && slot.synced > position) slot.synced = position // its cache is overwritten from there
+        for (const slot of [verifiers.self, verifiers.peer]) {
+          if (slot && slot.synced > position) {
+            slot.synced = position // its cache is overwritten from there
+            slot.fps.length = position
+          }
+        }
       },
       decidedThrough: () => (drawn ? decided : Infinity),
       close() {

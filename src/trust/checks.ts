@@ -128,6 +128,7 @@ interface Slot {
   runner: SpanRunner
   synced: number // positions below are in the runner's cache
   fps: Float32Array[] // [position] -> fingerprint of the runner's output, for positions below synced
+  vouched: [number, number][] // position ranges it compared with the checked hop and agreed on (a colluder vouches for a lie)
 }
 
 interface Window {
@@ -249,7 +250,7 @@ export function createChecker(o: CheckerOptions): Checker {
           if (runner.peerId !== SELF && wantSelf) selfless = true
           const key = runner.peerId === SELF ? 'self' : 'peer'
           if (verifiers[key]) runner.close()
-          else verifiers[key] = { runner, synced: 0, fps: [] }
+          else verifiers[key] = { runner, synced: 0, fps: [], vouched: [] }
           v = verifiers[key]!
         }
         // compared: the window's positions; replayed: what the verifier has not computed yet (its
@@ -278,6 +279,7 @@ export function createChecker(o: CheckerOptions): Checker {
             if (d > tolerance && firstBad < 0) firstBad = p
           }
           if (firstBad < 0) {
+            v.vouched.push([from, end])
             stats.passed++
             o.reputation.passed(peerId)
             if (v.runner.peerId !== SELF) o.reputation.passed(v.runner.peerId)
@@ -319,7 +321,7 @@ export function createChecker(o: CheckerOptions): Checker {
       if (v.peerId === SELF) {
         // a peer verifier that passed these positions vouched for a lie: a colluder
         const vouched = verifiers.peer
-        if (vouched && firstBad < vouched.synced) {
+        if (vouched && vouched.vouched.some(([a, b]) => a <= firstBad && firstBad < b)) {
           stats.verifierLied++
           convict(vouched.runner.peerId)
           noVerifier.add(vouched.runner.peerId)
@@ -437,6 +439,7 @@ export function createChecker(o: CheckerOptions): Checker {
             slot.synced = position // its cache is overwritten from there
             slot.fps.length = position
           }
+          if (slot) slot.vouched = slot.vouched.filter(([a]) => a < position).map(([a, b]) => [a, Math.min(b, position)])
         }
       },
       decidedThrough: () => (drawn ? decided : Infinity),

@@ -195,7 +195,7 @@ describe('prefix cache', () => {
     const tokenizer = storiesTokenizer()
     const hosts = threeHops()
     const request = { prompt: 'Once upon a time', maxTokens: 24, temperature: 0, topP: 0.9, seed: 1 }
-    const collect = async () => { const out: { token: number; cached?: boolean }[] = []; for await (const t of generateText(swarm(hosts), tokenizer, request, { replies, modelId: 'stories260K' })) out.push(t); return out }
+    const collect = async () => { const out: { token: number; cached?: boolean }[] = []; for await (const t of generateText(swarm(hosts), tokenizer, request, { replies, modelId: 'stories260K', where: 'swarm' })) out.push(t); return out }
     const cold = await collect()
     const served = hosts[0].host.stats().tokensProcessed
     const warm = await collect()

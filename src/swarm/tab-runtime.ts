@@ -311,7 +311,7 @@ export function createTabRuntime(options: TabRuntimeOptions = {}): TabRuntime {
         generate: (request) => generateText(engine, tokenizer, {
           ...request,
           speculation: request.speculation ?? (request.speculate === false ? undefined : { draft: request.speculate === 'lookup' ? lookup : drafter, maxDraft: DEFAULT_MAX_DRAFT }),
-        }, { replies, modelId: entry.id }),
+        }, { replies, modelId: entry.id, where: mode }),
         close() {
           swarm?.close()
           worker.terminate()

@@ -57,16 +57,19 @@ export function createReplyCache(maxEntries = 64): ReplyCache {
   }
 }
 
-/** The cache key of a request, or undefined when its reply is not to be cached (sampling). */
-export const replyCacheKey = (modelId: string, request: GenerateRequest): string | undefined =>
-  (request.temperature === 0 ? JSON.stringify([modelId, request.prompt, request.maxTokens]) : undefined)
+/**
+ * The cache key of a request, or undefined when its reply is not to be cached (sampling). `where`
+ * ('swarm' or 'local') is part of it: a reply asked of the swarm is computed by the swarm once.
+ */
+export const replyCacheKey = (modelId: string, where: string, request: GenerateRequest): string | undefined =>
+  (request.temperature === 0 ? JSON.stringify([modelId, where, request.prompt, request.maxTokens]) : undefined)
 
 const isSwarm = (e: Engine): e is SwarmEngine => typeof (e as SwarmEngine).lastRoute === 'function'
 
-export async function* generateText(engine: Engine, tokenizer: Tokenizer, request: GenerateRequest, cache?: { replies: ReplyCache; modelId: string }): AsyncGenerator<GeneratedToken> {
+export async function* generateText(engine: Engine, tokenizer: Tokenizer, request: GenerateRequest, cache?: { replies: ReplyCache; modelId: string; where: string }): AsyncGenerator<GeneratedToken> {
   const promptTokens = tokenizer.encode(request.prompt)
   const decoder = tokenizer.createStreamDecoder(promptTokens[promptTokens.length - 1])
-  const key = cache && request.cache !== false ? replyCacheKey(cache.modelId, request) : undefined
+  const key = cache && request.cache !== false ? replyCacheKey(cache.modelId, cache.where, request) : undefined
   const hit = key !== undefined ? cache!.replies.get(key) : undefined
   if (hit) {
     if (request.stats) { request.stats.firstTokenAt = performance.now(); request.stats.tokens = hit.length }

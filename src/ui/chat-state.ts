@@ -150,7 +150,7 @@ export function createChatController(runtime: TabRuntime, settings: SettingsStor
   }
 
   /** Streams a reply to `conversation`'s messages into a new assistant message. */
-  async function reply(conversation: ConversationRecord, seed: number) {
+  async function reply(conversation: ConversationRecord, seed: number, fresh = false) {
     const s = settings.get()
     const entry = models().find((m) => m.id === conversation.modelId)
     const message: ChatMessageRecord = {
@@ -183,7 +183,7 @@ export function createChatController(runtime: TabRuntime, settings: SettingsStor
       update({ mode: chatSession.mode })
       const stats = newGenerationStats()
       let cached = false
-      for await (const t of chatSession.generate({ prompt, maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed, signal, stats })) {
+      for await (const t of chatSession.generate({ prompt, maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed, signal, stats, cache: !fresh })) {
         text += t.text
         cached ||= !!t.cached
         if (t.token >= 0) {
@@ -241,7 +241,7 @@ export function createChatController(runtime: TabRuntime, settings: SettingsStor
       const s = settings.get()
       // at temperature 0 the same reply comes back; above it, a new seed gives a new one
       const seed = s.temperature === 0 ? s.seed : Math.floor(Math.random() * 2 ** 31)
-      await reply({ ...active, messages }, seed)
+      await reply({ ...active, messages }, seed, true) // computed again, not answered from the reply cache
     },
     stop: () => abort?.abort(),
     close() {

@@ -38,7 +38,8 @@ export interface HostOptions {
 
 export interface HostStats {
   activeSessions: number
-  kvBytes: number // KV cache memory held by the open sessions and the kept prefixes
+  kvBytes: number // KV cache memory held by the open sessions
+  keptBytes: number // KV cache memory held by kept prefixes (LRU; with kvBytes, inside the KV budget)
   queueDepth: number
   tokensProcessed: number // rows forwarded, all sessions
   sessionsServed: number
@@ -333,7 +334,10 @@ export function createSwarmHost(options: HostOptions): SwarmHost {
 
   return {
     serve,
-    stats: () => ({ activeSessions: sessions.size, kvBytes: usedKv(), queueDepth: queue.length, keptPrefixes: kept.size, ...stats }),
+    stats: () => {
+      const keptBytes = [...kept.values()].reduce((n, k) => n + k.kvBytes, 0)
+      return { activeSessions: sessions.size, kvBytes: usedKv() - keptBytes, keptBytes, queueDepth: queue.length, keptPrefixes: kept.size, ...stats }
+    },
     close(reason = 'closing') {
       closing = reason
       for (const s of sessions) {

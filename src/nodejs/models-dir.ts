@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { TabmeshError } from '../core/errors.ts'
 import { formatOfWeights, loadEntryChatTemplate, loadEntrySlice, loadEntryTokenizer, readModelConfig, readWeightType, roleOfFileName } from '../model/source/entry.ts'
 import { partSha256, type PartName } from '../model/source/integrity.ts'
-import { loadLlama2c, readLlama2cConfig } from '../model/formats/llama2c.ts'
+import { loadLlama2c, readLlama2cHeader } from '../model/formats/llama2c.ts'
 import type { ModelConfig, ModelSlice, SliceSpec } from '../model/model.ts'
 import { parseModelEntry, type FileRole, type ModelEntry, type RegistryFile } from '../model/source/registry.ts'
 import { httpSource, type ByteSource } from '../model/source/byte-source.ts'
@@ -82,12 +82,13 @@ async function describeLocalModel(folder: string, id: string, cache: HashCache, 
   const format = formatOfWeights(weights.map((f) => f.name), folder)
   if (format === 'llama2c') {
     if (!files.some((f) => f.role === 'tokenizer')) throw new TabmeshError('model-not-found', `${folder} has no tokenizer (tokenizer.bin or tok*.bin)`)
-    const config = await readLlama2cConfig(fileSource(join(folder, weights[0].name)))
+    const { config, encoding } = await readLlama2cHeader(fileSource(join(folder, weights[0].name)))
     const described = await parts(() => describeParts(config, async (spec) => {
       const source = fileSource(join(folder, weights[0].name))
       return { slice: await loadLlama2c(source, spec), bytesRead: source.bytesRead }
     }, id, progress))
-    return { id, format: 'llama2c', config, files, ...described, weightType: 'F32' }
+    // export.py version 2 keeps int8 values in groups with an fp32 scale each (loaded as fp32)
+    return { id, format: 'llama2c', config, files, ...described, weightType: encoding.version === 2 ? `Q8 g${encoding.groupSize}` : 'F32' }
   }
   // GGUF and safetensors: the same loader the tabs use, over local files; the tokenizer is checked
   // against the model here so a mismatched folder is reported, not served

@@ -56,3 +56,27 @@ describe('checks and rollbacks', () => {
     expect(hop.decidedThrough()).toBe(9)
   })
 })
+
+describe('checks when a verifier cannot be found', () => {
+  it('positions an unverifiable window let through are compared by the next verifier found', async () => {
+    const dim = 8
+    const layer = (h: Float32Array) => h.map((x) => 2 * x + 1)
+    const reputation = await openReputation(memoryReputationStore())
+    let available = false
+    const checker = createChecker({
+      dim, reputation, kindOf: () => ({ backend: 'ref' }), windowRows: 4, selfCheckShare: 0, random: () => 0.5,
+      openRunner: async () => (available ? { peerId: 'V', kind: { backend: 'ref' }, maxRows: 32, close() {}, forward: async (_p, h) => layer(h) } : undefined),
+    })
+    const hop = checker.track({ peerId: 'P', layers: { start: 0, end: 1 } })
+    const input = Float32Array.from({ length: 8 * dim }, (_, i) => Math.cos(i))
+    const lied = layer(input)
+    lied[1 * dim] += 3 // position 1: in the first window, which nobody can verify
+    await hop.record(Int32Array.from([0, 1, 2, 3]), input.subarray(0, 4 * dim), lied.subarray(0, 4 * dim))
+    await new Promise((r) => setTimeout(r, 5))
+    available = true
+    await hop.record(Int32Array.from([4, 5, 6, 7]), input.subarray(4 * dim), lied.subarray(4 * dim))
+    await checker.settle()
+    expect(checker.stats().unverifiable).toBeGreaterThan(0)
+    expect(checker.takeFailure()).toMatchObject({ peerId: 'P', position: 1 })
+  })
+})

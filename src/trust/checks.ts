@@ -253,10 +253,11 @@ export function createChecker(o: CheckerOptions): Checker {
           else verifiers[key] = { runner, synced: 0, fps: [], vouched: [] }
           v = verifiers[key]!
         }
-        // compared: the window's positions; replayed: what the verifier has not computed yet (its
-        // outputs of earlier positions are kept, so a window is compared whole even when the verifier
-        // ran part of it for an earlier window)
-        const from = win.start
+        // compared: the window's positions and every position this verifier has not computed yet (a
+        // new verifier compares from 0, so positions an earlier check could not verify are covered);
+        // replayed: what it has not computed (its outputs of earlier positions are kept, so a window
+        // is compared whole even when the verifier ran part of it for an earlier window)
+        const from = Math.min(win.start, v.synced)
         try {
           if (v.synced < end) {
             const replayFrom = v.synced

@@ -6,6 +6,7 @@ import type { ModelSlice } from '../model/model.ts'
 import { quantizeSlice } from '../model/quant/index.ts'
 import { makeSyntheticLlama2c, withFamilyFeatures } from '../model/formats/synthetic.ts'
 import { loadStories } from '../../testing/models.ts'
+import { relativeError } from '../../testing/compare.ts'
 import type { BatchEngine, Engine } from './engine.ts'
 import { createReferenceBatchEngine, createReferenceEngine } from './reference/reference.ts'
 import { createWasmBatchEngine } from './wasm/index.ts'
@@ -30,15 +31,6 @@ interface Session {
   expected: Float32Array // (length, dim) the alone engine's outputs
 }
 
-function relError(a: Float32Array, b: Float32Array): number {
-  let diff = 0
-  let scale = 0
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]))
-    scale = Math.max(scale, Math.abs(b[i]))
-  }
-  return diff / scale
-}
 
 /**
  * Sessions of different lengths at different positions: each call takes a prefill chunk of one
@@ -99,7 +91,7 @@ async function compareBatched(batch: BatchEngine, alone: () => Promise<Engine>, 
     }
   }
   let error = 0
-  for (const s of sessions) error = Math.max(error, relError(actual.get(s)!, s.expected))
+  for (const s of sessions) error = Math.max(error, relativeError(actual.get(s)!, s.expected))
   return { error, calls, maxRowsInCall, closedMidway }
 }
 
@@ -134,14 +126,14 @@ describe('batched forward over many sessions equals each session alone, row for 
     const a = await batch.openCache(16)
     const first = (await batch.forwardBatch(x, new Int32Array(6).fill(a), Int32Array.from([0, 1, 2, 3, 4, 5]), { start: 1, end: 3 })).slice()
     const ref = createReferenceEngine({ ...m, spec: { ...m.spec, layers: { start: 1, end: 3 } } })
-    expect(relError(first, await ref.forward(x, Int32Array.from([0, 1, 2, 3, 4, 5])))).toBeLessThan(TOLERANCE)
+    expect(relativeError(first, await ref.forward(x, Int32Array.from([0, 1, 2, 3, 4, 5])))).toBeLessThan(TOLERANCE)
     // slot b takes a's first 4 positions, then both continue at position 4 with the same row: same output
     const b = await batch.openCache(16)
     await batch.copyCache(a, b, 4)
     const row = x.slice(4 * c.dim, 5 * c.dim)
     const both = await batch.forwardBatch(Float32Array.from([...row, ...row]), Int32Array.from([a, b]), Int32Array.from([4, 4]), { start: 1, end: 3 })
-    expect(relError(both.slice(c.dim), both.slice(0, c.dim))).toBe(0)
-    expect(relError(both.slice(0, c.dim), first.slice(4 * c.dim, 5 * c.dim))).toBeLessThan(TOLERANCE)
+    expect(relativeError(both.slice(c.dim), both.slice(0, c.dim))).toBe(0)
+    expect(relativeError(both.slice(0, c.dim), first.slice(4 * c.dim, 5 * c.dim))).toBeLessThan(TOLERANCE)
   })
 
   it('refuses bad calls with typed errors and keeps serving', async () => {
